@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test gc-tuner has. Called by `make test` (after the Python venv exists) and by .ci/run.
+# Each stage prints a banner so a long CI log shows where time goes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+stage() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+stage "lint: ruff + mypy (strict on operator/)"
+ruff check operator tests e2e bench
+mypy
+
+stage "Go: vet, race tests and a short fuzz run of the agent"
+if [ -f agent/go.mod ]; then
+  (cd agent && go vet ./... && go test -race -count=1 ./... && go test -run '^$' -fuzz 'FuzzDecodeRequest' -fuzztime=10s .)
+fi
+
+stage "Kubernetes binaries (built once, cached under ~/.cache/gc-tuner/)"
+if [ -f e2e/cluster/build.py ]; then
+  python -m e2e.cluster build
+fi
+
+stage "pytest: unit, integration (real Go processes) and e2e (real control plane)"
+python -m pytest -q -p no:cacheprovider "$@"
