@@ -1,4 +1,4 @@
-"""Lower layers never import higher ones: input -> model -> logic -> actuation -> controller -> cli."""
+"""Lower layers never import higher ones: input -> model -> logic -> actuation -> loop -> controller -> cli."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "operator" / "gc_tuner"
-ORDER = ["input", "model", "logic", "actuation", "controller", "cli"]
+ORDER = ["input", "model", "logic", "actuation", "loop", "controller", "cli"]
 
 
 def _imports(path: Path) -> set[str]:

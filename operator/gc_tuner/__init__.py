@@ -6,6 +6,8 @@ Layers, lowest first; a layer never imports a higher one (tests/test_layers.py e
     model/      per-pod sample windows and policy specs
     logic/      fits, strategies (Formula, Budget), GOMEMLIMIT rendering, the decision step
     actuation/  the agent endpoint client and the Deployment env patch
+    loop/       one tuning cycle (gather -> window -> fit -> strategy -> decide -> act -> status),
+                shared by the operator and `gc-tuner local`
     controller/ kopf handlers only, thin
     cli/        the `gc-tuner` command
 """
