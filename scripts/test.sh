@@ -19,6 +19,9 @@ stage "Kubernetes binaries (built once, cached under ~/.cache/gc-tuner/)"
 if [ -f e2e/cluster/build.py ]; then
   python -m e2e.cluster build
 fi
+if [ -f e2e/helm.py ]; then
+  python -m e2e.helm build  # helm for the chart tests, from its Go module, cached beside the binaries
+fi
 
 stage "pytest: unit, integration (real Go processes) and e2e (real control plane)"
 python -m pytest -q -p no:cacheprovider "$@"

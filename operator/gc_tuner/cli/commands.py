@@ -4,4 +4,11 @@ from __future__ import annotations
 
 import click
 
+from gc_tuner.cli.analyze import analyze
+from gc_tuner.cli.local import local
+from gc_tuner.cli.recommend import recommend
+
 ALL: list[click.Command] = []
+ALL.append(analyze)
+ALL.append(recommend)
+ALL.append(local)

@@ -111,3 +111,6 @@ class RuntimeSample:
     requests_total: float | None = None  # the policy's request counter, summed over its series
     go_version: str | None = None
     gomaxprocs: int | None = None
+    heap_allocs_bytes_total: int | None = None  # cumulative bytes allocated (/gc/heap/allocs): alloc rate
+    heap_released_bytes: int | None = None  # heap memory returned to the OS (/memory/classes/heap/released)
+    limiter_last_enabled_cycle: int | None = None  # GC CPU limiter last engaged in this cycle; 0 = never

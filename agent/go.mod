@@ -1,0 +1,3 @@
+module github.com/gctuner/gc-tuner/agent
+
+go 1.22

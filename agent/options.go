@@ -1,0 +1,108 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults of the options. They are documented on each option and in README.md.
+const (
+	defaultMinGOGC             = 10
+	defaultMaxGOGC             = 1000
+	defaultMinMemoryLimitBytes = 32 << 20
+	defaultMaxLease            = 30 * time.Minute
+)
+
+// An Option configures an Agent. Options are sealed: only this package can implement them.
+type Option interface {
+	apply(*config)
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	token               string
+	tokenFile           string
+	minGOGC             int
+	maxGOGC             int
+	minMemoryLimitBytes int64
+	maxLease            time.Duration
+	logger              *slog.Logger
+	unauthenticated     bool
+}
+
+func defaultConfig() config {
+	return config{
+		minGOGC:             defaultMinGOGC,
+		maxGOGC:             defaultMaxGOGC,
+		minMemoryLimitBytes: defaultMinMemoryLimitBytes,
+		maxLease:            defaultMaxLease,
+		logger:              slog.New(discardHandler{}),
+	}
+}
+
+// validate reports option values that cannot make sense; New panics on them because they are
+// programming errors of the embedding service, like a bad regexp passed to regexp.MustCompile.
+func (c *config) validate() error {
+	if c.minGOGC < 0 || c.maxGOGC < c.minGOGC {
+		return fmt.Errorf("agent: WithBounds: need 0 <= minGOGC <= maxGOGC, got %d..%d", c.minGOGC, c.maxGOGC)
+	}
+	if c.minMemoryLimitBytes < 0 {
+		return fmt.Errorf("agent: WithBounds: minMemoryLimitBytes %d is negative", c.minMemoryLimitBytes)
+	}
+	if c.maxLease < time.Second {
+		return fmt.Errorf("agent: WithMaxLease: %v is shorter than one second", c.maxLease)
+	}
+	return nil
+}
+
+// WithToken requires every request (reads included) to carry "Authorization: Bearer <token>".
+// Default: no token, in which case reads are open and writes are refused (see
+// AllowUnauthenticatedWrites). An empty token means no token. WithToken and WithTokenFile are
+// exclusive: the last one given wins.
+func WithToken(token string) Option {
+	return optionFunc(func(c *config) { c.token, c.tokenFile = token, "" })
+}
+
+// WithTokenFile is WithToken with the token read from a file (surrounding whitespace trimmed),
+// such as a mounted Kubernetes Secret. The file is stat'ed on every request and re-read when its
+// modification time or size changes, so a rotated token takes effect without a restart. While the
+// file is missing, unreadable or empty, every request is refused with 503. Default: none.
+func WithTokenFile(path string) Option {
+	return optionFunc(func(c *config) { c.tokenFile, c.token = path, "" })
+}
+
+// WithBounds limits what a write may set: minGOGC <= gogc <= maxGOGC and
+// memoryLimitBytes >= minMemoryLimitBytes. A value outside gets 422 naming the bound.
+// Defaults: GOGC 10..1000, memory limit at least 32 MiB. GOGC "off" can never be set through the
+// agent. New panics unless 0 <= minGOGC <= maxGOGC and minMemoryLimitBytes >= 0.
+func WithBounds(minGOGC, maxGOGC int, minMemoryLimitBytes int64) Option {
+	return optionFunc(func(c *config) {
+		c.minGOGC, c.maxGOGC, c.minMemoryLimitBytes = minGOGC, maxGOGC, minMemoryLimitBytes
+	})
+}
+
+// WithMaxLease caps the lease a write may ask for (leaseSeconds). Default: 30 minutes.
+// New panics if it is shorter than one second.
+func WithMaxLease(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.maxLease = d })
+}
+
+// WithLogger receives one record per applied write, lease expiry and refused request.
+// Default: silent. A nil logger keeps the default.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	})
+}
+
+// AllowUnauthenticatedWrites lets POST and DELETE through when no token is configured. Without
+// it (the default) such writes get 403. It has no effect when a token is configured.
+func AllowUnauthenticatedWrites() Option {
+	return optionFunc(func(c *config) { c.unauthenticated = true })
+}

@@ -1,0 +1,174 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDecodeRequest(t *testing.T) {
+	tests := []struct {
+		name    string
+		body    string
+		status  int    // 0: accepted
+		errPart string // substring of the error message
+		check   func(t *testing.T, r writeRequest)
+	}{
+		{name: "both knobs", body: `{"gogc":150,"memoryLimitBytes":268435456,"leaseSeconds":60,"owner":"op"}`,
+			check: func(t *testing.T, r writeRequest) {
+				if *r.GOGC != 150 || *r.MemoryLimitBytes != 268435456 || *r.LeaseSeconds != 60 || *r.Owner != "op" {
+					t.Errorf("decoded %+v", r)
+				}
+			}},
+		{name: "nulls leave knobs alone", body: `{"gogc":null,"memoryLimitBytes":null,"leaseSeconds":5,"owner":"op"}`,
+			check: func(t *testing.T, r writeRequest) {
+				if r.GOGC != nil || r.MemoryLimitBytes != nil {
+					t.Errorf("want nil knobs, got %+v", r)
+				}
+			}},
+		{name: "absent knobs", body: `{"leaseSeconds":5,"owner":"op"}`},
+		{name: "trailing whitespace is fine", body: "{\"leaseSeconds\":5,\"owner\":\"op\"}\n\t "},
+		{name: "unknown field", body: `{"gogc":100,"leaseSeconds":5,"owner":"op","extra":1}`, status: 400, errPart: `unknown field "extra"`},
+		{name: "field name in another case", body: `{"GOGC":100,"leaseSeconds":5,"owner":"op"}`, status: 400, errPart: `unknown field "GOGC"`},
+		{name: "trailing object", body: `{"leaseSeconds":5,"owner":"op"}{}`, status: 400, errPart: "trailing data"},
+		{name: "trailing garbage", body: `{"leaseSeconds":5,"owner":"op"} x`, status: 400, errPart: "trailing data"},
+		{name: "not an object", body: `[1,2]`, status: 400, errPart: "invalid JSON"},
+		{name: "null body", body: `null`, status: 400, errPart: "got null"},
+		{name: "empty body", body: ``, status: 400, errPart: "invalid JSON"},
+		{name: "truncated", body: `{"gogc":1`, status: 400, errPart: "invalid JSON"},
+		{name: "float gogc", body: `{"gogc":1.5,"leaseSeconds":5,"owner":"op"}`, status: 400, errPart: "gogc"},
+		{name: "string gogc", body: `{"gogc":"100","leaseSeconds":5,"owner":"op"}`, status: 400, errPart: "gogc"},
+		{name: "exponent gogc", body: `{"gogc":1e2,"leaseSeconds":5,"owner":"op"}`, status: 400, errPart: "gogc"},
+		{name: "limit overflows int64", body: `{"memoryLimitBytes":9223372036854775808,"leaseSeconds":5,"owner":"op"}`, status: 400, errPart: "memoryLimitBytes"},
+		{name: "missing lease", body: `{"gogc":100,"owner":"op"}`, status: 400, errPart: "leaseSeconds is required"},
+		{name: "null lease", body: `{"gogc":100,"leaseSeconds":null,"owner":"op"}`, status: 400, errPart: "leaseSeconds is required"},
+		{name: "missing owner", body: `{"gogc":100,"leaseSeconds":5}`, status: 400, errPart: "owner is required"},
+		{name: "too large", body: `{"owner":"` + strings.Repeat("a", maxBodyBytes) + `","leaseSeconds":5}`, status: 413, errPart: "exceeds"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := decodeRequest(http.MaxBytesReader(nil, readCloser(tt.body), maxBodyBytes))
+			if tt.status == 0 {
+				if err != nil {
+					t.Fatalf("rejected: %v", err)
+				}
+				if tt.check != nil {
+					tt.check(t, req)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted %+v, want %d", req, tt.status)
+			}
+			if err.status != tt.status || !strings.Contains(err.msg, tt.errPart) {
+				t.Fatalf("got %d %q, want %d containing %q", err.status, err.msg, tt.status, tt.errPart)
+			}
+		})
+	}
+}
+
+func TestValidateRequestNamesTheBound(t *testing.T) {
+	cfg := defaultConfig()
+	WithBounds(20, 500, 64<<20).apply(&cfg)
+	WithMaxLease(10 * time.Minute).apply(&cfg)
+	i := func(v int) *int { return &v }
+	i64 := func(v int64) *int64 { return &v }
+	s := func(v string) *string { return &v }
+	tests := []struct {
+		name    string
+		req     writeRequest
+		errPart string // empty: valid
+	}{
+		{"inside", writeRequest{GOGC: i(20), MemoryLimitBytes: i64(64 << 20), LeaseSeconds: i64(600), Owner: s("op")}, ""},
+		{"no limit is allowed", writeRequest{MemoryLimitBytes: i64(1<<63 - 1), LeaseSeconds: i64(1), Owner: s("op")}, ""},
+		{"gogc low", writeRequest{GOGC: i(19), LeaseSeconds: i64(5), Owner: s("op")}, "gogc 19 is below the minimum 20 (minGOGC)"},
+		{"gogc off", writeRequest{GOGC: i(-1), LeaseSeconds: i64(5), Owner: s("op")}, "(minGOGC)"},
+		{"gogc high", writeRequest{GOGC: i(501), LeaseSeconds: i64(5), Owner: s("op")}, "gogc 501 is above the maximum 500 (maxGOGC)"},
+		{"limit low", writeRequest{MemoryLimitBytes: i64(64<<20 - 1), LeaseSeconds: i64(5), Owner: s("op")}, "(minMemoryLimitBytes)"},
+		{"limit negative", writeRequest{MemoryLimitBytes: i64(-1), LeaseSeconds: i64(5), Owner: s("op")}, "(minMemoryLimitBytes)"},
+		{"lease zero", writeRequest{LeaseSeconds: i64(0), Owner: s("op")}, "leaseSeconds 0 is below the minimum 1"},
+		{"lease long", writeRequest{LeaseSeconds: i64(601), Owner: s("op")}, "leaseSeconds 601 is above the maximum 600 (maxLeaseSeconds)"},
+		{"owner empty", writeRequest{LeaseSeconds: i64(5), Owner: s("")}, "owner must not be empty"},
+		{"owner long", writeRequest{LeaseSeconds: i64(5), Owner: s(strings.Repeat("o", 257))}, "above the maximum 256"},
+		{"owner control char", writeRequest{LeaseSeconds: i64(5), Owner: s("op\n")}, "non-printable"},
+		{"owner bad utf8", writeRequest{LeaseSeconds: i64(5), Owner: s("op\xff")}, "UTF-8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := cfg.validateRequest(tt.req)
+			if tt.errPart == "" {
+				if err != nil {
+					t.Fatalf("rejected: %v", err)
+				}
+				return
+			}
+			if err == nil || err.status != http.StatusUnprocessableEntity || !strings.Contains(err.msg, tt.errPart) {
+				t.Fatalf("got %v, want 422 containing %q", err, tt.errPart)
+			}
+		})
+	}
+}
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
+
+func readCloser(s string) nopCloser { return nopCloser{bytes.NewReader([]byte(s))} }
+
+// FuzzDecodeRequest: decoding never panics, accepts only bodies that are one JSON object with
+// the documented fields, and whatever it accepts survives a round trip unchanged.
+func FuzzDecodeRequest(f *testing.F) {
+	for _, seed := range []string{
+		`{"gogc":150,"memoryLimitBytes":268435456,"leaseSeconds":60,"owner":"op"}`,
+		`{"gogc":null,"leaseSeconds":1,"owner":"x"}`,
+		`{"leaseSeconds":5,"owner":"op"}{}`,
+		`{"GOGC":1,"leaseSeconds":5,"owner":"op"}`,
+		`{"gogc":1e2}`,
+		`null`, `[]`, `{}`, ``, `{"owner":"\u0000"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	cfg := defaultConfig()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := decodeRequest(http.MaxBytesReader(nil, readCloser(string(body)), maxBodyBytes))
+		if err != nil {
+			if err.status != http.StatusBadRequest && err.status != http.StatusRequestEntityTooLarge {
+				t.Fatalf("decode failed with status %d: %v", err.status, err)
+			}
+			return
+		}
+		if len(body) > maxBodyBytes {
+			t.Fatalf("accepted a %d-byte body", len(body))
+		}
+		if req.LeaseSeconds == nil || req.Owner == nil {
+			t.Fatalf("accepted without required fields: %q", body)
+		}
+		var keys map[string]json.RawMessage
+		if json.Unmarshal(body, &keys) != nil {
+			t.Fatalf("accepted a body that is not a JSON object: %q", body)
+		}
+		for k := range keys {
+			if !knownFields[k] {
+				t.Fatalf("accepted unknown field %q", k)
+			}
+		}
+		again, merr := json.Marshal(req)
+		if merr != nil {
+			t.Fatal(merr)
+		}
+		req2, err2 := decodeRequest(http.MaxBytesReader(nil, readCloser(string(again)), maxBodyBytes))
+		if err2 != nil && err2.status != http.StatusRequestEntityTooLarge {
+			t.Fatalf("re-encoded request %s rejected: %v", again, err2)
+		}
+		if err2 == nil {
+			b1, _ := json.Marshal(req2)
+			if !bytes.Equal(b1, again) {
+				t.Fatalf("round trip changed %s into %s", again, b1)
+			}
+		}
+		_ = cfg.validateRequest(req) // must not panic on any decoded value
+	})
+}

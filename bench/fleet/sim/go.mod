@@ -1,0 +1,3 @@
+module github.com/gctuner/gc-tuner/bench/fleet/sim
+
+go 1.23.0

@@ -1,0 +1,264 @@
+"""Start etcd, kube-apiserver, kube-controller-manager and kube-scheduler as local processes.
+
+Every port is chosen free at run time on 127.0.0.1, so several clusters (several engineers' test runs)
+can run on one machine at once. etcd keeps its data in /dev/shm with --unsafe-no-fsync: the data lives
+as long as the cluster and fsync would dominate the start time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import ssl
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from e2e.cluster.build import Binaries, binaries
+from e2e.cluster.certs import CertPair, Pki, make_pki
+from e2e.cluster.procs import Proc, spawn
+
+__all__ = ["ClusterStartError", "ControlPlane", "free_port", "start_control_plane", "write_kubeconfig"]
+
+SERVICE_CIDR = "10.0.0.0/24"
+SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+_START_TIMEOUT_S = 90.0
+
+
+class ClusterStartError(RuntimeError):
+    pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def write_kubeconfig(path: Path, server: str, ca: Path, client: CertPair, user: str) -> Path:
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [
+            {"name": user, "user": {"client-certificate": str(client.cert), "client-key": str(client.key)}}
+        ],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": user}}],
+        "current-context": "e2e",
+    }
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+@dataclass
+class ControlPlane:
+    dir: Path
+    data_dir: Path
+    pki: Pki
+    server: str
+    kubeconfig: Path
+    bins: Binaries
+    procs: list[Proc] = field(default_factory=list)
+    started_in_s: float = 0.0
+
+    @property
+    def log_dir(self) -> Path:
+        return self.dir / "logs"
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def keep_logs(self, dest: Path) -> Path:
+        """Copy logs (control plane, kubelet, containers) to dest, e.g. .artifacts/e2e-logs/, for CI."""
+        dest.mkdir(parents=True, exist_ok=True)
+        for path in self.dir.rglob("*.log"):
+            target = dest / path.relative_to(self.dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                shutil.copy2(path, target)
+        return dest
+
+
+def _wait_https(url: str, ctx: ssl.SSLContext, proc: Proc, deadline: float) -> None:
+    last = ""
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise ClusterStartError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
+        try:
+            with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except urllib.error.HTTPError as e:
+            last = f"HTTP {e.code}: {e.read()[:300]!r}"
+        except (OSError, ssl.SSLError) as e:
+            last = str(e)
+        time.sleep(0.1)
+    raise ClusterStartError(f"{proc.name} not healthy at {url} in time ({last}):\n{proc.log_tail()}")
+
+
+def _admin_ssl(pki: Pki) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(pki.ca.cert))
+    ctx.load_cert_chain(str(pki.admin.cert), str(pki.admin.key))
+    return ctx
+
+
+def _insecure_ssl() -> ssl.SSLContext:
+    # kube-controller-manager and kube-scheduler serve /healthz with a self-signed cert on loopback.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def start_control_plane(base: Path | None = None, *, attached: bool = True) -> ControlPlane:
+    """Bring the control plane up and wait until it serves; stops what it started if any step fails."""
+    t0 = time.monotonic()
+    bins = binaries()
+    for b in (bins.etcd, bins.kube_apiserver, bins.kube_controller_manager, bins.kube_scheduler):
+        if not b.exists():
+            raise ClusterStartError(f"{b} is missing: run `python -m e2e.cluster build` first")
+    base = base or Path(tempfile.mkdtemp(prefix="gc-tuner-e2e-"))
+    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    data_dir = Path(tempfile.mkdtemp(prefix="gc-tuner-etcd-", dir=shm))
+    pki = make_pki(base / "pki")
+    api_port = free_port()
+    server = f"https://127.0.0.1:{api_port}"
+    kubeconfig = write_kubeconfig(base / "admin.kubeconfig", server, pki.ca.cert, pki.admin, "admin")
+    cp = ControlPlane(base, data_dir, pki, server, kubeconfig, bins)
+    try:
+        _start_all(cp, api_port, attached)
+    except BaseException:
+        cp.stop()
+        raise
+    cp.started_in_s = time.monotonic() - t0
+    return cp
+
+
+def _start_all(cp: ControlPlane, api_port: int, attached: bool) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    pki, logs, bins = cp.pki, cp.log_dir, cp.bins
+    client_port, peer_port = free_port(), free_port()
+    etcd_url = f"http://127.0.0.1:{client_port}"
+    peer_url = f"http://127.0.0.1:{peer_port}"
+    env = {**os.environ, "GOMAXPROCS": os.environ.get("E2E_GOMAXPROCS", "2")}
+    etcd = spawn(
+        "etcd",
+        [
+            str(bins.etcd),
+            "--name=e2e",
+            f"--data-dir={cp.data_dir}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=e2e={peer_url}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ],
+        logs / "etcd.log",
+        env=env,
+        attached=attached,
+    )
+    cp.procs.append(etcd)
+    apiserver = spawn(
+        "kube-apiserver",
+        [
+            str(bins.kube_apiserver),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={api_port}",
+            f"--cert-dir={cp.dir / 'apiserver-certs'}",
+            f"--tls-cert-file={pki.apiserver.cert}",
+            f"--tls-private-key-file={pki.apiserver.key}",
+            f"--client-ca-file={pki.ca.cert}",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
+            "--disable-admission-plugins=ServiceAccount",
+            "--endpoint-reconciler-type=none",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-account-issuer={SA_ISSUER}",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            f"--requestheader-client-ca-file={pki.front_proxy_ca.cert}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-username-headers=X-Remote-User",
+            f"--proxy-client-cert-file={pki.front_proxy_client.cert}",
+            f"--proxy-client-key-file={pki.front_proxy_client.key}",
+            f"--kubelet-client-certificate={pki.apiserver_kubelet_client.cert}",
+            f"--kubelet-client-key={pki.apiserver_kubelet_client.key}",
+            f"--kubelet-certificate-authority={pki.ca.cert}",
+            "--kubelet-preferred-address-types=InternalIP",
+            "--profiling=false",
+        ],
+        logs / "kube-apiserver.log",
+        env=env,
+        attached=attached,
+    )
+    cp.procs.append(apiserver)
+    _wait_https(f"{cp.server}/readyz", _admin_ssl(pki), apiserver, deadline)
+
+    kcm_cfg = write_kubeconfig(
+        cp.dir / "controller-manager.kubeconfig", cp.server, pki.ca.cert, pki.controller_manager, "kcm"
+    )
+    kcm_port = free_port()
+    kcm = spawn(
+        "kube-controller-manager",
+        [
+            str(bins.kube_controller_manager),
+            f"--kubeconfig={kcm_cfg}",
+            f"--authentication-kubeconfig={kcm_cfg}",
+            f"--authorization-kubeconfig={kcm_cfg}",
+            "--leader-elect=false",
+            "--controllers=*",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki.sa_key}",
+            f"--root-ca-file={pki.ca.cert}",
+            f"--cluster-signing-cert-file={pki.ca.cert}",
+            f"--cluster-signing-key-file={pki.ca.key}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={kcm_port}",
+            f"--cert-dir={cp.dir / 'kcm-certs'}",
+            "--profiling=false",
+        ],
+        logs / "kube-controller-manager.log",
+        env=env,
+        attached=attached,
+    )
+    cp.procs.append(kcm)
+    sched_cfg = write_kubeconfig(
+        cp.dir / "scheduler.kubeconfig", cp.server, pki.ca.cert, pki.scheduler, "scheduler"
+    )
+    sched_port = free_port()
+    sched = spawn(
+        "kube-scheduler",
+        [
+            str(bins.kube_scheduler),
+            f"--kubeconfig={sched_cfg}",
+            f"--authentication-kubeconfig={sched_cfg}",
+            f"--authorization-kubeconfig={sched_cfg}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={sched_port}",
+            f"--cert-dir={cp.dir / 'sched-certs'}",
+            "--profiling=false",
+        ],
+        logs / "kube-scheduler.log",
+        env=env,
+        attached=attached,
+    )
+    cp.procs.append(sched)
+    insecure = _insecure_ssl()
+    _wait_https(f"https://127.0.0.1:{kcm_port}/healthz", insecure, kcm, deadline)
+    _wait_https(f"https://127.0.0.1:{sched_port}/healthz", insecure, sched, deadline)

@@ -1,0 +1,155 @@
+"""helm for the chart tests, built from its Go module once and cached beside the Kubernetes binaries
+(~/.cache/gc-tuner/helm/<version>/helm). `python -m e2e.helm build` builds it (scripts/test.sh's setup
+stage calls it); `python -m e2e.helm path` prints where it is.
+
+Why `go install` with ldflags: helm reads its own version and the default Kubernetes version for
+`helm lint`/`helm template` from variables its Makefile sets at link time; without them `helm version`
+reports only "v3.22" and the cache check below could not tell a stale binary from the wanted one.
+The build is idempotent: a binary whose `helm version` reports HELM_VERSION is not rebuilt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from gc_tuner.cli.gobuild import cache_dir
+
+__all__ = ["HELM_MODULE", "HELM_VERSION", "HelmBuildError", "ensure_helm", "helm_path"]
+
+HELM_VERSION = "v3.22.0"
+HELM_MODULE = "helm.sh/helm/v3"
+# helm v3.22 links k8s.io/client-go v0.37: its Makefile sets these to 1.37 (client-go minor + 1.x).
+_K8S_MAJOR, _K8S_MINOR = "1", "37"
+_HEARTBEAT_S = 30.0
+
+
+class HelmBuildError(RuntimeError):
+    pass
+
+
+def _log(msg: str) -> None:
+    print(f"[e2e.helm build] {msg}", flush=True)
+
+
+def helm_dir() -> Path:
+    return cache_dir() / "helm" / HELM_VERSION
+
+
+def helm_path() -> Path:
+    return helm_dir() / "helm"
+
+
+def _version_ok(binary: Path) -> bool:
+    if not binary.exists():
+        return False
+    try:
+        out = subprocess.run(
+            [str(binary), "version", "--template", "{{.Version}}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except OSError:
+        return False
+    return out.returncode == 0 and out.stdout.strip() == HELM_VERSION
+
+
+def _ldflags() -> str:
+    flags = ["-s", "-w", f"-X {HELM_MODULE}/internal/version.version={HELM_VERSION}"]
+    for pkg in ("pkg/lint/rules", "pkg/chartutil"):
+        flags += [
+            f"-X {HELM_MODULE}/{pkg}.k8sVersionMajor={_K8S_MAJOR}",
+            f"-X {HELM_MODULE}/{pkg}.k8sVersionMinor={_K8S_MINOR}",
+        ]
+    return " ".join(flags)
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    # scripts/test.sh and a pytest fixture (or two shells) must not build into the same dir at once.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _go_install(gobin: Path) -> None:
+    if shutil.which("go") is None:
+        raise HelmBuildError("Go toolchain `go` not found on PATH; helm is built from its Go module")
+    env = {
+        **os.environ,
+        "GOBIN": str(gobin),
+        "CGO_ENABLED": "0",
+        # A toolchain download is impossible here and would hide a version mismatch.
+        "GOTOOLCHAIN": "local",
+    }
+    cmd = ["go", "install", "-trimpath", "-ldflags", _ldflags(), f"{HELM_MODULE}/cmd/helm@{HELM_VERSION}"]
+    start = time.monotonic()
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(_HEARTBEAT_S):
+            _log(f"  ... go install helm: {time.monotonic() - start:.0f} s")
+
+    t = threading.Thread(target=beat, daemon=True)
+    t.start()
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=gobin)
+    finally:
+        done.set()
+        t.join()
+    if proc.returncode != 0:
+        raise HelmBuildError(f"{' '.join(cmd[:2])} {cmd[-1]} failed:\n{proc.stderr.strip()}")
+
+
+def ensure_helm() -> Path:
+    """Build helm if the cache lacks the wanted version; return its path. Cheap when cached."""
+    start = time.monotonic()
+    out = helm_path()
+    with _lock(helm_dir().parent / ".build.lock"):
+        if _version_ok(out):
+            _log(f"helm {HELM_VERSION} found in the cache ({out})")
+            return out
+        _log(f"building helm {HELM_VERSION} from {HELM_MODULE} (one Go build; a few minutes cold) ...")
+        tmp = helm_dir() / f".gobin-{os.getpid()}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            _go_install(tmp)
+            os.replace(tmp / "helm", out)  # atomic: a reader never sees a partial binary
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not _version_ok(out):
+            raise HelmBuildError(f"{out} built but `helm version` does not report {HELM_VERSION}")
+    _log(f"helm {HELM_VERSION} built in {time.monotonic() - start:.0f} s ({out})")
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if argv not in (["build"], ["path"]):
+        print((__doc__ or "").strip(), file=sys.stderr)
+        return 2
+    try:
+        path = ensure_helm()
+    except HelmBuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if argv == ["path"]:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

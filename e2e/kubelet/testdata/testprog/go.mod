@@ -1,0 +1,3 @@
+module gc-tuner.local/testprog
+
+go 1.26.0

@@ -1,0 +1,168 @@
+// Command workload is gc-tuner's reference Go service: it allocates like a real request handler,
+// keeps a live set, can leak, drives its own load, and exposes every source gc-tuner reads
+// (the agent, expvar, Prometheus, gctrace on stderr). See README.md for its flags.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"expvar"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gctuner/gc-tuner/agent"
+)
+
+// tunerName and startTuner are replaced by the gctuner_bytedance build.
+var (
+	tunerName  = "none"
+	startTuner = func(config, *slog.Logger) error { return nil }
+)
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
+	if err != nil {
+		exitOnConfigError(err)
+	}
+	if err := run(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "workload:", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg config) error {
+	start := time.Now()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := startTuner(cfg, logger); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	svc := newService(cfg)
+	drv := newDriver(loadTarget(addr), cfg.LoadConcurrency, cfg.Load)
+
+	srv := &http.Server{Handler: routes(cfg, svc, drv, logger), ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if cfg.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+		defer cancel()
+	}
+	printJSON(map[string]any{"event": "listening", "addr": addr.String(), "pid": os.Getpid()})
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	var bg sync.WaitGroup
+	peak := &peakMemory{}
+	for _, f := range []func(context.Context){drv.run, svc.leak, peak.run} {
+		bg.Add(1)
+		go func(f func(context.Context)) { defer bg.Done(); f(ctx) }(f)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		return err
+	}
+	bg.Wait() // the driver waits for its requests in flight, so they count in the summary
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	printJSON(buildSummary(start, svc, peak, drv))
+	return nil
+}
+
+// loadTarget is the workload's own /work: through the real listener, so the built-in load is
+// counted and timed exactly as external load is.
+func loadTarget(addr *net.TCPAddr) string {
+	host := addr.IP
+	if host.IsUnspecified() {
+		host = net.IPv4(127, 0, 0, 1)
+	}
+	return "http://" + net.JoinHostPort(host.String(), fmt.Sprint(addr.Port)) + "/work"
+}
+
+func routes(cfg config, svc *service, drv *driver, logger *slog.Logger) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		// MetricsAll adds every runtime/metrics name (go_gc_heap_live_bytes, go_gc_gogc_percent,
+		// go_cpu_classes_gc_total_cpu_seconds_total, ...) next to the default go_memstats_*.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsAll)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "workload_load_target_qps",
+			Help: "Rate the built-in load driver aims at now."},
+			func() float64 { return math.Float64frombits(drv.targetQPS.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "workload_leaked_bytes",
+			Help: "Bytes leaked on purpose so far (-leak-mib-per-sec)."},
+			func() float64 { return float64(svc.leakedTotal.Load()) }),
+	)
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "http_requests_total",
+		Help: "HTTP requests served, by handler, method and status code."}, []string{"handler", "method", "code"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "http_request_duration_seconds",
+		Help:    "Time to serve an HTTP request, by handler.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"handler", "method", "code"})
+	reg.MustRegister(requests, latency)
+	instrument := func(name string, h http.Handler) http.Handler {
+		l := prometheus.Labels{"handler": name}
+		return promhttp.InstrumentHandlerDuration(latency.MustCurryWith(l),
+			promhttp.InstrumentHandlerCounter(requests.MustCurryWith(l), h))
+	}
+
+	opts := []agent.Option{
+		agent.WithBounds(cfg.MinGOGC, cfg.MaxGOGC, cfg.MinMemoryLimitBytes),
+		agent.WithMaxLease(cfg.MaxLease),
+		agent.WithLogger(logger),
+	}
+	switch {
+	case cfg.TokenFile != "":
+		opts = append(opts, agent.WithTokenFile(cfg.TokenFile))
+	case cfg.Token != "":
+		opts = append(opts, agent.WithToken(cfg.Token))
+	}
+	if cfg.AllowUnauthWrites {
+		opts = append(opts, agent.AllowUnauthenticatedWrites())
+	}
+
+	expvar.Publish("workload", expvar.Func(func() any {
+		return map[string]any{"requests": svc.requests.Load(), "leakedBytes": svc.leakedTotal.Load(),
+			"loadTargetQPS": math.Float64frombits(drv.targetQPS.Load()), "tuner": tunerName}
+	}))
+
+	mux := http.NewServeMux()
+	mux.Handle("/work", instrument("work", svc))
+	mux.Handle("/load", drv)
+	mux.Handle("/debug/gctuner", agent.New(opts...).Handler())
+	mux.Handle("/debug/vars", expvar.Handler())
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+func printJSON(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only our own plain structs are printed
+	}
+	fmt.Fprintln(os.Stdout, string(b))
+}
+

@@ -1,0 +1,3 @@
+module github.com/gc-tuner/gc-tuner/examples/gcdemo
+
+go 1.22

@@ -1,0 +1,228 @@
+"""`gc-tuner local`: the operator's tuning loop on processes given by URL, without a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from gc_tuner.cli.errors import CLIError
+
+__all__ = ["format_cycle", "local"]
+
+
+def _load_policy(path: str | None, *, mode: str, port: int | None) -> dict[str, Any]:
+    from gc_tuner.loop.local import default_local_policy
+
+    if path is None:
+        if port is None:
+            raise CLIError(
+                "without --policy, each --target needs an explicit port (e.g. http://127.0.0.1:8080)"
+            )
+        return default_local_policy(mode=mode, port=port)
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise CLIError(f"cannot read policy {path}: {e.strerror or e}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise CLIError(f"policy {path} is not valid YAML: {e}") from None
+    if not isinstance(doc, dict):
+        raise CLIError(f"policy {path}: expected a GCPolicy mapping")
+    spec = dict(doc.get("spec", doc)) if ("spec" in doc or "kind" in doc) else dict(doc)
+    if "kind" in doc and doc.get("kind") != "GCPolicy":
+        raise CLIError(f"policy {path}: kind: expected GCPolicy, got {doc.get('kind')!r}")
+    return spec
+
+
+def format_cycle(outcome: Any, status: dict[str, Any]) -> list[str]:
+    """One summary line per cycle, then one line per failing pod."""
+    ts = time.strftime("%H:%M:%S", time.localtime(outcome.time))
+    pods = status.get("pods", {})
+    parts = [f"{ts} pods {pods.get('sampled', 0)}/{pods.get('matched', 0)} sampled"]
+    fit = outcome.fit
+    if fit is not None and fit.complete:
+        parts.append(f"qps {fit.qps:.1f}  heap {fit.heap_slope_mb_per_s:+.3f} MB/s (r² {fit.r2 or 0:.2f})")
+    elif fit is not None:
+        parts.append(f"fit: {fit.insufficient}")
+    if outcome.recommendation_gogc is not None:
+        rec = f"recommend GOGC {outcome.recommendation_gogc}"
+        if outcome.gomemlimit:
+            rec += f" GOMEMLIMIT {outcome.gomemlimit}"
+        parts.append(rec)
+    if outcome.decision is not None:
+        parts.append(f"{outcome.decision.action} {outcome.decision.gogc} ({outcome.decision.code})")
+    if outcome.applied is not None and outcome.enforcing:
+        parts.append(f"applied GOGC {outcome.applied.gogc} on {outcome.applied.pods} pod(s)")
+    if outcome.leak.status == "True":
+        parts.append("LEAK SUSPECTED")
+    lines = [" | ".join(parts)]
+    lines += [f"    {f.pod} {f.source}: {f.reason}: {f.message}" for f in outcome.failures]
+    return lines
+
+
+@click.command("local")
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    required=True,
+    metavar="URL",
+    help="Base URL of a Go process (repeatable), e.g. http://127.0.0.1:8080.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["dry-run", "enforce"]),
+    default="dry-run",
+    show_default=True,
+    help="dry-run only recommends; enforce writes through the agent endpoint.",
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A GCPolicy (or just its spec) in YAML. Ports in it are replaced by each URL's port.",
+)
+@click.option(
+    "--interval",
+    type=click.IntRange(1, 3600),
+    default=None,
+    help="Seconds between cycles (overrides sampling.intervalSeconds).",
+)
+@click.option(
+    "--window",
+    type=click.IntRange(3, 86400),
+    default=None,
+    help="Seconds of history per fit (overrides sampling.windowSeconds).",
+)
+@click.option(
+    "--token", default=None, envvar="GC_TUNER_TOKEN", help="The agents' bearer token [env GC_TUNER_TOKEN]."
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Read the bearer token from this file.",
+)
+@click.option(
+    "--memory-limit",
+    default=None,
+    metavar="QUANTITY",
+    help="The processes' memory limit (e.g. 512Mi), for memoryLimit.mode FromContainerLimit.",
+)
+@click.option("--cycles", type=click.IntRange(1), default=None, help="Stop after this many cycles.")
+@click.option(
+    "--keep/--release",
+    default=False,
+    help="On exit, keep the written values until their lease lapses, or release them now [release].",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: a line per cycle; json: the GCPolicy status document per cycle, one per line.",
+)
+def local(
+    targets: tuple[str, ...],
+    mode: str,
+    policy_path: str | None,
+    interval: int | None,
+    window: int | None,
+    token: str | None,
+    token_file: str | None,
+    memory_limit: str | None,
+    cycles: int | None,
+    keep: bool,
+    fmt: str,
+) -> None:
+    """Run the tuning loop on processes by URL: the same cycle the operator runs, without a cluster.
+
+    \b
+    Examples:
+      gc-tuner local --target http://127.0.0.1:8080
+      gc-tuner local --target http://127.0.0.2:8080 --target http://127.0.0.3:8080 --mode enforce
+      gc-tuner local --target http://127.0.0.1:8080 --policy gcpolicy.yaml --cycles 10 --format json
+
+    Without --policy the processes are read through the gc-tuner agent (/debug/gctuner) and
+    /metrics (QPS from http_requests_total), and enforce writes through the agent with a lease.
+    Ctrl-C stops; in enforce mode the leases are released so the processes return to their
+    startup values at once.
+    """
+    from gc_tuner.logic.memlimit import parse_quantity
+    from gc_tuner.loop.local import TargetError, parse_target
+    from gc_tuner.model.policy import PolicyError, parse_policy
+
+    if memory_limit is not None:
+        try:
+            parse_quantity(memory_limit)
+        except ValueError as e:
+            raise CLIError(f"--memory-limit: {e}") from None
+    try:
+        pods = [parse_target(t, memory_limit=memory_limit) for t in targets]
+    except TargetError as e:
+        raise CLIError(str(e)) from None
+    names = [p.name for p in pods]
+    if len(set(names)) != len(names):
+        raise CLIError("the same --target is given twice")
+    spec_doc = _load_policy(policy_path, mode="Enforce" if mode == "enforce" else "DryRun", port=pods[0].port)
+    if policy_path is not None:
+        spec_doc["mode"] = "Enforce" if mode == "enforce" else "DryRun"
+    sampling = dict(spec_doc.get("sampling") or {})
+    if interval is not None:
+        sampling["intervalSeconds"] = interval
+        if window is None and "windowSeconds" not in sampling:
+            sampling["windowSeconds"] = max(60, 3 * interval)
+    if window is not None:
+        sampling["windowSeconds"] = window
+    spec_doc["sampling"] = sampling
+    try:
+        spec = parse_policy(spec_doc)
+    except PolicyError as e:
+        raise CLIError(str(e)) from None
+    if token_file is not None:
+        token = Path(token_file).read_text().strip() or None
+    try:
+        asyncio.run(_run(spec, pods, token, cycles, fmt, keep))
+    except TargetError as e:
+        raise CLIError(str(e)) from None
+
+
+async def _run(
+    spec: Any, pods: list[Any], token: str | None, cycles: int | None, fmt: str, keep: bool
+) -> None:
+    import httpx
+
+    from gc_tuner.loop.local import LocalLoop
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    def show(outcome: Any, status: dict[str, Any]) -> None:
+        if fmt == "json":
+            print(json.dumps({"time": outcome.time, "status": status}, sort_keys=True), flush=True)
+        else:
+            for line in format_cycle(outcome, status):
+                print(line, flush=True)
+
+    limits = httpx.Limits(max_connections=max(10, 2 * spec.sampling.max_concurrency))
+    async with httpx.AsyncClient(limits=limits, trust_env=False) as http:
+        runner = LocalLoop(spec, pods, http, token=token)
+        await runner.run(show, stop=stop, max_cycles=cycles)
+        problems = [] if keep else await runner.release()
+        for p in problems:
+            print(f"release failed: {p}", file=sys.stderr)

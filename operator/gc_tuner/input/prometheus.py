@@ -1,0 +1,184 @@
+"""Parse a Prometheus text exposition (a Go service's /metrics) into a `RuntimeSample`.
+
+Parsing is prometheus_client's; this module only picks the series of client_golang's Go collector
+(go-gc-facts.md section 5), whichever are present:
+
+    go_memstats_heap_alloc_bytes, go_memstats_next_gc_bytes, go_memstats_sys_bytes
+    go_gc_duration_seconds{quantile=...} and its _count   pauses, cycles (when nothing better is there)
+    go_gc_gogc_percent, go_gc_gomemlimit_bytes            GOGC off / no limit read as None
+    go_info{version=...}, go_memstats_gc_cpu_fraction (old client_golang)
+    opt-in runtime/metrics series: go_gc_heap_live_bytes, go_gc_heap_goal_bytes,
+    go_gc_cycles_{total,forced}_gc_cycles_total, go_gc_scan_{stack,globals}_bytes,
+    go_cpu_classes_{gc_total,gc_mark_idle,total}_cpu_seconds_total, go_sched_gomaxprocs_threads,
+    go_gc_heap_allocs_bytes_total, go_memory_classes_heap_released_bytes,
+    go_gc_limiter_last_enabled_gc_cycle
+
+plus, when asked, one request counter summed over its series that carry every given label.
+
+`gc_cpu_seconds` is GC total minus idle marking (what gctrace's % counts), so it needs both series.
+A malformed exposition raises `SourceFormatError("prometheus", <metric or line>, <what is wrong>)`
+and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from gc_tuner.input.errors import SourceFormatError
+from gc_tuner.input.sample import RuntimeSample
+
+__all__ = ["parse_prometheus"]
+
+# /gc/gomemlimit:bytes reads math.MaxInt64 without a limit and /gc/gogc:percent reads MaxUint64 with
+# GC off; as float64 they are 9.223372036854776e18 and 1.8446744073709552e19. Anything this large is
+# "none", never a real byte count or percentage.
+_UNSET = float(2**62)
+
+# A single scalar series per name; the series of one family are keyed by their sample name.
+_Series = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def _fail(field: str, message: str) -> SourceFormatError:
+    return SourceFormatError("prometheus", field, message)
+
+
+def _collect(text: str | bytes) -> tuple[_Series, dict[str, str]]:
+    """Every sample by sample name, and each counter family's name by its `_total` sample name."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _fail("<exposition>", f"not UTF-8 at byte {e.start}") from None
+    series: _Series = {}
+    counters: dict[str, str] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                series.setdefault(s.name, []).append((dict(s.labels), float(s.value)))
+            if family.type == "counter":
+                counters[family.name + "_total"] = family.name
+    except Exception as e:  # the parser's errors are loosely typed (ValueError, IndexError, ...)
+        raise _fail("<exposition>", f"not the Prometheus text format: {e}") from None
+    return series, counters
+
+
+def _scalar(series: _Series, name: str, *, unset_is_none: bool = False) -> float | None:
+    """The one value of an unlabelled Go metric; None when absent or NaN."""
+    found = series.get(name)
+    if not found:
+        return None
+    if len(found) > 1:
+        raise _fail(name, f"expected one series, got {len(found)}")
+    value = found[0][1]
+    if math.isnan(value):
+        return None
+    if value < 0:
+        raise _fail(name, f"negative value {value!r}")
+    if value >= _UNSET:
+        if unset_is_none:
+            return None
+        raise _fail(name, f"value {value!r} is out of range")
+    return value
+
+
+def _as_int(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _quantile(series: _Series, name: str, q: str) -> float | None:
+    for labels, value in series.get(name, ()):
+        if _same_number(labels.get("quantile"), q) and math.isfinite(value):
+            if value < 0:
+                raise _fail(f'{name}{{quantile="{q}"}}', f"negative value {value!r}")
+            return value
+    return None
+
+
+def _same_number(label: str | None, q: str) -> bool:
+    try:
+        return label is not None and float(label) == float(q)  # "1" and "1.0" are one quantile
+    except ValueError:
+        return False
+
+
+def _go_version(series: _Series) -> str | None:
+    for labels, _ in series.get("go_info", ()):
+        if "version" in labels:
+            return labels["version"]
+    return None
+
+
+def _requests(
+    series: _Series, counters: dict[str, str], counter: str, matchers: Mapping[str, str]
+) -> float:
+    # prometheus_client names a counter family without `_total` and its sample with it; a policy may
+    # spell the counter either way. An untyped series keeps its exposed name.
+    names = {counter, counter + "_total"}
+    total, matched = 0.0, 0
+    for sample_name, found in series.items():
+        if sample_name != counter and not (sample_name in counters and counters[sample_name] in names):
+            continue
+        for labels, value in found:
+            if all(labels.get(k) == v for k, v in matchers.items()):
+                if not math.isfinite(value) or value < 0:
+                    raise _fail(counter, f"series {labels} has value {value!r}, not a counter value")
+                total += value
+                matched += 1
+    if matched == 0:
+        wanted = f" with labels {dict(matchers)}" if matchers else ""
+        raise _fail(counter, f"no series of counter {counter!r}{wanted}")
+    return total
+
+
+def parse_prometheus(
+    text: str | bytes,
+    *,
+    t: float,
+    counter: str | None = None,
+    matchers: Mapping[str, str] | None = None,
+) -> RuntimeSample:
+    """One sample from a text exposition scraped at unix time `t`.
+
+    `counter` names the request counter (`http_requests_total` or `http_requests`); its series that
+    carry every label in `matchers` are summed into `requests_total`. Without `counter`,
+    `requests_total` is None and `matchers` is unused.
+    """
+    series, counters = _collect(text)
+    gc_total = _scalar(series, "go_cpu_classes_gc_total_cpu_seconds_total")
+    gc_idle = _scalar(series, "go_cpu_classes_gc_mark_idle_cpu_seconds_total")
+    cycles = _scalar(series, "go_gc_cycles_total_gc_cycles_total")
+    if cycles is None:
+        cycles = _scalar(series, "go_gc_duration_seconds_count")  # one observation per cycle
+    goal = _scalar(series, "go_gc_heap_goal_bytes")
+    if goal is None:
+        goal = _scalar(series, "go_memstats_next_gc_bytes")
+    gogc = _scalar(series, "go_gc_gogc_percent", unset_is_none=True)
+    return RuntimeSample(
+        t=t,
+        source="prometheus",
+        gc_cycles=_as_int(cycles),
+        forced_gc_cycles=_as_int(_scalar(series, "go_gc_cycles_forced_gc_cycles_total")),
+        live_heap_bytes=_as_int(_scalar(series, "go_gc_heap_live_bytes")),
+        heap_goal_bytes=_as_int(goal),
+        heap_alloc_bytes=_as_int(_scalar(series, "go_memstats_heap_alloc_bytes")),
+        stacks_bytes=_as_int(_scalar(series, "go_gc_scan_stack_bytes")),
+        globals_bytes=_as_int(_scalar(series, "go_gc_scan_globals_bytes")),
+        total_memory_bytes=_as_int(_scalar(series, "go_memstats_sys_bytes")),
+        gogc=_as_int(gogc),
+        memory_limit_bytes=_as_int(_scalar(series, "go_gc_gomemlimit_bytes", unset_is_none=True)),
+        gc_cpu_seconds=None if gc_total is None or gc_idle is None else max(0.0, gc_total - gc_idle),
+        total_cpu_seconds=_scalar(series, "go_cpu_classes_total_cpu_seconds_total"),
+        gc_cpu_fraction=_scalar(series, "go_memstats_gc_cpu_fraction"),
+        pause_p50_s=_quantile(series, "go_gc_duration_seconds", "0.5"),
+        pause_p99_s=_quantile(series, "go_gc_duration_seconds", "0.99"),
+        pause_max_s=_quantile(series, "go_gc_duration_seconds", "1"),
+        requests_total=None if counter is None else _requests(series, counters, counter, matchers or {}),
+        go_version=_go_version(series),
+        gomaxprocs=_as_int(_scalar(series, "go_sched_gomaxprocs_threads")),
+        heap_allocs_bytes_total=_as_int(_scalar(series, "go_gc_heap_allocs_bytes_total")),
+        heap_released_bytes=_as_int(_scalar(series, "go_memory_classes_heap_released_bytes")),
+        limiter_last_enabled_cycle=_as_int(_scalar(series, "go_gc_limiter_last_enabled_gc_cycle")),
+    )

@@ -1,0 +1,95 @@
+"""QPS from a Prometheus server: one instant PromQL query, read as per-pod rates.
+
+The query is the user's (`spec.qps.promql.query`), e.g.
+`sum by (pod) (rate(http_requests_total{namespace="shop"}[1m]))`. Each series of the resulting
+vector names its pod in the `pod_label` label; a lone series without that label is a value that
+applies to every pod (keyed None). Anything else the API returns is a SourceFormatError naming
+the field, and transport failures map to the FetchError tree of input/errors.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from gc_tuner.input.errors import (
+    FetchTimeoutError,
+    ProtocolError,
+    RejectedError,
+    SourceFormatError,
+    UnreachableError,
+)
+
+__all__ = ["fetch_promql", "parse_promql_vector"]
+
+
+def parse_promql_vector(doc: Any, pod_label: str) -> dict[str | None, float]:
+    """Per-pod values from a /api/v1/query response document."""
+    if not isinstance(doc, Mapping):
+        raise SourceFormatError("promql", "$", "response is not a JSON object")
+    if doc.get("status") != "success":
+        raise SourceFormatError("promql", "status", f"query failed: {doc.get('error', doc.get('status'))!r}")
+    data = doc.get("data")
+    if not isinstance(data, Mapping):
+        raise SourceFormatError("promql", "data", "missing or not an object")
+    rtype = data.get("resultType")
+    result = data.get("result")
+    if rtype == "scalar" and isinstance(result, list) and len(result) == 2:
+        return {None: _number(result[1], "data.result[1]")}
+    if rtype != "vector":
+        raise SourceFormatError("promql", "data.resultType", f"expected an instant vector, got {rtype!r}")
+    if not isinstance(result, list):
+        raise SourceFormatError("promql", "data.result", "not a list")
+    out: dict[str | None, float] = {}
+    for i, series in enumerate(result):
+        if not isinstance(series, Mapping):
+            raise SourceFormatError("promql", f"data.result[{i}]", "not an object")
+        metric = series.get("metric") or {}
+        value = series.get("value")
+        if not isinstance(metric, Mapping) or not isinstance(value, list) or len(value) != 2:
+            raise SourceFormatError("promql", f"data.result[{i}]", "expected {metric: {...}, value: [t, v]}")
+        pod = metric.get(pod_label)
+        key = str(pod) if pod is not None else None
+        if key in out:
+            raise SourceFormatError(
+                "promql",
+                f"data.result[{i}].metric.{pod_label}",
+                f"two series for {key or 'the unlabelled value'}; aggregate the query by {pod_label}",
+            )
+        out[key] = _number(value[1], f"data.result[{i}].value[1]")
+    return out
+
+
+def _number(v: Any, fieldname: str) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise SourceFormatError("promql", fieldname, f"not a number: {v!r}") from None
+    if not math.isfinite(x):
+        raise SourceFormatError("promql", fieldname, f"not a finite number: {v!r}")
+    return x
+
+
+async def fetch_promql(
+    client: httpx.AsyncClient, base_url: str, query: str, *, pod_label: str = "pod", timeout: float = 5.0
+) -> dict[str | None, float]:
+    """Run an instant query against `base_url` (e.g. http://127.0.0.1:9090) and parse the vector."""
+    url = base_url.rstrip("/") + "/api/v1/query"
+    try:
+        resp = await client.get(url, params={"query": query}, timeout=timeout)
+    except httpx.TimeoutException as e:
+        raise FetchTimeoutError(url, f"timed out after {timeout:g}s ({type(e).__name__})") from None
+    except httpx.TransportError as e:
+        raise UnreachableError(url, f"{type(e).__name__}: {e}") from None
+    if resp.status_code == 400 or resp.status_code == 422:
+        raise RejectedError(url, f"query rejected: {resp.text[:200]}", status=resp.status_code)
+    if resp.status_code != 200:
+        raise ProtocolError(url, f"HTTP {resp.status_code}", status=resp.status_code)
+    try:
+        doc = resp.json()
+    except ValueError:
+        raise SourceFormatError("promql", "$", "response is not JSON") from None
+    return parse_promql_vector(doc, pod_label)

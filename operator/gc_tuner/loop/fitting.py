@@ -1,0 +1,96 @@
+"""The fit step: per-pod QPS and live-heap slope, then the Deployment's median, and the leak verdict.
+
+The median over pods (not the mean) keeps one odd pod - a fresh replica, one stuck in a slow
+request - from moving the Deployment's recommendation.
+
+Minimum data: three samples spanning 1.8 intervals, so a policy produces its first recommendation
+in its third interval. Theil–Sen over three points is still a median of slopes, and a counter's
+slope over two intervals is already the rate the formula wants.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+from gc_tuner.logic.fit import InsufficientData, TrendFit, fit_heap_slope, fit_qps, fit_segments
+from gc_tuner.loop.records import FitSummary, PodFit, Verdict
+from gc_tuner.loop.state import PodState
+from gc_tuner.model.policy import GCPolicySpec
+
+__all__ = ["MIN_SAMPLES", "fit_deployment", "fit_pod", "leak_verdict", "min_span_s"]
+
+MIN_SAMPLES = 3
+
+
+def min_span_s(spec: GCPolicySpec) -> float:
+    return 1.8 * spec.sampling.interval_seconds
+
+
+def _trace_slope(ps: PodState, min_span: float) -> TrendFit | InsufficientData:
+    # gctrace's `@t` is seconds since process start: fine for a slope, useless as wall time.
+    segs = [([c.t for c in seg], [float(c.live_mb) for c in seg]) for seg in ps.trace.segments()]
+    return fit_segments(segs, min_samples=MIN_SAMPLES, min_span_s=min_span)
+
+
+def fit_pod(name: str, ps: PodState, spec: GCPolicySpec) -> PodFit:
+    span = min_span_s(spec)
+    notes: list[str] = []
+    heap: TrendFit | InsufficientData = fit_heap_slope(ps.window, min_samples=MIN_SAMPLES, min_span_s=span)
+    if isinstance(heap, InsufficientData) and heap.code == "NoData" and len(ps.trace):
+        heap = _trace_slope(ps, span)
+    if isinstance(heap, InsufficientData):
+        notes.append(f"heap slope: {heap.reason}")
+    qps: float | None
+    if spec.qps.promql is not None:
+        qps = ps.promql_qps
+        if qps is None:
+            notes.append("qps: no PromQL result for this pod")
+    else:
+        q = fit_qps(ps.window, min_samples=MIN_SAMPLES, min_span_s=span)
+        qps = q.slope if isinstance(q, TrendFit) else None
+        if isinstance(q, InsufficientData):
+            notes.append(f"qps: {q.reason}")
+    return PodFit(
+        pod=name,
+        qps=qps,
+        heap_slope_mb_per_s=heap.slope if isinstance(heap, TrendFit) else None,
+        r2=heap.r2 if isinstance(heap, TrendFit) else None,
+        samples=heap.n if isinstance(heap, TrendFit) else len(ps.window),
+        note="; ".join(notes),
+        sample=ps.window.newest,
+    )
+
+
+def fit_deployment(fits: Sequence[PodFit], spec: GCPolicySpec) -> FitSummary:
+    source = "PromQL" if spec.qps.promql is not None else "Counter"
+    usable = [f for f in fits if f.qps is not None and f.heap_slope_mb_per_s is not None]
+    window = float(spec.sampling.window_seconds)
+    if not usable:
+        notes = sorted({f"{f.pod}: {f.note}" for f in fits if f.note})
+        why = "; ".join(notes[:5]) if notes else "no pod sampled yet"
+        return FitSummary(None, source, None, None, sum(f.samples for f in fits), 0, window, why)
+    return FitSummary(
+        qps=max(0.0, statistics.median(f.qps for f in usable if f.qps is not None)),
+        qps_source=source,
+        heap_slope_mb_per_s=statistics.median(
+            f.heap_slope_mb_per_s for f in usable if f.heap_slope_mb_per_s is not None
+        ),
+        r2=statistics.median(f.r2 if f.r2 is not None else 0.0 for f in usable),
+        samples=sum(f.samples for f in usable),
+        pods=len(usable),
+        window_s=window,
+    )
+
+
+def leak_verdict(fit: FitSummary | None, spec: GCPolicySpec) -> Verdict:
+    ld = spec.leak_detection
+    threshold = ld.min_heap_slope_milli_mb_per_second / 1000
+    min_r2 = ld.min_r2_milli / 1000
+    if fit is None or not fit.complete or fit.heap_slope_mb_per_s is None:
+        return Verdict("Unknown", "InsufficientData", "no live-heap fit yet")
+    slope, r2 = fit.heap_slope_mb_per_s, fit.r2 or 0.0
+    desc = f"live heap {slope:+.3f} MB/s (r² {r2:.2f}) over {fit.window_s:g}s across {fit.pods} pod(s)"
+    if slope >= threshold and r2 >= min_r2:
+        return Verdict("True", "HeapGrowing", f"{desc}; threshold {threshold:g} MB/s at r² ≥ {min_r2:g}")
+    return Verdict("False", "HeapStable", desc)

@@ -1,0 +1,113 @@
+"""What one policy's loop remembers between cycles: per-pod windows, and what it put in force.
+
+The state lives in memory. After an operator restart it is rebuilt from what the cluster
+remembers: `status.applied` of the GCPolicy and the `gctuner.io/applied` annotation the EnvPatch
+rollout writes in the same patch as the env (so a crash between patching and writing status still
+knows a change was made and when). Windows start empty again; the cooldown and the applied values
+do not, which is what prevents a duplicate rollout after a restart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gc_tuner.input.sample import RuntimeSample
+from gc_tuner.loop.records import AppliedState, parse_rfc3339
+from gc_tuner.model.window import GCCycleWindow, PodWindow
+
+__all__ = ["PodState", "PolicyState"]
+
+
+@dataclass(slots=True)
+class PodState:
+    window: PodWindow
+    trace: GCCycleWindow
+    first_seen: float
+    restart_count: int = 0
+    last_gc_n: int = 0  # newest gctrace cycle already fed, this process
+    last_expvar: RuntimeSample | None = None  # the expvar parser needs it for the PauseNs ring
+    promql_qps: float | None = None
+    sampled_once: bool = False
+
+
+@dataclass(slots=True)
+class PolicyState:
+    window_s: float
+    pods: dict[str, PodState] = field(default_factory=dict)
+    applied: AppliedState | None = None
+    last_change_at: float | None = None  # the cooldown clock: time of the last applied change
+    failing: set[tuple[str, str, str]] = field(default_factory=set)  # (pod, source, reason) last cycle
+    conflicts_reported: frozenset[str] = frozenset()
+    restored: bool = False
+    cycles: int = 0
+
+    def pod(self, name: str, *, now: float, restart_count: int = 0) -> PodState:
+        ps = self.pods.get(name)
+        if ps is None or ps.restart_count != restart_count:
+            # A restarted container is a new process: its gctrace numbering starts again at 1.
+            fresh = PodState(PodWindow(self.window_s), GCCycleWindow(self.window_s), now, restart_count)
+            if ps is not None:
+                fresh.window = ps.window  # counter resets split the window's segments by themselves
+                fresh.first_seen = ps.first_seen
+                fresh.sampled_once = ps.sampled_once
+            self.pods[name] = fresh
+            ps = fresh
+        return ps
+
+    def resize(self, window_s: float) -> None:
+        """A changed windowSeconds: re-window every pod, keeping the samples that still fit."""
+        if window_s == self.window_s:
+            return
+        self.window_s = window_s
+        for ps in self.pods.values():
+            old, ps.window = ps.window, PodWindow(window_s)
+            for s in old:
+                ps.window.add(s)
+            old_trace, ps.trace = ps.trace, GCCycleWindow(window_s)
+            for c in old_trace:
+                ps.trace.add(c)
+
+    def prune(self, alive: Iterable[str]) -> None:
+        keep = set(alive)
+        for name in list(self.pods):
+            if name not in keep:
+                del self.pods[name]
+
+    def restore(self, status: Mapping[str, Any] | None, annotations: Mapping[str, str] | None = None) -> None:
+        """Rebuild `applied` and the cooldown clock from the cluster's memory (once per state)."""
+        self.restored = True
+        candidates: list[AppliedState] = []
+        applied = (status or {}).get("applied") or {}
+        t = parse_rfc3339(str(applied.get("time", "")))
+        if t is not None:
+            candidates.append(
+                AppliedState(
+                    _int(applied.get("gogc")),
+                    applied.get("gomemlimit"),
+                    str(applied.get("method", "")),
+                    t,
+                    int(applied.get("pods") or 0),
+                )
+            )
+        raw = (annotations or {}).get("gctuner.io/applied")
+        if raw:
+            try:
+                note = json.loads(raw)
+                nt = parse_rfc3339(str(note.get("time", "")))
+                if nt is not None:
+                    candidates.append(
+                        AppliedState(_int(note.get("gogc")), note.get("gomemlimit"), "EnvPatch", nt)
+                    )
+            except (ValueError, AttributeError):
+                pass  # a hand-edited annotation only costs the restart its memory, not correctness
+        if candidates:
+            newest = max(candidates, key=lambda a: a.time)
+            self.applied = newest
+            self.last_change_at = newest.time
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None

@@ -1,0 +1,326 @@
+"""The GCPolicy spec as typed models: the same fields, bounds, defaults and cross-field rules as the CRD.
+
+The apiserver validates and defaults a GCPolicy before the operator sees it, but `gc-tuner local
+--policy file.yaml` reads files nobody validated, and the loop wants typed access either way. So the
+CRD (crds/gcpolicies.gctuner.io.yaml) and these models state the rules twice, and
+tests/model/test_policy.py walks the CRD schema to check that every default, bound and enum agrees.
+
+Field names are the CRD's camelCase via aliases; Python code uses snake_case. No floats in spec:
+formula constants are integer milli-units, converted to floats only at the strategy (loop/strategy.py).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "AgentSource",
+    "Bounds",
+    "CounterQPS",
+    "EndpointSpec",
+    "ExpvarSource",
+    "FormulaSpec",
+    "GCPolicySpec",
+    "GCTraceSource",
+    "HttpSource",
+    "LeakDetection",
+    "MemoryLimitSpec",
+    "PolicyError",
+    "PromQLQPS",
+    "PrometheusSource",
+    "QPSSpec",
+    "RolloutSpec",
+    "SamplingSpec",
+    "SecretKeyRef",
+    "Sources",
+    "StrategySpec",
+    "TargetRef",
+    "parse_policy",
+]
+
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_URL_PATH = r"^/[^\s?#]*$"
+_METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+_LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+_SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
+_QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
+_MIN_FIXED_LIMIT = 4 << 20
+
+
+class PolicyError(ValueError):
+    """A policy document that is not a valid GCPolicy; the message names every offending field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, validate_default=True
+    )
+
+
+class TargetRef(_Model):
+    api_version: Literal["apps/v1"] = "apps/v1"
+    kind: Literal["Deployment"] = "Deployment"
+    name: str = Field(min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN)
+    container: str | None = Field(default=None, min_length=1, max_length=63, pattern=_DNS_LABEL)
+
+
+class SecretKeyRef(_Model):
+    name: str = Field(min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN)
+    key: str = Field(default="token", min_length=1, max_length=253, pattern=_SECRET_KEY)
+
+
+class EndpointSpec(_Model):
+    port: int | None = Field(default=None, ge=1, le=65535)
+    path: str = Field(default="/debug/gctuner", min_length=1, max_length=256, pattern=_URL_PATH)
+    token_secret_ref: SecretKeyRef | None = None
+
+
+class RolloutSpec(_Model):
+    method: Literal["Endpoint", "EnvPatch"] = "EnvPatch"
+    endpoint: EndpointSpec | None = None
+    cooldown_seconds: int = Field(default=300, ge=0, le=86400)
+    min_gogc_change: int = Field(default=10, ge=0, le=1000, alias="minGOGCChange")
+    lease_seconds: int = Field(default=60, ge=2, le=1800)
+
+    @model_validator(mode="after")
+    def _endpoint_port(self) -> RolloutSpec:
+        if self.method == "Endpoint" and (self.endpoint is None or self.endpoint.port is None):
+            raise ValueError("rollout.endpoint.port is required when rollout.method is Endpoint")
+        return self
+
+
+class HttpSource(_Model):
+    port: int = Field(ge=1, le=65535)
+    path: str = Field(min_length=1, max_length=256, pattern=_URL_PATH)
+
+
+class AgentSource(HttpSource):
+    path: str = Field(default="/debug/gctuner", min_length=1, max_length=256, pattern=_URL_PATH)
+    token_secret_ref: SecretKeyRef | None = None
+
+
+class ExpvarSource(HttpSource):
+    path: str = Field(default="/debug/vars", min_length=1, max_length=256, pattern=_URL_PATH)
+
+
+class PrometheusSource(HttpSource):
+    path: str = Field(default="/metrics", min_length=1, max_length=256, pattern=_URL_PATH)
+
+
+class GCTraceSource(_Model):
+    tail_lines: int = Field(default=2000, ge=10, le=100000)
+
+
+class Sources(_Model):
+    agent: AgentSource | None = None
+    expvar: ExpvarSource | None = None
+    prometheus: PrometheusSource | None = None
+    gctrace: GCTraceSource | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> Sources:
+        if not any((self.agent, self.expvar, self.prometheus, self.gctrace)):
+            raise ValueError("sampling.sources needs at least one of agent, expvar, prometheus, gctrace")
+        return self
+
+
+class SamplingSpec(_Model):
+    interval_seconds: int = Field(default=15, ge=1, le=3600)
+    window_seconds: int = Field(default=300, ge=3, le=86400)
+    timeout_seconds: int = Field(default=5, ge=1, le=60)
+    max_concurrency: int = Field(default=16, ge=1, le=256)
+    sources: Sources
+
+    @model_validator(mode="after")
+    def _window_holds_three_samples(self) -> SamplingSpec:
+        if self.window_seconds < 3 * self.interval_seconds:
+            raise ValueError(
+                "sampling.windowSeconds must be at least 3 × sampling.intervalSeconds "
+                "(a fit needs three samples)"
+            )
+        return self
+
+
+class CounterQPS(_Model):
+    name: str = Field(min_length=1, max_length=200, pattern=_METRIC_NAME)
+    matchers: dict[str, str] | None = Field(default=None, max_length=16)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    path: str = Field(default="/metrics", min_length=1, max_length=256, pattern=_URL_PATH)
+
+    @field_validator("matchers")
+    @classmethod
+    def _label_names(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        for k, val in (v or {}).items():
+            if not re.match(_LABEL_NAME, k):
+                raise ValueError(f"qps.counter.matchers keys must be Prometheus label names, got {k!r}")
+            if len(val) > 256:
+                raise ValueError(f"qps.counter.matchers[{k}] is longer than 256 characters")
+        return v
+
+
+class PromQLQPS(_Model):
+    url: str = Field(min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$")
+    query: str = Field(min_length=1, max_length=4096)
+    pod_label: str = Field(default="pod", min_length=1, max_length=128, pattern=_LABEL_NAME)
+
+
+class QPSSpec(_Model):
+    counter: CounterQPS | None = None
+    promql: PromQLQPS | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> QPSSpec:
+        if (self.counter is None) == (self.promql is None):
+            raise ValueError("qps needs exactly one of qps.counter or qps.promql")
+        return self
+
+
+class FormulaSpec(_Model):
+    """The article's formula constants in milli-units (see logic/formula.py for the formula)."""
+
+    base_gogc: int = Field(default=100, ge=1, le=10000, alias="baseGOGC")
+    qps_pivot_milli: int = Field(default=500_000, ge=0, le=1_000_000_000_000)
+    qps_scale_milli: int = Field(default=2_000_000, ge=1, le=1_000_000_000_000)
+    qps_factor_min_milli: int = Field(default=500, ge=1, le=100_000)
+    qps_factor_max_milli: int = Field(default=2000, ge=1, le=100_000)
+    slope_coefficient_milli: int = Field(default=200, ge=0, le=1_000_000)
+    slope_factor_min_milli: int = Field(default=300, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _factor_order(self) -> FormulaSpec:
+        if self.qps_factor_min_milli > self.qps_factor_max_milli:
+            raise ValueError("strategy.formula.qpsFactorMinMilli must be <= qpsFactorMaxMilli")
+        return self
+
+
+class StrategySpec(_Model):
+    # A new strategy is one more Literal value plus its own optional sub-object next to `formula`.
+    type: Literal["Formula"] = "Formula"
+    formula: FormulaSpec = Field(default_factory=FormulaSpec)
+
+
+class Bounds(_Model):
+    min_gogc: int = Field(default=25, ge=1, le=10000, alias="minGOGC")
+    max_gogc: int = Field(default=200, ge=1, le=10000, alias="maxGOGC")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        if self.min_gogc > self.max_gogc:
+            raise ValueError("bounds.minGOGC must be <= bounds.maxGOGC")
+        return self
+
+
+class MemoryLimitSpec(_Model):
+    mode: Literal["Off", "FromContainerLimit", "Fixed"] = "Off"
+    percent: int = Field(default=90, ge=50, le=100)
+    fixed: str | None = Field(default=None, max_length=32)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: Any) -> Any:
+        # YAML 1.1 reads an unquoted `Off` as false; a policy file written by hand means "Off".
+        return "Off" if v is False else v
+
+    @field_validator("fixed")
+    @classmethod
+    def _quantity(cls, v: str | None) -> str | None:
+        if v is not None and (not _QUANTITY.match(v) or _quantity_bytes(v) < _MIN_FIXED_LIMIT):
+            raise ValueError(f"memoryLimit.fixed must be a quantity of at least 4Mi, e.g. 900Mi; got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _fixed_needs_value(self) -> MemoryLimitSpec:
+        if self.mode == "Fixed" and self.fixed is None:
+            raise ValueError("memoryLimit.fixed is required when memoryLimit.mode is Fixed")
+        return self
+
+
+class LeakDetection(_Model):
+    min_heap_slope_milli_mb_per_second: int = Field(
+        default=100, ge=0, le=10_000_000, alias="minHeapSlopeMilliMBPerSecond"
+    )
+    min_r2_milli: int = Field(default=800, ge=0, le=1000, alias="minR2Milli")
+
+
+class GCPolicySpec(_Model):
+    target_ref: TargetRef
+    mode: Literal["DryRun", "Enforce"] = "DryRun"
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    sampling: SamplingSpec
+    qps: QPSSpec
+    strategy: StrategySpec = Field(default_factory=StrategySpec)
+    bounds: Bounds = Field(default_factory=Bounds)
+    memory_limit: MemoryLimitSpec = Field(default_factory=MemoryLimitSpec)
+    leak_detection: LeakDetection = Field(default_factory=LeakDetection)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> GCPolicySpec:
+        c = self.qps.counter
+        if c is not None and c.port is None and self.sampling.sources.prometheus is None:
+            raise ValueError(
+                "qps.counter.port is required unless sampling.sources.prometheus is set "
+                "(the counter is then read from that /metrics)"
+            )
+        if (
+            self.mode == "Enforce"
+            and self.rollout.method == "Endpoint"
+            and self.rollout.lease_seconds <= self.sampling.interval_seconds
+        ):
+            raise ValueError(
+                "rollout.leaseSeconds must be greater than sampling.intervalSeconds, "
+                "or the lease lapses between renewals"
+            )
+        return self
+
+    def to_crd(self) -> dict[str, Any]:
+        """The spec as the apiserver would store it (camelCase, unset optionals left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def _quantity_bytes(q: str) -> float:
+    m = _QUANTITY.match(q)
+    assert m is not None
+    num = float(m.group(1))
+    suffix = m.group(3) or ""
+    binary = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
+    decimal = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+    if suffix in binary:
+        return num * (1 << binary[suffix])
+    if suffix in decimal:
+        return num * 10.0 ** decimal[suffix]
+    if suffix[:1] in {"e", "E"}:
+        return num * 10.0 ** int(suffix[1:])
+    return num
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "spec"
+
+
+def parse_policy(doc: Any) -> GCPolicySpec:
+    """A GCPolicy spec from a whole object (`apiVersion`/`kind`/`spec`) or a bare spec mapping.
+
+    Errors become one PolicyError whose message names each offending field as `spec.<path>`.
+    """
+    if not isinstance(doc, dict):
+        raise PolicyError(f"a GCPolicy must be a mapping, got {type(doc).__name__}")
+    if "spec" in doc or "kind" in doc:
+        kind = doc.get("kind")
+        if kind not in (None, "GCPolicy"):
+            raise PolicyError(f"kind: expected GCPolicy, got {kind!r}")
+        api = doc.get("apiVersion")
+        if api not in (None, "gctuner.io/v1alpha1"):
+            raise PolicyError(f"apiVersion: expected gctuner.io/v1alpha1, got {api!r}")
+        doc = doc.get("spec")
+        if not isinstance(doc, dict):
+            raise PolicyError("spec: required, and must be a mapping")
+    try:
+        return GCPolicySpec.model_validate(doc)
+    except ValidationError as e:
+        lines = [f"spec.{_loc(err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise PolicyError("invalid GCPolicy:\n  " + "\n  ".join(lines)) from None

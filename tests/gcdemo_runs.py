@@ -1,0 +1,86 @@
+"""Real gctrace logs for the analysis and CLI tests: examples/gcdemo run under settings that each
+cause one GC behaviour. Built once (cached by source hash) and run once per test session.
+
+The runs go concurrently (most of them sleep between allocations), so the whole set costs about as
+long as the longest run, about 2.5 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gc_tuner.cli.gobuild import build_go, repo_root
+
+GCDEMO = repo_root() / "examples" / "gcdemo"
+
+# name: (extra env, gcdemo flags). What each one is meant to show is in its name.
+RUNS: dict[str, tuple[dict[str, str], list[str]]] = {
+    "default": ({}, ["-duration", "2s", "-grow", "8"]),
+    "forced": ({}, ["-duration", "1.5s", "-force-every", "50ms"]),
+    "gogc400": ({"GOGC": "400"}, ["-duration", "2s", "-grow", "16"]),
+    "gogc50": ({"GOGC": "50"}, ["-duration", "2s", "-grow", "16"]),
+    "limit": ({"GOMEMLIMIT": "24MiB"}, ["-duration", "2.5s", "-grow", "16", "-max-live", "34"]),
+    "assist": (
+        {"GOMAXPROCS": "1"},
+        ["-duration", "2s", "-pointers", "-spin", "-grow", "16", "-max-live", "64"],
+    ),
+    "chatty": ({}, ["-duration", "1.5s", "-chatty"]),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    trace: Path  # the program's stderr: gctrace lines (and, for "chatty", its own output)
+    self_report: dict[str, Any]  # runtime/metrics as the program saw them at exit
+
+    def metric(self, name: str) -> int:
+        return int(self.self_report[name])
+
+
+_cache: dict[str, Run] = {}
+
+
+def _run_all(out_dir: Path) -> dict[str, Run]:
+    if _cache:
+        return _cache
+    binary = build_go(GCDEMO, "gcdemo")
+    base_env = {k: v for k, v in os.environ.items() if k not in {"GOGC", "GOMEMLIMIT", "GOMAXPROCS"}}
+    procs = {}
+    for name, (env, args) in RUNS.items():
+        err = open(out_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed after wait below
+        procs[name] = (
+            subprocess.Popen(
+                [str(binary), *args],
+                env={**base_env, "GODEBUG": "gctrace=1", **env},
+                stdout=subprocess.PIPE,
+                stderr=err,
+            ),
+            err,
+        )
+    runs = {}
+    try:
+        for name, (proc, _) in procs.items():
+            out, _ = proc.communicate(timeout=60)
+            assert proc.returncode == 0, f"gcdemo {name} exited {proc.returncode}"
+            runs[name] = Run(name, out_dir / f"{name}.log", json.loads(out))
+    finally:
+        for proc, err in procs.values():
+            if proc.poll() is None:  # a failed run must not leave its siblings behind
+                proc.kill()
+                proc.wait()
+            err.close()
+    _cache.update(runs)
+    return _cache
+
+
+@pytest.fixture(scope="session")
+def gcdemo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    return _run_all(tmp_path_factory.mktemp("gcdemo"))

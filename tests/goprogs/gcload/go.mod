@@ -1,0 +1,3 @@
+module gctuner.test/gcload
+
+go 1.21

@@ -1,0 +1,3 @@
+module github.com/gc-tuner/gc-tuner/tests/goprogs/memlimit
+
+go 1.22

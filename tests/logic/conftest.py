@@ -1,0 +1,3 @@
+from tests.gcdemo_runs import gcdemo
+
+__all__ = ["gcdemo"]

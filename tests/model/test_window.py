@@ -1,0 +1,130 @@
+"""Sample windows: time bounds, bounded memory, counter resets split the series."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gc_tuner.input.sample import GCCycle, RuntimeSample
+from gc_tuner.model.window import GCCycleWindow, PodWindow
+
+
+def s(t: float, **kw: object) -> RuntimeSample:
+    return RuntimeSample(t=t, source="agent", **kw)  # type: ignore[arg-type]
+
+
+def test_drops_samples_older_than_the_window() -> None:
+    w = PodWindow(60)
+    for t in range(0, 200, 15):
+        w.add(s(float(t)))
+    ts = [x.t for x in w]
+    assert ts == [135.0, 150.0, 165.0, 180.0, 195.0]
+    assert w.span_s == 60.0
+    assert w.newest is not None and w.newest.t == 195.0
+
+
+def test_sample_exactly_at_the_horizon_is_kept() -> None:
+    w = PodWindow(30)
+    for t in (0.0, 10.0, 30.0):
+        w.add(s(t))
+    assert [x.t for x in w] == [0.0, 10.0, 30.0]
+
+
+def test_memory_is_bounded_by_max_samples() -> None:
+    w = PodWindow(1e9, max_samples=100)
+    for i in range(10_000):
+        w.add(s(float(i)))
+    assert len(w) == 100
+    assert next(iter(w)).t == 9900.0
+
+
+def test_out_of_order_and_duplicate_samples_are_ignored_and_counted() -> None:
+    w = PodWindow(60)
+    assert w.add(s(10.0))
+    assert not w.add(s(10.0))
+    assert not w.add(s(5.0))
+    assert w.add(s(11.0))
+    assert w.out_of_order == 2 and len(w) == 2
+
+
+def test_counter_reset_splits_segments() -> None:
+    w = PodWindow(300)
+    for t, req in [(0, 100), (15, 250), (30, 400), (45, 20), (60, 170), (75, 320)]:
+        w.add(s(float(t), requests_total=float(req)))
+    segs = w.segments()
+    assert [[x.t for x in seg] for seg in segs] == [[0, 15, 30], [45, 60, 75]]
+    assert w.resets == 1
+
+
+def test_gc_cycles_reset_splits_and_none_values_do_not() -> None:
+    w = PodWindow(300)
+    w.add(s(0.0, gc_cycles=50))
+    w.add(s(15.0))  # the source could not say: not a reset
+    w.add(s(30.0, gc_cycles=60))
+    w.add(s(45.0, gc_cycles=3))  # restart
+    w.add(s(60.0, gc_cycles=9))
+    assert [len(seg) for seg in w.segments()] == [3, 2]
+
+
+def test_a_reset_is_compared_with_the_last_known_value_of_the_segment() -> None:
+    w = PodWindow(300)
+    w.add(s(0.0, requests_total=1000.0))
+    w.add(s(15.0, gc_cycles=5))
+    w.add(s(30.0, requests_total=10.0))  # below 1000 two samples back: a restart
+    assert [len(seg) for seg in w.segments()] == [2, 1]
+
+
+def test_evicting_the_old_segment_leaves_one() -> None:
+    w = PodWindow(30)
+    w.add(s(0.0, gc_cycles=10))
+    w.add(s(15.0, gc_cycles=1))
+    w.add(s(50.0, gc_cycles=4))
+    assert [len(seg) for seg in w.segments()] == [1]
+
+
+@pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf])
+def test_invalid_window(bad: float) -> None:
+    with pytest.raises(ValueError, match="window_s"):
+        PodWindow(bad)
+
+
+def test_non_finite_sample_time_is_rejected() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        PodWindow(60).add(s(math.nan))
+
+
+def cycle(n: int, t: float, live: int = 10) -> GCCycle:
+    return GCCycle(
+        n=n,
+        t=t,
+        cpu_pct=1,
+        clock_sweep_term_ms=0.1,
+        clock_mark_ms=1.0,
+        clock_mark_term_ms=0.05,
+        cpu_stw1_ms=0.2,
+        cpu_assist_ms=0.0,
+        cpu_background_ms=1.0,
+        cpu_idle_ms=0.5,
+        cpu_stw2_ms=0.1,
+        heap_start_mb=20,
+        heap_end_mb=21,
+        live_mb=live,
+        goal_mb=22,
+        stacks_mb=0,
+        globals_mb=0,
+        procs=2,
+        forced=False,
+    )
+
+
+def test_gc_cycle_window_bounds_and_restarts() -> None:
+    w = GCCycleWindow(10)
+    for i in range(1, 21):
+        w.add(cycle(i, float(i)))
+    assert [c.n for c in w] == list(range(10, 21))
+    w.add(cycle(1, 0.5))  # a new process: its clock starts again
+    w.add(cycle(2, 1.5))
+    segs = w.segments()
+    assert [[c.n for c in seg] for seg in segs] == [list(range(12, 21)), [1, 2]]
+    assert w.resets == 1
