@@ -191,6 +191,14 @@ func TestLeaseExpiresOnRealTimer(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The timer's goroutine restored under a.mu; taking it orders that goroutine's use of
+	// setGCPercent before later tests that swap the variable (the race detector cannot see the
+	// runtime's GOGC as a synchronisation point).
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.lease != nil {
+		t.Fatal("lease still held after the restore")
+	}
 }
 
 func TestExpiryRestoresOnlyTheKnobsTheLeaseSet(t *testing.T) {

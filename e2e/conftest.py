@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from e2e.cluster.build import ensure_built
-from e2e.cluster.control_plane import ClusterStartError
+from e2e.cluster.control_plane import ClusterStartError, copy_logs
 from e2e.cluster.figures import read_all, record
 from e2e.cluster.harness import Cluster, start_cluster
 from gc_tuner.cli.gobuild import repo_root
@@ -30,12 +30,7 @@ _session_figures: dict[str, float] = {}
 
 
 def _keep_logs(src: Path) -> Path:
-    dest = _ARTIFACTS / time.strftime("%Y%m%d-%H%M%S")
-    for path in src.rglob("*.log"):
-        target = dest / path.relative_to(src)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
-    return dest
+    return copy_logs(src, _ARTIFACTS / time.strftime("%Y%m%d-%H%M%S"))
 
 
 def _prebuild_images() -> None:

@@ -14,6 +14,10 @@ stage "Go: vet, race tests and a short fuzz run of the agent"
 if [ -f agent/go.mod ]; then
   (cd agent && go vet ./... && go test -race -count=1 ./... && go test -run '^$' -fuzz 'FuzzDecodeRequest' -fuzztime=10s .)
 fi
+if [ -f e2e/workload/go.mod ]; then
+  (cd e2e/workload && go vet ./... && go vet -tags gctuner_bytedance ./... && go test -race -count=1 ./... \
+    && go test -count=1 -tags gctuner_bytedance -run Bytedance .)
+fi
 
 stage "Kubernetes binaries (built once, cached under ~/.cache/gc-tuner/)"
 if [ -f e2e/cluster/build.py ]; then

@@ -1,4 +1,7 @@
-"""Lower layers never import higher ones: input -> model -> logic -> actuation -> loop -> controller -> cli."""
+"""Lower layers never import higher ones.
+
+Order: input -> model -> logic -> actuation -> loop -> controller -> cli.
+"""
 
 from __future__ import annotations
 

@@ -84,7 +84,8 @@ def _log(msg: str) -> None:
 
 def _go_env() -> dict[str, str]:
     # GOTOOLCHAIN=local: a toolchain download is impossible here and would hide a version mismatch.
-    return {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"}
+    goflags = f"{os.environ.get('GOFLAGS', '')} -mod=mod".strip()
+    return {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": goflags}
 
 
 def _run(cmd: list[str], cwd: Path, what: str) -> str:
@@ -104,7 +105,9 @@ def _run(cmd: list[str], cwd: Path, what: str) -> str:
         done.set()
         t.join()
     if proc.returncode != 0:
-        raise BuildError(f"{what} failed ({' '.join(cmd)} in {cwd}):\n{proc.stderr.strip()}")
+        # `go mod download -json` reports a refused module in its JSON on stdout, not on stderr.
+        detail = "\n".join(x for x in (proc.stderr.strip(), proc.stdout.strip()[-4000:]) if x)
+        raise BuildError(f"{what} failed ({' '.join(cmd)} in {cwd}):\n{detail}")
     return proc.stdout
 
 

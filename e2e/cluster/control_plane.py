@@ -16,6 +16,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,15 @@ from e2e.cluster.build import Binaries, binaries
 from e2e.cluster.certs import CertPair, Pki, make_pki
 from e2e.cluster.procs import Proc, spawn
 
-__all__ = ["ClusterStartError", "ControlPlane", "free_port", "start_control_plane", "write_kubeconfig"]
+__all__ = [
+    "ClusterStartError",
+    "ControlPlane",
+    "copy_logs",
+    "free_port",
+    "start_control_plane",
+    "sweep_abandoned",
+    "write_kubeconfig",
+]
 
 SERVICE_CIDR = "10.0.0.0/24"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -77,15 +86,15 @@ class ControlPlane:
             proc.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def keep_logs(self, dest: Path) -> Path:
-        """Copy logs (control plane, kubelet, containers) to dest, e.g. .artifacts/e2e-logs/, for CI."""
-        dest.mkdir(parents=True, exist_ok=True)
-        for path in self.dir.rglob("*.log"):
-            target = dest / path.relative_to(self.dir)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(OSError):
-                shutil.copy2(path, target)
-        return dest
+
+def copy_logs(src: Path, dest: Path) -> Path:
+    """Copy every *.log under src (control plane, kubelet, each container run) to dest, keeping paths."""
+    for path in src.rglob("*.log"):
+        target = dest / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            shutil.copy2(path, target)
+    return dest
 
 
 def _wait_https(url: str, ctx: ssl.SSLContext, proc: Proc, deadline: float) -> None:
@@ -119,13 +128,59 @@ def _insecure_ssl() -> ssl.SSLContext:
     return ctx
 
 
-def start_control_plane(base: Path | None = None, *, attached: bool = True) -> ControlPlane:
-    """Bring the control plane up and wait until it serves; stops what it started if any step fails."""
+def _referenced_paths() -> str:
+    """The command lines of every process, joined: a data dir no process names is abandoned."""
+    parts = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                parts.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+    return "\n".join(parts)
+
+
+def sweep_abandoned(min_age_s: float = 120.0) -> list[Path]:
+    """Remove etcd data dirs and cluster dirs left by a run that was SIGKILLed (nothing else can clean
+    them: /dev/shm is memory). A dir is abandoned when it is older than `min_age_s` and no live process
+    names it on its command line."""
+    candidates = [
+        *Path("/dev/shm").glob("gc-tuner-etcd-*"),
+        *Path(tempfile.gettempdir()).glob("gc-tuner-e2e-*"),
+    ]
+    now = time.time()
+    # Only etcd data dirs and cluster dirs (they hold pki/); never anything else under those names.
+    old = [
+        p
+        for p in candidates
+        if p.is_dir()
+        and now - p.stat().st_mtime > min_age_s
+        and (p.name.startswith("gc-tuner-etcd-") or (p / "pki").is_dir())
+    ]
+    if not old:
+        return []
+    live = _referenced_paths()
+    removed = [p for p in old if str(p) not in live]
+    for p in removed:
+        shutil.rmtree(p, ignore_errors=True)
+    return removed
+
+
+def start_control_plane(
+    base: Path | None = None,
+    *,
+    attached: bool = True,
+    on_apiserver_ready: Callable[[ControlPlane], None] | None = None,
+) -> ControlPlane:
+    """Bring the control plane up and wait until it serves; stops what it started if any step fails.
+
+    `on_apiserver_ready` runs once the apiserver serves, while the controller-manager and scheduler are
+    still starting: the kubelet registers its node meanwhile instead of after them.
+    """
     t0 = time.monotonic()
     bins = binaries()
     for b in (bins.etcd, bins.kube_apiserver, bins.kube_controller_manager, bins.kube_scheduler):
         if not b.exists():
             raise ClusterStartError(f"{b} is missing: run `python -m e2e.cluster build` first")
+    sweep_abandoned()
     base = base or Path(tempfile.mkdtemp(prefix="gc-tuner-e2e-"))
     shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
     data_dir = Path(tempfile.mkdtemp(prefix="gc-tuner-etcd-", dir=shm))
@@ -135,7 +190,7 @@ def start_control_plane(base: Path | None = None, *, attached: bool = True) -> C
     kubeconfig = write_kubeconfig(base / "admin.kubeconfig", server, pki.ca.cert, pki.admin, "admin")
     cp = ControlPlane(base, data_dir, pki, server, kubeconfig, bins)
     try:
-        _start_all(cp, api_port, attached)
+        _start_all(cp, api_port, attached, on_apiserver_ready)
     except BaseException:
         cp.stop()
         raise
@@ -143,7 +198,12 @@ def start_control_plane(base: Path | None = None, *, attached: bool = True) -> C
     return cp
 
 
-def _start_all(cp: ControlPlane, api_port: int, attached: bool) -> None:
+def _start_all(
+    cp: ControlPlane,
+    api_port: int,
+    attached: bool,
+    on_apiserver_ready: Callable[[ControlPlane], None] | None,
+) -> None:
     deadline = time.monotonic() + _START_TIMEOUT_S
     pki, logs, bins = cp.pki, cp.log_dir, cp.bins
     client_port, peer_port = free_port(), free_port()
@@ -183,7 +243,9 @@ def _start_all(cp: ControlPlane, api_port: int, attached: bool) -> None:
             f"--client-ca-file={pki.ca.cert}",
             "--authorization-mode=RBAC",
             "--allow-privileged=true",
-            "--disable-admission-plugins=ServiceAccount",
+            # TaintNodesByCondition would taint the test node not-ready at registration until the
+            # controller-manager's node controller, the last thing to start, clears it (4-5 s).
+            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
             "--endpoint-reconciler-type=none",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             f"--service-account-issuer={SA_ISSUER}",
@@ -259,6 +321,8 @@ def _start_all(cp: ControlPlane, api_port: int, attached: bool) -> None:
         attached=attached,
     )
     cp.procs.append(sched)
+    if on_apiserver_ready is not None:
+        on_apiserver_ready(cp)
     insecure = _insecure_ssl()
     _wait_https(f"https://127.0.0.1:{kcm_port}/healthz", insecure, kcm, deadline)
     _wait_https(f"https://127.0.0.1:{sched_port}/healthz", insecure, sched, deadline)

@@ -69,9 +69,14 @@ def _wait_node_ready(cp: ControlPlane, kubelet: Proc, node: str, deadline: float
             raise ClusterStartError(f"the test kubelet exited:\n{kubelet.log_tail()}")
         try:
             with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
-                conds = json.loads(resp.read())["status"].get("conditions", [])
-                if any(c["type"] == "Ready" and c["status"] == "True" for c in conds):
-                    return
+                obj = json.loads(resp.read())
+            conds = obj["status"].get("conditions", [])
+            taints = obj["spec"].get("taints", [])
+            # The node lifecycle controller taints a new node not-ready until it has seen it Ready;
+            # a pod created before that is parked by the scheduler for seconds.
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in conds) and not taints:
+                return
+            last = f"conditions {conds}, taints {taints}"
         except (urllib.error.URLError, OSError, KeyError, ValueError) as e:
             last = str(e)
         time.sleep(0.1)
@@ -113,11 +118,16 @@ def start_cluster(
     base: Path | None = None, *, attached: bool = True, images: dict[str, str] | None = None
 ) -> Cluster:
     t0 = time.monotonic()
-    cp = start_control_plane(base, attached=attached)
+    kubelets: list[Proc] = []
+
+    def kubelet_early(cp: ControlPlane) -> None:
+        proc = start_kubelet(cp, attached=attached, images=images)
+        cp.procs.append(proc)
+        kubelets.append(proc)
+
+    cp = start_control_plane(base, attached=attached, on_apiserver_ready=kubelet_early)
     try:
-        kubelet = start_kubelet(cp, attached=attached, images=images)
-        cp.procs.append(kubelet)
-        _wait_node_ready(cp, kubelet, NODE_NAME, time.monotonic() + 60)
+        _wait_node_ready(cp, kubelets[0], NODE_NAME, time.monotonic() + 60)
     except BaseException:
         cp.stop()
         raise
@@ -127,4 +137,4 @@ def start_cluster(
         f"{took:.1f} s (Kubernetes {K8S_VERSION}, {cp.server})",
         flush=True,
     )
-    return Cluster(cp, kubelet, NODE_NAME, took)
+    return Cluster(cp, kubelets[0], NODE_NAME, took)

@@ -80,7 +80,9 @@ def resource_value(pod: Obj, container: Obj, ref: Obj, node_allocatable: Mapping
         raw = node_allocatable.get(res, "0")
     try:
         value = parse_quantity(raw)
-        return str(scaled_ceil(value, parse_quantity(ref.get("divisor") or "1")))
+        # The apiserver defaults an unset divisor to "0", which means 1.
+        divisor = parse_quantity(ref.get("divisor") or "1") or parse_quantity("1")
+        return str(scaled_ceil(value, divisor))
     except ValueError as e:
         raise EnvError(f"resourceFieldRef {resource}: {e}") from e
 

@@ -112,6 +112,10 @@ def default_registry(extra: dict[str, str] | None = None) -> Registry:
     reg = Registry()
     for pattern, resolver in BUILTIN.items():
         reg.register(pattern, resolver)
+    # The Helm chart's operator image (charts/gc-tuner); imported here because that module builds on Program.
+    from e2e.kubelet import operator_image
+
+    reg.register(operator_image.PATTERN, operator_image.resolve)
     for pattern, command in (extra or {}).items():
         reg.register(pattern, command_resolver(command))
     return reg

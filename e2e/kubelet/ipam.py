@@ -15,7 +15,7 @@ from typing import IO
 
 __all__ = ["IpAllocator", "IpExhaustedError"]
 
-_LOCK_DIR = Path(os.environ.get("E2E_IPAM_DIR", "/tmp/gc-tuner-e2e-ipam"))
+_LOCK_DIR = Path(os.environ.get("E2E_IPAM_DIR", "/tmp/gc-tuner-ipam-locks"))
 
 
 class IpExhaustedError(RuntimeError):

@@ -54,6 +54,7 @@ class PodWorker:
         self.init = [ContainerRunner(self, c, init=True) for c in spec.get("initContainers", [])]
         self.main = [ContainerRunner(self, c) for c in spec["containers"]]
         self.ip: str | None = None
+        self._ip_released = False
         self.initialized = not self.init
         self.deleting = False
         self.gone = False
@@ -87,6 +88,14 @@ class PodWorker:
         self._tasks = [asyncio.create_task(r.run()) for r in self.main]
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.mark_dirty()
+        # Every container is done for good (Succeeded/Failed): the address is free again, though the
+        # status keeps reporting it, as a real pod's does.
+        self._release_ip()
+
+    def _release_ip(self) -> None:
+        if self.ip and self.ip != self.kubelet.node_ip and not self._ip_released:
+            self._ip_released = True
+            self.kubelet.ipam.release(self.ip)
 
     def update(self, pod: Obj) -> None:
         self.pod = pod
@@ -130,8 +139,7 @@ class PodWorker:
         self.gone = True
         if self._writer is not None:
             self._writer.cancel()
-        if self.ip and self.ip != self.kubelet.node_ip:
-            self.kubelet.ipam.release(self.ip)
+        self._release_ip()
         self.done.set()
         self.kubelet.forget(self)
 

@@ -130,6 +130,11 @@ class ContainerRunner:
                     await self._sleep(backoff)
                 if not self.stopping:
                     self.restart_count += 1
+        except Exception as e:
+            # A bug here must show on the pod, not vanish with an unobserved task.
+            log.exception("%s/%s: container %s failed", self.worker.ns, self.worker.name, self.name)
+            self._waiting("RunContainerError", f"test kubelet error: {type(e).__name__}: {e}")
+            raise
         finally:
             self.finished = True
             self.worker.mark_dirty()
@@ -256,7 +261,8 @@ class ContainerRunner:
     async def _probe_loop(self, proc: asyncio.subprocess.Process) -> None:
         startup = self.spec.get("startupProbe")
         if startup:
-            await self._until(ProbeSpec.parse(startup), want=True, kind="Startup", proc=proc)
+            if not await self._startup(ProbeSpec.parse(startup), proc):
+                return
             self.started = True
             self.worker.mark_dirty()
         tasks = []
@@ -275,21 +281,22 @@ class ContainerRunner:
             for t in tasks:
                 t.cancel()
 
-    async def _until(
-        self, spec: ProbeSpec, *, want: bool, kind: str, proc: asyncio.subprocess.Process
-    ) -> None:
-        """Probe until `threshold` consecutive results equal `want` (startup: success)."""
+    async def _startup(self, spec: ProbeSpec, proc: asyncio.subprocess.Process) -> bool:
+        """Probe until the startup probe passes (True) or fails failureThreshold times in a row: then
+        the container is killed, to be restarted per the restart policy, as a kubelet does (False)."""
         await asyncio.sleep(spec.initial_delay)
-        streak = 0
-        threshold = spec.success_threshold if want else spec.failure_threshold
+        fails = 0
         while True:
             result = await run_probe(spec, self.spec, self.worker.ip or "127.0.0.1")
-            if result.ok == want:
-                streak += 1
-                if streak >= threshold:
-                    return
-            else:
-                streak = 0
+            if result.ok:
+                return True
+            fails += 1
+            if fails >= spec.failure_threshold:
+                self.worker.event(
+                    "Unhealthy", f"Startup probe failed: {result.message}", warning=True, container=self.name
+                )
+                await self._terminate(proc, self.worker.grace_period())
+                return False
             await asyncio.sleep(spec.period)
 
     async def _readiness(self, spec: ProbeSpec) -> None:

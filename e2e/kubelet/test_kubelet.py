@@ -152,6 +152,17 @@ def test_restart_policies_and_liveness(namespace: str, kube: Any, kubectl: Any) 
         _pod("onfailure-ok", args=("--exit-after=300ms",), restart="OnFailure"),
         _pod("never", args=("--exit-after=300ms", "--exit-code=4"), restart="Never"),
         _pod(
+            "unstarted",
+            grace=1,
+            container={
+                "startupProbe": {
+                    "httpGet": {"path": "/nope", "port": PORT},
+                    "periodSeconds": 1,
+                    "failureThreshold": 2,
+                }
+            },
+        ),
+        _pod(
             "unlive",
             grace=1,
             container={
@@ -184,9 +195,12 @@ def test_restart_policies_and_liveness(namespace: str, kube: Any, kubectl: Any) 
     assert st.container_statuses[0].restart_count == 0
     assert st.container_statuses[0].state.terminated.exit_code == 4
 
-    cs = wait_for(lambda: restarted("unlive", 1), 30, "liveness failures to restart pod unlive")
-    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=unlive").items
-    assert any(e.reason == "Unhealthy" and "Liveness probe failed" in e.message for e in events)
+    for name, probe in (("unlive", "Liveness"), ("unstarted", "Startup")):
+        cs = wait_for(lambda name=name: restarted(name, 1), 30, f"{probe} failures to restart pod {name}")
+        assert cs.last_state.terminated is not None
+        events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+        assert any(e.reason == "Unhealthy" and f"{probe} probe failed" in e.message for e in events)
+    assert not _status(core, namespace, "unstarted").container_statuses[0].ready
 
 
 def test_delete_sends_sigterm_then_sigkill_after_the_grace_period(namespace: str, kube: Any) -> None:

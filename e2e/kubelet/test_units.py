@@ -76,6 +76,7 @@ def test_resource_field_refs_use_divisor_and_fall_back_to_node_allocatable() -> 
     alloc = {"memory": "16Gi", "cpu": "8"}
     assert resource_value(pod, c, {"resource": "limits.memory", "divisor": "1Mi"}, alloc) == "300"
     assert resource_value(pod, c, {"resource": "limits.memory"}, alloc) == str(300 * 2**20)
+    assert resource_value(pod, c, {"resource": "limits.memory", "divisor": "0"}, alloc) == str(300 * 2**20)
     assert resource_value(pod, c, {"resource": "limits.cpu"}, alloc) == "2"
     assert resource_value(pod, c, {"resource": "limits.cpu", "divisor": "1m"}, alloc) == "1500"
     assert resource_value(pod, bare, {"resource": "limits.memory", "divisor": "1Gi"}, alloc) == "16"

@@ -141,10 +141,12 @@ func routes(cfg config, svc *service, drv *driver, logger *slog.Logger) http.Han
 		opts = append(opts, agent.AllowUnauthenticatedWrites())
 	}
 
-	expvar.Publish("workload", expvar.Func(func() any {
-		return map[string]any{"requests": svc.requests.Load(), "leakedBytes": svc.leakedTotal.Load(),
-			"loadTargetQPS": math.Float64frombits(drv.targetQPS.Load()), "tuner": tunerName}
-	}))
+	if expvar.Get("workload") == nil { // Publish panics on a second registration (tests build routes twice)
+		expvar.Publish("workload", expvar.Func(func() any {
+			return map[string]any{"requests": svc.requests.Load(), "leakedBytes": svc.leakedTotal.Load(),
+				"loadTargetQPS": math.Float64frombits(drv.targetQPS.Load()), "tuner": tunerName}
+		}))
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/work", instrument("work", svc))
@@ -165,4 +167,3 @@ func printJSON(v any) {
 	}
 	fmt.Fprintln(os.Stdout, string(b))
 }
-

@@ -98,24 +98,24 @@ func readMetrics(names ...string) []metrics.Sample {
 
 // summary is the one line of JSON printed on exit (see README.md).
 type summary struct {
-	Event              string  `json:"event"`
-	UptimeSeconds      float64 `json:"uptime_seconds"`
-	GCCPUSeconds       float64 `json:"gc_cpu_seconds"`
-	ProcessCPUSeconds  float64 `json:"process_cpu_seconds"`
-	Cycles             uint64  `json:"cycles"`
-	ForcedCycles       uint64  `json:"forced_cycles"`
-	PeakGoMemoryBytes  uint64  `json:"peak_go_memory_bytes"`
-	PeakRSSBytes       *int64  `json:"peak_rss_bytes"`
-	Requests           int64   `json:"requests"`
-	P50LatencyMS       float64 `json:"p50_latency_ms"`
-	P99LatencyMS       float64 `json:"p99_latency_ms"`
-	GOGC               int64   `json:"gogc"`
-	MemoryLimitBytes   int64   `json:"memory_limit_bytes"`
-	LeakedBytes        int64   `json:"leaked_bytes"`
-	LoadSent           int64   `json:"load_sent"`
-	LoadFailed         int64   `json:"load_failed"`
-	LoadDropped        int64   `json:"load_dropped"`
-	Tuner              string  `json:"tuner"`
+	Event             string  `json:"event"`
+	UptimeSeconds     float64 `json:"uptime_seconds"`
+	GCCPUSeconds      float64 `json:"gc_cpu_seconds"`
+	ProcessCPUSeconds float64 `json:"process_cpu_seconds"`
+	Cycles            uint64  `json:"cycles"`
+	ForcedCycles      uint64  `json:"forced_cycles"`
+	PeakGoMemoryBytes uint64  `json:"peak_go_memory_bytes"`
+	PeakRSSBytes      *int64  `json:"peak_rss_bytes"`
+	Requests          int64   `json:"requests"`
+	P50LatencyMS      float64 `json:"p50_latency_ms"`
+	P99LatencyMS      float64 `json:"p99_latency_ms"`
+	GOGC              int64   `json:"gogc"`
+	MemoryLimitBytes  int64   `json:"memory_limit_bytes"`
+	LeakedBytes       int64   `json:"leaked_bytes"`
+	LoadSent          int64   `json:"load_sent"`
+	LoadFailed        int64   `json:"load_failed"`
+	LoadDropped       int64   `json:"load_dropped"`
+	Tuner             string  `json:"tuner"`
 }
 
 func buildSummary(start time.Time, svc *service, peak *peakMemory, d *driver) summary {

@@ -59,5 +59,12 @@ async def test_a_lease_shorter_than_a_second_is_refused_before_any_request() -> 
     async with httpx.AsyncClient() as client:
         with pytest.raises(ValueError, match="lease_seconds"):
             # port 9 (discard) on loopback: never contacted, the check comes first
-            await apply(client, "http://127.0.0.1:9", gogc=100, memory_limit_bytes=None,
-                        lease_seconds=0, owner="op", token="t")
+            await apply(
+                client,
+                "http://127.0.0.1:9",
+                gogc=100,
+                memory_limit_bytes=None,
+                lease_seconds=0,
+                owner="op",
+                token="t",
+            )

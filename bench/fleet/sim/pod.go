@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -187,6 +188,10 @@ func (p *pod) agentJSON(now time.Time) []byte {
 	return b
 }
 
+// num prints a sample value exactly (shortest round-trip form), as client_golang does; %g would
+// cut a large counter to six digits and turn a steady rate into steps.
+func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
 // metricsText is a /metrics page like client_golang's default Go collector plus the service's
 // own request counter: what the QPS counter source and the Prometheus source read.
 func (p *pod) metricsText(now time.Time) []byte {
@@ -198,14 +203,18 @@ func (p *pod) metricsText(now time.Time) []byte {
 	heap := live + (goal-live)*0.6
 	var b []byte
 	add := func(help, typ, name string, v float64) {
-		b = fmt.Appendf(b, "# HELP %s %s\n# TYPE %s %s\n%s %g\n", name, help, name, typ, name, v)
+		b = fmt.Appendf(b, "# HELP %s %s\n# TYPE %s %s\n%s %s\n", name, help, name, typ, name, num(v))
 	}
 	b = append(b, "# HELP go_gc_duration_seconds A summary of the wall-time pause (stop-the-world) duration in garbage collection cycles.\n# TYPE go_gc_duration_seconds summary\n"...)
 	for _, q := range []string{"0", "0.25", "0.5", "0.75", "1"} {
-		b = fmt.Appendf(b, "go_gc_duration_seconds{quantile=%q} %g\n", q, 0.00003+0.0001*float64(len(q)))
+		b = fmt.Appendf(b, "go_gc_duration_seconds{quantile=%q} %s\n", q, num(0.00003+0.0001*float64(len(q))))
 	}
-	b = fmt.Appendf(b, "go_gc_duration_seconds_sum %g\ngo_gc_duration_seconds_count %d\n", p.pauseSum, uint64(p.cycles))
+	b = fmt.Appendf(b, "go_gc_duration_seconds_sum %s\ngo_gc_duration_seconds_count %d\n", num(p.pauseSum), uint64(p.cycles))
+	b = append(b, "# HELP go_info Information about the Go environment.\n# TYPE go_info gauge\ngo_info{version=\"go1.26.8\"} 1\n"...)
 	add("Number of goroutines that currently exist.", "gauge", "go_goroutines", 40)
+	add("The current runtime.GOMAXPROCS setting.", "gauge", "go_sched_gomaxprocs_threads", 2)
+	add("The sum of all goroutine stacks scanned.", "gauge", "go_gc_scan_stack_bytes", p.roots/4)
+	add("The total amount of global variable space that is scannable.", "gauge", "go_gc_scan_globals_bytes", p.roots*3/4)
 	add("Number of OS threads created.", "gauge", "go_threads", 9)
 	add("Heap size target percentage configured by the user, otherwise 100.", "gauge", "go_gc_gogc_percent", float64(p.gogc))
 	add("Go runtime memory limit configured by the user, otherwise math.MaxInt64.", "gauge", "go_gc_gomemlimit_bytes", float64(p.limit))
@@ -225,8 +234,8 @@ func (p *pod) metricsText(now time.Time) []byte {
 	add("Resident memory size in bytes.", "gauge", "process_resident_memory_bytes", goal*1.05+p.nonHeap)
 	add("Start time of the process since unix epoch in seconds.", "gauge", "process_start_time_seconds", float64(p.start.Unix()))
 	b = append(b, "# HELP http_requests_total HTTP requests served, by handler, method and status code.\n# TYPE http_requests_total counter\n"...)
-	b = fmt.Appendf(b, "http_requests_total{code=\"200\",handler=\"work\",method=\"get\"} %g\n", math.Floor(p.requests))
-	b = fmt.Appendf(b, "http_requests_total{code=\"500\",handler=\"work\",method=\"get\"} %g\n", math.Floor(p.requests/5000))
+	b = fmt.Appendf(b, "http_requests_total{code=\"200\",handler=\"work\",method=\"get\"} %s\n", num(math.Floor(p.requests)))
+	b = fmt.Appendf(b, "http_requests_total{code=\"500\",handler=\"work\",method=\"get\"} %s\n", num(math.Floor(p.requests/5000)))
 	b = fmt.Appendf(b, "http_requests_total{code=\"200\",handler=\"metrics\",method=\"get\"} %d\n", 10+int(now.Sub(p.start).Seconds()/15))
 	return b
 }

@@ -6,9 +6,11 @@ import click
 
 from gc_tuner.cli.analyze import analyze
 from gc_tuner.cli.local import local
+from gc_tuner.cli.operator import operator
 from gc_tuner.cli.recommend import recommend
 
 ALL: list[click.Command] = []
 ALL.append(analyze)
 ALL.append(recommend)
 ALL.append(local)
+ALL.append(operator)

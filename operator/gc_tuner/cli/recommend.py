@@ -1,4 +1,5 @@
-"""`gc-tuner recommend`: the article's formula for one QPS and heap slope, plus an optional GOMEMLIMIT."""
+"""`gc-tuner recommend`: the article's formula for one QPS and heap slope, plus an optional GOMEMLIMIT;
+or (`--strategy budget`) the Budget strategy for one process's heap figures and memory limit."""
 
 from __future__ import annotations
 
@@ -12,23 +13,59 @@ from gc_tuner.cli.errors import CLIError
 __all__ = ["recommend"]
 
 
-def _finite(_ctx: click.Context, param: click.Parameter, value: float) -> float:
-    if not math.isfinite(value):
+def _finite(_ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
         raise click.BadParameter(f"must be a finite number, got {value}", param=param)
     return value
 
 
 @click.command("recommend")
-@click.option("--qps", type=float, required=True, callback=_finite,
-              help="Requests per second of the service (negative is treated as 0).")
-@click.option("--heap-slope", type=float, required=True, callback=_finite,
-              help="Live-heap growth in MB/s (MiB); a shrinking heap (negative) is treated as 0.")
+@click.option("--strategy", type=click.Choice(["formula", "budget"]), default="formula", show_default=True,
+              help="formula: the article's formula (needs --qps, --heap-slope); budget: the largest GOGC "
+                   "whose predicted peak fits percent × --memory-limit (needs --live, --memory-limit).")
+@click.option("--qps", type=float, default=None, callback=_finite,
+              help="Requests per second of the service (negative is treated as 0). Formula only.")
+@click.option("--heap-slope", type=float, default=None, callback=_finite,
+              help="Live-heap growth in MB/s (MiB); a shrinking heap (negative) is treated as 0. "
+                   "Budget: default 0.")
 @click.option("--memory-limit", default=None, metavar="QUANTITY",
               help="Container memory limit as a Kubernetes quantity (1Gi, 512Mi, 1e9) to derive GOMEMLIMIT.")
 @click.option("--percent", type=click.IntRange(1, 100), default=None,
               help="GOMEMLIMIT as this percent of --memory-limit, rounded down to a whole MiB [default: 90].")
+@click.option("--live", default=None, metavar="QUANTITY",
+              help="Budget: live heap (/gc/heap/live), e.g. 150Mi.")
+@click.option("--stacks", default="0", show_default=True, metavar="QUANTITY",
+              help="Budget: scannable stacks (/gc/scan/stack).")
+@click.option("--globals", "globals_", default="0", show_default=True, metavar="QUANTITY",
+              help="Budget: scannable globals (/gc/scan/globals).")
+@click.option("--non-heap", default="16Mi", show_default=True, metavar="QUANTITY",
+              help="Budget: memory outside the heap goal (runtime, free spans, fragmentation).")
+@click.option("--horizon", type=click.IntRange(0, 86400), default=300, show_default=True,
+              help="Budget: seconds ahead the live heap is predicted (the cooldown).")
+@click.option("--r2", type=click.FloatRange(0, 1), default=None,
+              help="Budget: r² of the heap-slope fit; with --fit-span it enables leak suspicion.")
+@click.option("--fit-span", type=click.FloatRange(0, 86400), default=None,
+              help="Budget: seconds the heap-slope fit spans.")
+@click.option("--min-gogc", type=click.IntRange(1, 10000), default=25, show_default=True, help="GOGC floor.")
+@click.option("--max-gogc", type=click.IntRange(1, 10000), default=200, show_default=True, help="GOGC cap.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def recommend(qps: float, heap_slope: float, memory_limit: str | None, percent: int | None, fmt: str) -> None:
+def recommend(
+    strategy: str,
+    qps: float | None,
+    heap_slope: float | None,
+    memory_limit: str | None,
+    percent: int | None,
+    live: str | None,
+    stacks: str,
+    globals_: str,
+    non_heap: str,
+    horizon: int,
+    r2: float | None,
+    fit_span: float | None,
+    min_gogc: int,
+    max_gogc: int,
+    fmt: str,
+) -> None:
     """GOGC (and GOMEMLIMIT) from the article's formula for a given load.
 
     \b
@@ -42,15 +79,33 @@ def recommend(qps: float, heap_slope: float, memory_limit: str | None, percent: 
       gc-tuner recommend --qps 1800 --heap-slope 3.2 --memory-limit 1Gi --percent 90
       gc-tuner recommend --qps 0 --heap-slope 12.5 --format json
 
+    \b
+    Budget (budget = percent × memory limit, also the GOMEMLIMIT it sets):
+      live_pred = live + max(0, slope) × horizon
+      GOGC      = 100 × (budget − live_pred − non_heap) / (live_pred + stacks + globals)
+      gc-tuner recommend --strategy budget --live 150Mi --memory-limit 1Gi --percent 85 --max-gogc 1000
+      gc-tuner recommend --strategy budget --live 400Mi --heap-slope 4 --r2 0.95 --fit-span 120 \\
+          --memory-limit 1Gi                                    # a leak: GOGC held at --min-gogc
+
     GOMEMLIMIT is always rendered in Go's own syntax (an integer with B, KiB, MiB, GiB or TiB).
     See docs/formula.md for the constants and the clamps.
     """
-    from gc_tuner.logic.formula import formula_gogc
+    from gc_tuner.logic.formula import FormulaParams, formula_gogc
     from gc_tuner.logic.memlimit import memory_limit_from, parse_quantity, render_gomemlimit
 
     if percent is not None and memory_limit is None:
         raise click.UsageError("--percent needs --memory-limit")
-    result = formula_gogc(qps, heap_slope)
+    if min_gogc > max_gogc:
+        raise click.UsageError(f"--min-gogc {min_gogc} is above --max-gogc {max_gogc}")
+    if strategy == "budget":
+        _budget(heap_slope, memory_limit, percent, live, stacks, globals_, non_heap, horizon, r2, fit_span,
+                min_gogc, max_gogc, fmt)
+        return
+    for name, v in (("--qps", qps), ("--heap-slope", heap_slope)):
+        if v is None:
+            raise click.UsageError(f"Missing option '{name}' (the formula needs --qps and --heap-slope)")
+    assert qps is not None and heap_slope is not None
+    result = formula_gogc(qps, heap_slope, FormulaParams(gogc_min=min_gogc, gogc_max=max_gogc))
     gomemlimit: str | None = None
     limit_bytes: int | None = None
     if memory_limit is not None:
@@ -82,3 +137,69 @@ def recommend(qps: float, heap_slope: float, memory_limit: str | None, percent: 
     else:
         click.echo("GOMEMLIMIT    (none: pass --memory-limit)")
     click.echo(result.explanation)
+
+
+def _quantity(option: str, value: str) -> int:
+    from gc_tuner.logic.memlimit import parse_quantity
+
+    try:
+        return parse_quantity(value)
+    except ValueError as e:
+        raise CLIError(f"{option}: {e}") from None
+
+
+def _budget(
+    heap_slope: float | None,
+    memory_limit: str | None,
+    percent: int | None,
+    live: str | None,
+    stacks: str,
+    globals_: str,
+    non_heap: str,
+    horizon: int,
+    r2: float | None,
+    fit_span: float | None,
+    min_gogc: int,
+    max_gogc: int,
+    fmt: str,
+) -> None:
+    from gc_tuner.logic.budget import BudgetParams, budget_gogc
+    from gc_tuner.logic.memlimit import memory_limit_from
+
+    if live is None:
+        raise click.UsageError("Missing option '--live' (the budget strategy needs the live heap)")
+    if memory_limit is None:
+        raise click.UsageError("Missing option '--memory-limit' (the budget is percent × the memory limit)")
+    pct = 90 if percent is None else percent
+    try:
+        budget = memory_limit_from(_quantity("--memory-limit", memory_limit), pct)
+    except ValueError as e:
+        raise CLIError(f"--memory-limit: {e}") from None
+    r = budget_gogc(
+        budget_bytes=budget,
+        live_bytes=_quantity("--live", live),
+        heap_slope_mb_per_s=0.0 if heap_slope is None else heap_slope,
+        stacks_bytes=_quantity("--stacks", stacks),
+        globals_bytes=_quantity("--globals", globals_),
+        non_heap_bytes=_quantity("--non-heap", non_heap),
+        r2=r2,
+        span_s=fit_span,
+        params=BudgetParams(gogc_min=min_gogc, gogc_max=max_gogc, horizon_s=float(horizon)),
+    )
+    if fmt == "json":
+        doc = {
+            "strategy": "budget",
+            "gogc": r.gogc,
+            "gomemlimit": r.gomemlimit,
+            "gomemlimit_bytes": r.gomemlimit_bytes,
+            "leak_suspected": r.leak_suspected,
+            "leak_reason": r.leak_reason,
+            "explanation": r.explanation,
+            "inputs": r.inputs,
+        }
+        click.echo(json.dumps(doc, indent=1, allow_nan=False))
+        return
+    click.echo(f"GOGC          {r.gogc}")
+    click.echo(f"GOMEMLIMIT    {r.gomemlimit}  (the budget: {pct}% of {memory_limit}, rounded down to a MiB)")
+    click.echo(f"leak          {'SUSPECTED' if r.leak_suspected else 'no'}: {r.leak_reason}")
+    click.echo(r.explanation)

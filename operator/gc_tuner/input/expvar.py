@@ -6,6 +6,7 @@ Only `memstats` (a `runtime.MemStats`) is read; see go-gc-facts.md section 4.
   solved for the live heap while ignoring its roots (stacks and globals, which the Go 1.18+ pacer
   adds to the goal's base), so it reads high by about `(stacks + globals) * GOGC/100 / (1 + GOGC/100)`
   and is flagged `live_heap_estimated`. It is also wrong when the memory limit sets the goal.
+- With GC off and no limit NextGC is near MaxInt64: the sample then has no goal and no estimate.
 - Pauses come from the `PauseNs` ring: 256 entries, the newest at `(NumGC + 255) % 256`. The pauses
   new since the previous sample are the last `NumGC - previous.gc_cycles` (at most 256: older ones
   were overwritten). With no previous sample, or after a restart (NumGC dropped), every pause the
@@ -29,6 +30,8 @@ __all__ = ["PAUSE_RING", "new_pauses", "parse_expvar", "pause_quantile"]
 
 PAUSE_RING = 256
 _DEFAULT_GOGC = 100
+# With GC off and no memory limit NextGC sits just below MaxInt64: no goal at all.
+_NO_GOAL = 1 << 62
 
 
 def _fail(field: str, message: str) -> SourceFormatError:
@@ -137,8 +140,9 @@ def parse_expvar(
         raise _fail("memstats.NumForcedGC", f"{forced} forced cycles exceed NumGC {num_gc}")
 
     pct = _DEFAULT_GOGC if gogc is None else gogc
+    goal = None if next_gc >= _NO_GOAL else next_gc
     # Before the first cycle nothing has been marked, and with GC off the goal says nothing of the heap.
-    live = None if num_gc == 0 or pct < 0 else round(next_gc / (1 + pct / 100))
+    live = None if num_gc == 0 or pct < 0 or goal is None else round(goal / (1 + pct / 100))
     prev_cycles = previous.gc_cycles if previous is not None else None
     pauses = tuple(ns / 1e9 for ns in new_pauses(ring, num_gc, prev_cycles))
     return RuntimeSample(
@@ -148,7 +152,7 @@ def parse_expvar(
         forced_gc_cycles=forced,
         live_heap_bytes=live,
         live_heap_estimated=live is not None,
-        heap_goal_bytes=next_gc,
+        heap_goal_bytes=goal,
         heap_alloc_bytes=heap_alloc,
         total_memory_bytes=sys_bytes,
         gc_cpu_fraction=cpu_fraction,

@@ -33,8 +33,9 @@ from gc_tuner.input.sample import RuntimeSample
 __all__ = ["parse_prometheus"]
 
 # /gc/gomemlimit:bytes reads math.MaxInt64 without a limit and /gc/gogc:percent reads MaxUint64 with
-# GC off; as float64 they are 9.223372036854776e18 and 1.8446744073709552e19. Anything this large is
-# "none", never a real byte count or percentage.
+# GC off (9.223372036854776e18 and 1.8446744073709552e19 as float64); with GC off and no limit the
+# heap goal is just below MaxInt64. Anything this large (or +Inf) means "none", never a real byte
+# count or percentage.
 _UNSET = float(2**62)
 
 # A single scalar series per name; the series of one family are keyed by their sample name.
@@ -65,8 +66,8 @@ def _collect(text: str | bytes) -> tuple[_Series, dict[str, str]]:
     return series, counters
 
 
-def _scalar(series: _Series, name: str, *, unset_is_none: bool = False) -> float | None:
-    """The one value of an unlabelled Go metric; None when absent or NaN."""
+def _scalar(series: _Series, name: str) -> float | None:
+    """The one value of an unlabelled Go metric; None when absent, NaN or unset (see _UNSET)."""
     found = series.get(name)
     if not found:
         return None
@@ -77,11 +78,7 @@ def _scalar(series: _Series, name: str, *, unset_is_none: bool = False) -> float
         return None
     if value < 0:
         raise _fail(name, f"negative value {value!r}")
-    if value >= _UNSET:
-        if unset_is_none:
-            return None
-        raise _fail(name, f"value {value!r} is out of range")
-    return value
+    return None if value >= _UNSET else value
 
 
 def _as_int(value: float | None) -> int | None:
@@ -155,7 +152,7 @@ def parse_prometheus(
     goal = _scalar(series, "go_gc_heap_goal_bytes")
     if goal is None:
         goal = _scalar(series, "go_memstats_next_gc_bytes")
-    gogc = _scalar(series, "go_gc_gogc_percent", unset_is_none=True)
+    gogc = _scalar(series, "go_gc_gogc_percent")
     return RuntimeSample(
         t=t,
         source="prometheus",
@@ -168,7 +165,7 @@ def parse_prometheus(
         globals_bytes=_as_int(_scalar(series, "go_gc_scan_globals_bytes")),
         total_memory_bytes=_as_int(_scalar(series, "go_memstats_sys_bytes")),
         gogc=_as_int(gogc),
-        memory_limit_bytes=_as_int(_scalar(series, "go_gc_gomemlimit_bytes", unset_is_none=True)),
+        memory_limit_bytes=_as_int(_scalar(series, "go_gc_gomemlimit_bytes")),
         gc_cpu_seconds=None if gc_total is None or gc_idle is None else max(0.0, gc_total - gc_idle),
         total_cpu_seconds=_scalar(series, "go_cpu_classes_total_cpu_seconds_total"),
         gc_cpu_fraction=_scalar(series, "go_memstats_gc_cpu_fraction"),

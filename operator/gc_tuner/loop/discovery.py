@@ -17,6 +17,7 @@ __all__ = [
     "PodInfo",
     "SelectorError",
     "WorkloadInfo",
+    "deployment_digest",
     "matches_selector",
     "pod_info",
     "targets_for",
@@ -167,3 +168,30 @@ def targets_for(pods: Iterable[PodInfo], workload: WorkloadInfo) -> list[PodTarg
             )
         )
     return sorted(out, key=lambda t: t.name)
+
+
+def deployment_digest(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a Deployment the loop reads, small enough to keep one per Deployment in an index."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    template = (spec.get("template") or {}).get("spec") or {}
+    return {
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "generation", "resourceVersion", "annotations")
+            if k in meta
+        },
+        "spec": {
+            "replicas": spec.get("replicas"),
+            "selector": spec.get("selector") or {},
+            "template": {
+                "spec": {
+                    "containers": [
+                        {k: c[k] for k in ("name", "env", "resources") if k in c}
+                        for c in template.get("containers") or []
+                    ]
+                }
+            },
+        },
+        "status": dict(body.get("status") or {}),
+    }

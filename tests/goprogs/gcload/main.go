@@ -5,8 +5,8 @@
 // It keeps a steady live set, churns garbage through it, optionally calls runtime.GC() (forced
 // cycles), optionally asks for a goroutine-leak GC (Go 1.26+), and optionally writes application
 // noise to stderr in small writes while the GC prints. It stops every writer and allocator, forces a
-// last cycle and only then reads runtime/metrics, so the final gctrace line and the metrics describe
-// the same moment.
+// last cycle, waits until the runtime has printed its line and only then reads runtime/metrics, so
+// the final gctrace line and the metrics describe the same moment.
 package main
 
 import (
@@ -36,6 +36,8 @@ func main() {
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	if *noise {
+		// An unfinished application line: the first gc line starts in the middle of it.
+		_, _ = os.Stderr.WriteString("app: starting ")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -58,6 +60,11 @@ func main() {
 	userGCs := 0
 	for i := 0; i < total; i++ {
 		live[i%len(live)] = make([]byte, chunk)
+		if i%16 == 15 {
+			// Let the mark workers run: a tight loop of pointer-free allocations outruns them on a
+			// busy machine, and everything allocated during mark counts as live.
+			time.Sleep(20 * time.Microsecond)
+		}
 		if every > 0 && userGCs < *forced && (i+1)%every == 0 {
 			runtime.GC()
 			userGCs++
@@ -80,8 +87,9 @@ func main() {
 }
 
 func writeNoise(stop *atomic.Bool) {
-	// Small writes, several per line, with digits and letters, so they land inside gctrace lines.
-	parts := []string{"app ", "tick ", "42", " ok", "\n"}
+	// Small writes, several per line, so they land inside gctrace lines. Each write holds a letter:
+	// a write of bare digits next to a number of a gc line would be indistinguishable from it.
+	parts := []string{"app ", "tick-42 ", "ok", "\n"}
 	for i := 0; !stop.Load(); i++ {
 		_, _ = os.Stderr.WriteString(parts[i%len(parts)])
 		if i%64 == 0 {
@@ -106,6 +114,11 @@ func report(liveBytes, userGCs, leakGCs int) {
 	for i, n := range names {
 		samples[i].Name = n
 	}
+	// runtime.GC() can return before the cycle's gctrace line is printed: the runtime prints it at
+	// the end of mark termination, while still holding the world semaphore, and releases it after.
+	// ReadMemStats stops the world, so it waits for that release: after it, the line is out.
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
 	metrics.Read(samples)
 	out := map[string]any{
 		"go_version":         runtime.Version(),

@@ -1,0 +1,318 @@
+"""The operator's cost at fleet scale: `gc-tuner local` (the operator's loop) against N fake pods.
+
+    fleetsim -n N   one Go process, one listener per pod on 127.1.x.y, agent + /metrics + expvar
+    gc-tuner local  --mode enforce --target <N URLs>: sample, fit, decide and renew every pod's lease
+    /proc/<pid>     CPU seconds and RSS of the gc-tuner process, sampled every second
+
+The decision time (fit + strategy) is measured in-process on the very functions the cycle calls,
+over windows as full as a real policy's (windowSeconds / intervalSeconds samples per pod).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import yaml
+
+from bench.common import proc_stat
+
+__all__ = [
+    "DecisionTiming",
+    "FleetRun",
+    "RolloutRun",
+    "build_fleetsim",
+    "decision_timing",
+    "pod_address",
+    "run_fleet",
+    "run_rollout",
+]
+
+FLEET_PORT = 9100
+
+
+def build_fleetsim() -> Path:
+    from gc_tuner.cli.gobuild import build_go, repo_root
+
+    return build_go(repo_root() / "bench" / "fleet" / "sim", "fleetsim")
+
+
+def _gc_tuner_cmd() -> list[str]:
+    script = Path(sys.executable).with_name("gc-tuner")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from gc_tuner.cli.main import main; sys.exit(main())"]
+
+
+def policy(*, interval_s: int, window_s: int, cooldown_s: int, concurrency: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "gctuner.io/v1alpha1",
+        "kind": "GCPolicy",
+        "spec": {
+            "targetRef": {"name": "fleet"},
+            "mode": "Enforce",
+            "rollout": {"method": "Endpoint", "endpoint": {"port": FLEET_PORT}, "cooldownSeconds": cooldown_s,
+                        "leaseSeconds": max(60, 4 * interval_s)},
+            "sampling": {"intervalSeconds": interval_s, "windowSeconds": window_s, "timeoutSeconds": 5,
+                         "maxConcurrency": concurrency, "sources": {"agent": {"port": FLEET_PORT}}},
+            "qps": {"counter": {"name": "http_requests_total", "matchers": {"handler": "work"},
+                                "port": FLEET_PORT}},
+        },
+    }
+
+
+def pod_address(i: int) -> str:
+    """Pod i's loopback address, as fleetsim's addr() assigns it: 127.1.0.1, 127.1.0.2, ..."""
+    return f"127.{1 + i // (254 * 256)}.{(i // 254) % 256}.{i % 254 + 1}"
+
+
+class _Fleet:
+    def __init__(self, binary: Path, n: int, log: IO[str]) -> None:
+        self.proc = subprocess.Popen([str(binary), "-n", str(n), "-port", str(FLEET_PORT)],
+                                     stdout=subprocess.PIPE, stderr=log, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"fleetsim exited with {self.proc.wait()} before listening")
+        doc = json.loads(line)
+        self.control = f"http://{doc['control']}"
+        self.n = n
+
+    def targets(self) -> list[str]:
+        return [f"http://{pod_address(i)}:{FLEET_PORT}" for i in range(self.n)]
+
+    def stats(self, since: int = 0) -> dict[str, Any]:
+        r = httpx.get(f"{self.control}/stats", params={"since": since}, timeout=10, trust_env=False)
+        r.raise_for_status()
+        doc: dict[str, Any] = r.json()
+        return doc
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _reader(stream: IO[str], out: queue.Queue[tuple[float, str]]) -> None:
+    for line in stream:
+        out.put((time.time(), line))
+
+
+def _start_local(targets: Sequence[str], policy_path: Path, workdir: Path, name: str) -> subprocess.Popen[str]:
+    # One --target per pod, as a person would type it; Linux takes far more than 5,000 of them.
+    args = [*_gc_tuner_cmd(), "local", "--mode", "enforce", "--policy", str(policy_path), "--format", "json",
+            "--release"]
+    for t in targets:
+        args += ["--target", t]
+    err = (workdir / f"{name}.gc-tuner.log").open("w")
+    env = {k: v for k, v in os.environ.items() if k != "GC_TUNER_TOKEN"}
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+
+
+@dataclass
+class FleetRun:
+    pods: int
+    interval_s: int
+    cycles: int = 0
+    wall_s: float = 0.0  # from the first cycle's output to the end
+    pods_sampled: int = 0  # summed over the measured cycles
+    pods_per_s: float = 0.0
+    cycle_s: list[float] = field(default_factory=list)  # wall time of each cycle (start to output)
+    cpu_cores: float = 0.0  # gc-tuner's CPU seconds / wall seconds over the measured cycles
+    rss_mib: float = 0.0  # newest RSS
+    peak_rss_mib: float = 0.0  # VmHWM, including startup
+    startup_s: float = 0.0  # process start to the first cycle's output (imports, first sampling)
+    failures: int = 0  # pod failures reported over the measured cycles
+    fleet_gets: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def run_fleet(binary: Path, n: int, *, interval_s: int, cycles: int, workdir: Path, concurrency: int) -> FleetRun:
+    run = FleetRun(n, interval_s)
+    flog = (workdir / f"fleet-{n}.fleetsim.log").open("w")
+    fleet = _Fleet(binary, n, flog)
+    proc: subprocess.Popen[str] | None = None
+    try:
+        pol = workdir / f"fleet-{n}.policy.yaml"
+        pol.write_text(yaml.safe_dump(policy(interval_s=interval_s, window_s=max(3 * interval_s, 20 * interval_s),
+                                             cooldown_s=300, concurrency=concurrency), sort_keys=False))
+        started = time.time()
+        proc = _start_local(fleet.targets(), pol, workdir, f"fleet-{n}")
+        assert proc.stdout is not None
+        lines: queue.Queue[tuple[float, str]] = queue.Queue()
+        threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+        outputs: list[tuple[float, dict[str, Any]]] = []
+        cpu_marks: list[tuple[float, float]] = []
+        deadline = started + 120 + interval_s * (cycles + 2)
+        while len(outputs) < cycles + 1 and time.time() < deadline and proc.poll() is None:
+            try:
+                t, line = lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            st = proc_stat(proc.pid)
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            outputs.append((t, doc))
+            if st is not None:
+                cpu_marks.append((t, st.cpu_seconds))
+                run.rss_mib, run.peak_rss_mib = st.rss_bytes / (1 << 20), st.hwm_bytes / (1 << 20)
+        if proc.poll() is not None:
+            run.notes.append(f"gc-tuner local exited with {proc.returncode}; see fleet-{n}.gc-tuner.log")
+        if len(outputs) < 2 or len(cpu_marks) < 2:
+            run.notes.append(f"only {len(outputs)} cycles finished in time")
+            return run
+        run.startup_s = outputs[0][0] - started
+        # The first cycle includes the imports and the first connections: measure from its end.
+        measured = outputs[1:]
+        run.cycles = len(measured)
+        run.wall_s = cpu_marks[-1][0] - cpu_marks[0][0]
+        run.cpu_cores = (cpu_marks[-1][1] - cpu_marks[0][1]) / run.wall_s
+        run.pods_sampled = sum(int(d["status"].get("pods", {}).get("sampled", 0)) for _, d in measured)
+        run.pods_per_s = run.pods_sampled / run.wall_s
+        run.cycle_s = [t - float(d["time"]) for t, d in outputs]
+        run.failures = sum(len(d["status"].get("pods", {}).get("failing", []) or []) for _, d in measured)
+        run.fleet_gets = int(fleet.stats(since=10**9)["gets"])
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        fleet.stop()
+        flog.close()
+    return run
+
+
+@dataclass
+class RolloutRun:
+    pods: int
+    gogc: int | None = None
+    acked: int = 0
+    post_span_s: float | None = None  # first to last POST of the change, as the pods saw them
+    cycle_to_last_s: float | None = None  # the deciding cycle's start to the last POST
+    notes: list[str] = field(default_factory=list)
+
+
+def run_rollout(binary: Path, n: int, *, interval_s: int, workdir: Path, concurrency: int) -> RolloutRun:
+    """Time one GOGC change reaching every one of N pods through their agents."""
+    run = RolloutRun(n)
+    flog = (workdir / f"rollout-{n}.fleetsim.log").open("w")
+    fleet = _Fleet(binary, n, flog)
+    proc: subprocess.Popen[str] | None = None
+    try:
+        pol = workdir / f"rollout-{n}.policy.yaml"
+        pol.write_text(yaml.safe_dump(policy(interval_s=interval_s, window_s=3 * interval_s, cooldown_s=300,
+                                             concurrency=concurrency), sort_keys=False))
+        proc = _start_local(fleet.targets(), pol, workdir, f"rollout-{n}")
+        assert proc.stdout is not None
+        lines: queue.Queue[tuple[float, str]] = queue.Queue()
+        threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+        deadline = time.time() + 120
+        applied_cycle: float | None = None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                _, line = lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                status = json.loads(line)
+            except ValueError:
+                continue
+            applied = status["status"].get("applied") or {}
+            if applied.get("gogc") is not None and int(applied.get("pods", 0)) >= n:
+                applied_cycle = float(status["time"])
+                run.gogc = int(applied["gogc"])
+                break
+        if applied_cycle is None:
+            run.notes.append("no change reached every pod within 120 s")
+            return run
+        writes = [w for w in fleet.stats()["writes"] if w["method"] == "POST" and w["gogc"] == run.gogc]
+        first_wave: dict[int, int] = {}
+        for w in sorted(writes, key=lambda w: int(w["unixNano"])):
+            first_wave.setdefault(int(w["pod"]), int(w["unixNano"]))
+        run.acked = len(first_wave)
+        if first_wave:
+            times = sorted(first_wave.values())
+            run.post_span_s = (times[-1] - times[0]) / 1e9
+            run.cycle_to_last_s = times[-1] / 1e9 - applied_cycle
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        fleet.stop()
+        flog.close()
+    return run
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionTiming:
+    pods: int
+    samples_per_pod: int
+    median_ms: float
+    p90_ms: float
+    per_pod_ms: float
+
+
+def decision_timing(pods: int, samples_per_pod: int, *, repeat: int = 5) -> DecisionTiming:
+    """Fit (every pod's QPS and heap slope, the Deployment median, the leak verdict) + strategy,
+    timed on full windows of plausible samples."""
+    import random
+
+    from gc_tuner.input.sample import RuntimeSample
+    from gc_tuner.loop.fitting import fit_deployment, fit_pod, leak_verdict
+    from gc_tuner.loop.state import PolicyState
+    from gc_tuner.loop.strategy import recommend
+    from gc_tuner.model.policy import parse_policy
+
+    spec = parse_policy(policy(interval_s=15, window_s=15 * samples_per_pod, cooldown_s=300, concurrency=64))
+    rng = random.Random(1)
+    state = PolicyState(float(spec.sampling.window_seconds))
+    now = time.time()
+    for p in range(pods):
+        ps = state.pod(f"pod-{p}", now=now)
+        qps, live, slope = rng.uniform(20, 1500), rng.uniform(30, 300) * 2**20, rng.choice([0.0] * 19 + [1.5])
+        for k in range(samples_per_pod):
+            t = now - (samples_per_pod - k) * 15
+            ps.window.add(RuntimeSample(
+                t=t, source="agent", gc_cycles=100 + k * 7, live_heap_bytes=int(live + slope * 2**20 * k * 15
+                                                                                  + rng.gauss(0, 2**20)),
+                heap_goal_bytes=int(2 * live), gogc=100, requests_total=qps * (t - now + 10**6),
+                gc_cpu_seconds=1.0 + k, total_cpu_seconds=10.0 + 30 * k,
+            ))
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fits = [fit_pod(name, ps, spec) for name, ps in state.pods.items()]
+        summary = fit_deployment(fits, spec)
+        leak_verdict(summary, spec)
+        if summary.complete:
+            assert summary.qps is not None and summary.heap_slope_mb_per_s is not None
+            recommend(spec, summary.qps, summary.heap_slope_mb_per_s)
+        times.append((time.perf_counter() - t0) * 1000)
+    med = statistics.median(times)
+    p90 = sorted(times)[min(len(times) - 1, int(0.9 * len(times)))]
+    return DecisionTiming(pods, samples_per_pod, med, p90, med / pods)

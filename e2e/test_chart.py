@@ -1,0 +1,659 @@
+"""The Helm chart (charts/gc-tuner) with real helm on the real control plane.
+
+1. `helm lint --strict` for every ci/*-values.yaml; the rendered manifests pass `kubectl apply
+   --dry-run=server` (ServiceMonitor/PrometheusRule against the prometheus-operator's real CRDs); the
+   alerts, evaluated by promtool, fire on the SLO breaches they name and stay quiet otherwise.
+2. `helm install`: the operator pod runs through the test kubelet as the chart's ServiceAccount (a
+   TokenRequest token, nothing else) and the operator's DryRun, Enforce/Endpoint and Enforce/EnvPatch
+   scenarios pass with only the chart's RBAC.
+3. `kubectl auth can-i --as=system:serviceaccount:...`: what the ServiceAccount may and may not do.
+4. `helm upgrade` with changed values rolls the operator; `helm uninstall` leaves only the CRDs, and
+   policies keep working after a reinstall.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from e2e.cluster.waits import pod_pids, wait_for
+from e2e.helm import ensure_helm, ensure_monitoring_crds
+from gc_tuner.cli.gobuild import repo_root
+
+pytestmark = pytest.mark.e2e
+
+CHART = repo_root() / "charts" / "gc-tuner"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+RELEASE = "gc-tuner"
+SA = "gc-tuner"  # the chart's ServiceAccount for release "gc-tuner" (fullname == release name)
+SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
+# What an operator must never log when its RBAC is complete (kopf's and the kubernetes client's words).
+FORBIDDEN_MARKS = ("Forbidden", "forbidden", "Not enough permissions", "HTTP 403", "(403)")
+
+Helm = Callable[..., subprocess.CompletedProcess[str]]
+
+
+# ---- helm -------------------------------------------------------------------------------------------
+def _helm_env(home: Path, kubeconfig: Path | None) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    return env
+
+
+def _runner(home: Path, kubeconfig: Path | None) -> Helm:
+    exe = ensure_helm()
+
+    def run(*args: str, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(exe), *args],
+            capture_output=True,
+            text=True,
+            env=_helm_env(home, kubeconfig),
+            timeout=timeout,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def helm_offline(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    """helm without a cluster (lint, template)."""
+    return _runner(tmp_path_factory.mktemp("helm-home"), None)
+
+
+@pytest.fixture(scope="session")
+def helm(cluster: Any) -> Helm:
+    """helm talking to the test cluster as its admin (helm itself; the operator never gets these rights)."""
+    return _runner(Path(cluster.dir) / "helm-home", Path(cluster.kubeconfig))
+
+
+def _docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+# ---- 1. lint, template, server-side dry run, alerts -------------------------------------------------
+@pytest.mark.parametrize("values", CI_VALUES, ids=[p.name for p in CI_VALUES])
+def test_helm_lint_strict_for_every_ci_values_file(helm_offline: Helm, values: Path) -> None:
+    out = helm_offline("lint", "--strict", str(CHART), "-f", str(values)).stdout
+    assert "1 chart(s) linted, 0 chart(s) failed" in out, out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--set", "bogus=1"), "additional properties 'bogus' not allowed"),
+        (("--set", "operator.peering.bogus=1"), "additional properties 'bogus' not allowed"),
+        (("--set", "operator.metricsPort=0"), "/operator/metricsPort"),
+        (("--set", "operator.watchNamespaces[0]=Not_A_Namespace"), "/operator/watchNamespaces/0"),
+        (("--set", "prometheusRule.gcCPU.threshold=2"), "/prometheusRule/gcCPU/threshold"),
+        (("--set", "replicaCount=2"), "replicaCount > 1 needs operator.peering.enabled=true"),
+        (("--set", "operator.livenessPort=9100"), "must differ"),
+    ],
+    ids=[
+        "unknown-key",
+        "unknown-nested-key",
+        "port-0",
+        "bad-namespace",
+        "fraction-above-1",
+        "ha-standalone",
+        "same-ports",
+    ],
+)
+def test_bad_values_are_rejected_naming_the_value(
+    helm_offline: Helm, args: tuple[str, ...], message: str
+) -> None:
+    proc = helm_offline("template", RELEASE, str(CHART), *args, check=False)
+    assert proc.returncode != 0, f"helm accepted {args}"
+    assert message in proc.stderr, proc.stderr
+
+
+@pytest.fixture(scope="session")
+def monitoring_crds(kubectl: Any) -> None:
+    """prometheus-operator's ServiceMonitor and PrometheusRule CRDs (generated from its Go API types)."""
+    for path in ensure_monitoring_crds().values():
+        kubectl("apply", "--server-side", "-f", str(path))
+    for kind in ("servicemonitors", "prometheusrules"):
+        kubectl("wait", "--for=condition=Established", f"crd/{kind}.monitoring.coreos.com", "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def chart_crds(kubectl: Any) -> None:
+    """The chart's crds/ applied (what `helm install` does first), so its objects can be dry-run."""
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
+    for crd in ("gcpolicies.gctuner.io", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
+        kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=[p.name for p in CI_VALUES])
+def test_rendered_chart_is_accepted_by_the_apiserver(
+    helm: Helm, kubectl: Any, namespace: str, monitoring_crds: None, chart_crds: None, values: Path
+) -> None:
+    watched = yaml.safe_load(values.read_text()).get("operator", {}).get("watchNamespaces", [])
+    for ns in watched:
+        if kubectl("get", "namespace", ns, check=False).returncode != 0:
+            kubectl("create", "namespace", ns)
+    rendered = helm("template", RELEASE, str(CHART), "--namespace", namespace, "-f", str(values)).stdout
+    docs = _docs(rendered)
+    proc = kubectl("apply", "--dry-run=server", "-f", "-", input=rendered, check=False)
+    assert proc.returncode == 0, proc.stderr
+    applied = [line for line in proc.stdout.splitlines() if "(server dry run)" in line]
+    assert len(applied) == len(docs), proc.stdout
+
+    kinds = [d["kind"] for d in docs]
+    vals = yaml.safe_load(values.read_text())
+    replicas = vals.get("replicaCount", 1)
+    assert ("PodDisruptionBudget" in kinds) == (replicas > 1)
+    assert ("ServiceMonitor" in kinds) == bool(vals.get("serviceMonitor", {}).get("enabled"))
+    assert ("PrometheusRule" in kinds) == bool(vals.get("prometheusRule", {}).get("enabled"))
+    assert ("ConfigMap" in kinds) == bool(vals.get("grafanaDashboard", {}).get("enabled"))
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == sorted(watched)
+    (dep,) = [d for d in docs if d["kind"] == "Deployment"]
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["resources"]["requests"]
+    args = c["args"]
+    assert ("--all-namespaces" in args) == (not watched)
+    assert [a for a in args if a.startswith("--namespace=")] == [f"--namespace={n}" for n in watched]
+    peering = vals.get("operator", {}).get("peering", {})
+    assert ("--standalone" in args) != bool(peering.get("enabled"))
+    assert ("--dry-run" in args) == bool(vals.get("operator", {}).get("dryRun"))
+
+
+def _rules_file(helm_offline: Helm, tmp_path: Path) -> Path:
+    rendered = helm_offline(
+        "template", RELEASE, str(CHART), "-f", str(CHART / "ci" / "monitoring-values.yaml")
+    ).stdout
+    (rule,) = [d for d in _docs(rendered) if d["kind"] == "PrometheusRule"]
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    return path
+
+
+def _promtool() -> str:
+    exe = "/usr/bin/promtool"
+    assert Path(exe).exists(), "promtool missing: scripts/test.sh installs Debian's prometheus package"
+    return exe
+
+
+def test_alerts_fire_on_the_slo_breaches_they_name(helm_offline: Helm, tmp_path: Path) -> None:
+    """promtool evaluates the chart's own rules (monitoring ci values: gcCPU threshold 0.2 for 10m) on
+    synthetic series: each alert fires after its `for`, and a value under the threshold stays quiet."""
+    rules = _rules_file(helm_offline, tmp_path)
+    check = subprocess.run([_promtool(), "check", "rules", str(rules)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    labels = 'namespace="shop", policy="web"'
+    quiet = 'namespace="shop", policy="batch"'
+    tests = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # 150 µs p99 for 20 minutes breaks the 100 µs SLO; 80 µs does not.
+                    {"series": f"gctuner_policy_stw_pause_p99_seconds{{{labels}}}", "values": "0.00015x20"},
+                    {"series": f"gctuner_policy_stw_pause_p99_seconds{{{quiet}}}", "values": "0.00008x20"},
+                    {"series": f"gctuner_policy_gc_cpu_fraction{{{labels}}}", "values": "0.35x20"},
+                    {"series": f"gctuner_policy_gc_cpu_fraction{{{quiet}}}", "values": "0.1x20"},
+                    # 30 failed samples per minute next to 70 good ones: 30 % errors.
+                    {
+                        "series": 'gctuner_sample_errors_total{namespace="gc-tuner", job="gc-tuner", source="agent", reason="Unreachable"}',
+                        "values": "0+30x20",
+                    },
+                    {
+                        "series": 'gctuner_samples_total{namespace="gc-tuner", job="gc-tuner", source="agent"}',
+                        "values": "0+70x20",
+                    },
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": "GCTunerSTWPauseP99High", "exp_alerts": []},
+                    {
+                        "eval_time": "15m",
+                        "alertname": "GCTunerSTWPauseP99High",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "namespace": "shop",
+                                    "policy": "web",
+                                    "severity": "warning",
+                                    "team": "platform",
+                                }
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "15m",
+                        "alertname": "GCTunerGCCPUHigh",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "namespace": "shop",
+                                    "policy": "web",
+                                    "severity": "warning",
+                                    "team": "platform",
+                                }
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "18m",
+                        "alertname": "GCTunerSampleErrorsHigh",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "namespace": "gc-tuner",
+                                    "job": "gc-tuner",
+                                    "severity": "warning",
+                                    "team": "platform",
+                                }
+                            }
+                        ],
+                    },
+                ],
+            },
+            {
+                "interval": "1m",
+                "input_series": [
+                    # 5 % sample errors: under the 10 % threshold.
+                    {
+                        "series": 'gctuner_sample_errors_total{namespace="gc-tuner", job="gc-tuner"}',
+                        "values": "0+5x30",
+                    },
+                    {
+                        "series": 'gctuner_samples_total{namespace="gc-tuner", job="gc-tuner"}',
+                        "values": "0+95x30",
+                    },
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "25m", "alertname": "GCTunerSampleErrorsHigh", "exp_alerts": []}
+                ],
+            },
+        ],
+    }
+    spec = tmp_path / "rules_test.yaml"
+    spec.write_text(yaml.safe_dump(tests))
+    proc = subprocess.run([_promtool(), "test", "rules", str(spec)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+# ---- an installed release ---------------------------------------------------------------------------
+@dataclass
+class ChartOperator:
+    """The operator as the chart runs it: a pod of the release, a process on the test kubelet."""
+
+    kube: Any
+    kubectl: Any
+    namespace: str
+
+    def pod(self) -> Any:
+        from kubernetes import client
+
+        pods = client.CoreV1Api(self.kube).list_namespaced_pod(self.namespace, label_selector=SELECTOR).items
+        live = [p for p in pods if p.metadata.deletion_timestamp is None]
+        assert len(live) == 1, [p.metadata.name for p in live]
+        return live[0]
+
+    def ip(self) -> str:
+        return str(self.pod().status.pod_ip)
+
+    def metrics(self) -> str:
+        return httpx.get(f"http://{self.ip()}:9100/metrics", timeout=5).text
+
+    def healthy(self) -> bool:
+        return httpx.get(f"http://{self.ip()}:8081/healthz", timeout=5).status_code == 200
+
+    def logs(self) -> str:
+        return str(self.kubectl("logs", "-n", self.namespace, self.pod().metadata.name).stdout)
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(self.logs().splitlines()[-n:])
+
+
+def _ready(op: ChartOperator) -> bool:
+    pod = op.pod()
+    return (
+        pod.status.phase == "Running"
+        and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+        and op.healthy()
+    )
+
+
+def install(helm: Helm, namespace: str, *args: str) -> str:
+    return helm(
+        "install", RELEASE, str(CHART), "--namespace", namespace, "--wait", "--timeout", "180s", *args
+    ).stdout
+
+
+def _delete_policies(kubectl: Any, namespace: str) -> None:
+    # While the operator still runs, so its finalizer restores what the policies changed.
+    kubectl("delete", "gcpolicies", "--all", "-n", namespace, "--wait=true", "--timeout=60s", check=False)
+
+
+@pytest.fixture
+def release(helm: Helm, kubectl: Any, namespace: str) -> Iterator[list[str]]:
+    """Installs done by the test (helm install/upgrade via `install`) are uninstalled afterwards."""
+    installed: list[str] = []
+    try:
+        yield installed
+    finally:
+        if installed:
+            _delete_policies(kubectl, namespace)
+            helm("uninstall", RELEASE, "--namespace", namespace, "--wait", "--timeout", "120s", check=False)
+
+
+@pytest.fixture
+def chart_operator(helm: Helm, kube: Any, kubectl: Any, namespace: str, release: list[str]) -> ChartOperator:
+    """The chart installed into the test's namespace, its operator watching that namespace only."""
+    install(helm, namespace, "--set", f"operator.watchNamespaces={{{namespace}}}")
+    release.append(namespace)
+    op = ChartOperator(kube, kubectl, namespace)
+    wait_for(lambda: _ready(op), 120, "the chart's operator pod Ready and /healthz answering")
+    return op
+
+
+def _no_rbac_errors(op: ChartOperator) -> None:
+    bad = [line for line in op.logs().splitlines() if any(m in line for m in FORBIDDEN_MARKS)]
+    assert not bad, "the operator hit RBAC denials:\n" + "\n".join(bad[:20])
+
+
+# ---- 2. install: the pod, its identity, and the operator's scenarios under the chart's RBAC ----------
+def test_install_runs_the_operator_as_the_charts_serviceaccount(
+    chart_operator: ChartOperator, kubectl: Any, namespace: str
+) -> None:
+    op = chart_operator
+    pod = op.pod()
+    assert pod.spec.service_account_name == SA
+    (cs,) = pod.status.container_statuses
+    assert cs.image.startswith("ghcr.io/gctuner/gc-tuner:") and cs.ready and cs.restart_count == 0
+    # The real process: `gc-tuner operator` with the pod's args, bound to the pod IP.
+    (pid,) = pod_pids(pod.metadata.name)
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    assert Path(argv[0]).name == "gc-tuner" and argv[1] == "operator", argv
+    assert argv[2:] == [a.replace("0.0.0.0", pod.status.pod_ip) for a in pod.spec.containers[0].args]
+    env = dict(
+        kv.split("=", 1) for kv in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in kv
+    )
+    assert env["POD_NAMESPACE"] == namespace and env["POD_NAME"] == pod.metadata.name
+    # Its only credential: a kubeconfig holding a TokenRequest token of the chart's ServiceAccount.
+    kubeconfig = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())
+    (user,) = kubeconfig["users"]
+    assert set(user["user"]) == {"tokenFile"}, user
+    who = kubectl("auth", "whoami", "-o", "json", f"--kubeconfig={env['KUBECONFIG']}").stdout
+    status = json.loads(who)["status"]["userInfo"]
+    assert status["username"] == f"system:serviceaccount:{namespace}:{SA}"
+    assert status["extra"]["authentication.kubernetes.io/pod-name"] == [pod.metadata.name]
+    # Metrics and liveness at the pod IP, through the chart's container ports.
+    text = op.metrics()
+    assert "gctuner_samples_total" in text or "# TYPE gctuner_samples counter" in text
+    # The Service selects exactly the operator pod.
+    eps = json.loads(
+        kubectl(
+            "get",
+            "endpointslices",
+            "-n",
+            namespace,
+            "-l",
+            f"kubernetes.io/service-name={RELEASE}",
+            "-o",
+            "json",
+        ).stdout
+    )
+    addrs = [a for s in eps["items"] for e in s.get("endpoints") or [] for a in e["addresses"]]
+    assert addrs == [pod.status.pod_ip]
+    time.sleep(3)  # a few seconds of kopf's watches and scans
+    _no_rbac_errors(op)
+
+
+def _run_scenario(module: str, name: str, **fixtures: Any) -> None:
+    """Run one of the operator's e2e scenarios (e2e/test_operator_*.py) with the chart's operator in
+    place of its own subprocess: the scenario's assertions are reused, not copied."""
+    import importlib
+
+    fn = getattr(importlib.import_module(module), name)
+    params = inspect.signature(fn).parameters
+    missing = [p for p in params if p not in fixtures]
+    assert not missing, f"{module}.{name} needs fixtures this test does not provide: {missing}"
+    fn(**{p: fixtures[p] for p in params})
+
+
+SCENARIOS = [
+    ("e2e.test_operator_dryrun", "test_dry_run_recommends_from_the_fit_and_touches_nothing"),
+    ("e2e.test_operator_endpoint", "test_endpoint_sets_every_process_live_and_new_pods_on_first_sample"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("module", "name"), SCENARIOS, ids=[m.rsplit("_", 1)[-1] for m, _ in SCENARIOS])
+def test_operator_scenarios_pass_with_only_the_charts_rbac(
+    chart_operator: ChartOperator, kube: Any, kubectl: Any, namespace: str, module: str, name: str
+) -> None:
+    _run_scenario(module, name, namespace=namespace, kube=kube, kubectl=kubectl, operator=chart_operator)
+    _no_rbac_errors(chart_operator)
+
+
+# ---- 3. kubectl auth can-i --------------------------------------------------------------------------
+def _can(kubectl: Any, who: str, verb: str, resource: str, *scope: str) -> bool:
+    proc = kubectl("auth", "can-i", verb, resource, f"--as={who}", *scope, check=False)
+    answer = proc.stdout.strip()
+    assert answer in ("yes", "no"), f"can-i {verb} {resource} {scope}: {proc.stdout}{proc.stderr}"
+    return answer == "yes"
+
+
+PATCH_DENIED = (
+    "pods",
+    "pods/status",
+    "services",
+    "configmaps",
+    "secrets",
+    "serviceaccounts",
+    "namespaces",
+    "nodes",
+    "events",
+    "replicasets.apps",
+    "statefulsets.apps",
+    "daemonsets.apps",
+    "deployments.apps/scale",
+    "jobs.batch",
+    "roles.rbac.authorization.k8s.io",
+    "clusterroles.rbac.authorization.k8s.io",
+    "customresourcedefinitions.apiextensions.k8s.io",
+    "leases.coordination.k8s.io",
+)
+NODE_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
+
+
+@pytest.mark.parametrize("scope", ["cluster-wide", "namespaced"])
+def test_the_serviceaccount_can_do_what_the_operator_needs_and_nothing_it_must_not(
+    helm: Helm, kubectl: Any, namespace: str, release: list[str], scope: str
+) -> None:
+    args = ["--set", f"operator.watchNamespaces={{{namespace}}}"] if scope == "namespaced" else []
+    helm("install", RELEASE, str(CHART), "--namespace", namespace, *args)
+    release.append(namespace)
+    who = f"system:serviceaccount:{namespace}:{SA}"
+    ns = ("-n", namespace)
+    everywhere = ("--all-namespaces",)
+    # What the operator does (it is exactly these calls; the scenarios above prove them sufficient).
+    for verb, resource in (
+        ("list", "gcpolicies.gctuner.io"),
+        ("watch", "gcpolicies.gctuner.io"),
+        ("patch", "gcpolicies.gctuner.io"),
+        ("patch", "gcpolicies.gctuner.io/status"),
+        ("list", "pods"),
+        ("watch", "pods"),
+        ("get", "pods/log"),
+        ("get", "deployments.apps"),
+        ("list", "deployments.apps"),
+        ("watch", "deployments.apps"),
+        ("patch", "deployments.apps"),
+        ("get", "secrets"),
+        ("create", "events"),
+    ):
+        assert _can(kubectl, who, verb, resource, *ns), f"must be able to {verb} {resource}"
+    assert _can(kubectl, who, "list", "customresourcedefinitions.apiextensions.k8s.io")
+    # Never: list or watch Secrets (in its namespace or anywhere), delete Deployments, patch anything
+    # but Deployments and GCPolicies, anything with Nodes, and no escalation.
+    for verb in ("list", "watch"):
+        assert not _can(kubectl, who, verb, "secrets", *everywhere)
+        assert not _can(kubectl, who, verb, "secrets", *ns)
+    for scope_args in (ns, everywhere):
+        assert not _can(kubectl, who, "delete", "deployments.apps", *scope_args)
+        assert not _can(kubectl, who, "deletecollection", "deployments.apps", *scope_args)
+        assert not _can(kubectl, who, "create", "deployments.apps", *scope_args)
+        assert not _can(kubectl, who, "update", "deployments.apps", *scope_args)
+        assert not _can(kubectl, who, "delete", "gcpolicies.gctuner.io", *scope_args)
+    for resource in PATCH_DENIED:
+        assert not _can(kubectl, who, "patch", resource, *ns), f"must not patch {resource}"
+        assert not _can(kubectl, who, "patch", resource, *everywhere), f"must not patch {resource} anywhere"
+    for verb in NODE_VERBS:
+        for resource in ("nodes", "nodes/status", "nodes/proxy"):
+            assert not _can(kubectl, who, verb, resource), f"must not {verb} {resource}"
+    for verb, resource in (
+        ("create", "pods/exec"),
+        ("create", "serviceaccounts/token"),
+        ("escalate", "clusterroles.rbac.authorization.k8s.io"),
+        ("bind", "clusterroles.rbac.authorization.k8s.io"),
+        ("impersonate", "users"),
+        ("*", "*"),
+    ):
+        assert not _can(kubectl, who, verb, resource, *everywhere), f"must not {verb} {resource}"
+    if scope == "namespaced":
+        # A Role per watched namespace: nothing namespaced elsewhere.
+        for verb, resource in (("list", "pods"), ("get", "secrets"), ("patch", "deployments.apps")):
+            assert not _can(kubectl, who, verb, resource, "-n", "kube-system")
+            assert not _can(kubectl, who, verb, resource, *everywhere)
+
+
+def test_secret_access_can_be_limited_to_the_token_secrets(
+    helm: Helm, kubectl: Any, namespace: str, release: list[str]
+) -> None:
+    helm(
+        "install", RELEASE, str(CHART), "--namespace", namespace,
+        "--set", f"operator.watchNamespaces={{{namespace}}}",
+        "--set", "rbac.secrets.resourceNames={gctuner-token}",
+    )  # fmt: skip
+    release.append(namespace)
+    who = f"system:serviceaccount:{namespace}:{SA}"
+    assert _can(kubectl, who, "get", "secrets/gctuner-token", "-n", namespace)
+    assert not _can(kubectl, who, "get", "secrets/other", "-n", namespace)
+    assert not _can(kubectl, who, "get", "secrets", "-n", namespace)
+
+
+# ---- 4. upgrade, uninstall, reinstall ---------------------------------------------------------------
+def test_upgrade_with_changed_values_rolls_out_the_operator(
+    helm: Helm, chart_operator: ChartOperator, namespace: str
+) -> None:
+    op = chart_operator
+    old = op.pod()
+    old_pids = pod_pids(old.metadata.name)
+    assert old_pids and "--dry-run" not in old.spec.containers[0].args
+    helm(
+        "upgrade", RELEASE, str(CHART), "--namespace", namespace, "--reuse-values",
+        "--set", "operator.dryRun=true", "--set", "operator.verbose=true", "--wait", "--timeout", "180s",
+    )  # fmt: skip
+    new = wait_for(
+        lambda: (p := op.pod()).metadata.uid != old.metadata.uid and p, 120, "the upgraded operator pod"
+    )
+    wait_for(lambda: _ready(op), 120, "the upgraded operator Ready")
+    args = new.spec.containers[0].args
+    assert "--dry-run" in args and "--verbose" in args
+    assert not any(Path(f"/proc/{p}").exists() for p in old_pids), "the old operator process is still alive"
+    (pid,) = pod_pids(new.metadata.name)
+    assert "--dry-run" in Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    wait_for(lambda: "every GCPolicy only recommends" in op.logs(), 30, "the --dry-run warning in the log")
+    history = json.loads(helm("history", RELEASE, "--namespace", namespace, "-o", "json").stdout)
+    assert [h["revision"] for h in history] == [1, 2] and history[-1]["status"] == "deployed"
+
+
+def _left_behind(kubectl: Any, namespace: str) -> list[str]:
+    kinds = "deployments,replicasets,pods,services,serviceaccounts,configmaps,roles,rolebindings,poddisruptionbudgets"
+    names = kubectl("get", kinds, "-n", namespace, "-l", SELECTOR, "-o", "name").stdout.split()
+    names += kubectl("get", "clusterroles,clusterrolebindings", "-l", SELECTOR, "-o", "name").stdout.split()
+    return names
+
+
+@pytest.mark.slow
+def test_uninstall_leaves_only_the_crds_and_policies_keep_working_after_a_reinstall(
+    helm: Helm, kube: Any, kubectl: Any, namespace: str, chart_operator: ChartOperator, release: list[str]
+) -> None:
+    from kubernetes import client
+
+    from e2e.cluster.manifests import workload_deployment
+    from e2e.operator_support import create_policy, get_policy, ready_pods
+
+    client.AppsV1Api(kube).create_namespaced_deployment(namespace, workload_deployment("web", replicas=1))
+    wait_for(lambda: len(ready_pods(kube, namespace, "web")) == 1, 90, "the workload pod")
+    spec = {
+        "targetRef": {"name": "web"},
+        "mode": "DryRun",
+        "sampling": {"intervalSeconds": 2, "windowSeconds": 30, "sources": {"prometheus": {"port": 8080}}},
+        "qps": {"counter": {"name": "http_requests_total", "matchers": {"handler": "work"}}},
+    }
+    create_policy(kube, namespace, "web", spec)
+    wait_for(
+        lambda: get_policy(kube, namespace, "web").get("status", {}).get("recommendation"),
+        60,
+        "a recommendation",
+    )
+    old_pod = chart_operator.pod()
+    old_pids = pod_pids(old_pod.metadata.name)
+
+    helm("uninstall", RELEASE, "--namespace", namespace, "--wait", "--timeout", "120s")
+    release.clear()
+    wait_for(lambda: not _left_behind(kubectl, namespace), 60, "every object of the release gone")
+    assert not any(Path(f"/proc/{p}").exists() for p in old_pids), "the operator process outlived uninstall"
+    for crd in ("gcpolicies.gctuner.io", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
+        assert kubectl("get", "crd", crd, check=False).returncode == 0, f"{crd} must survive uninstall"
+    kept = get_policy(kube, namespace, "web")  # the users' policies survive with their CRD
+    stale = kept["status"]["recommendation"]["time"]
+
+    t_reinstall = time.time()
+    install(helm, namespace, "--set", f"operator.watchNamespaces={{{namespace}}}")
+    release.append(namespace)
+    wait_for(lambda: _ready(chart_operator), 120, "the reinstalled operator Ready")
+
+    def fresh() -> dict[str, Any] | None:
+        st = get_policy(kube, namespace, "web").get("status", {})
+        rec = st.get("recommendation") or {}
+        ok = rec.get("time") and rec["time"] != stale and _ts(rec["time"]) >= int(t_reinstall)
+        return st if ok else None
+
+    st = wait_for(fresh, 60, "a new recommendation from the reinstalled operator")
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True", st["conditions"]
+    _no_rbac_errors(chart_operator)
+
+
+def _ts(rfc3339: str) -> int:
+    from gc_tuner.loop.records import parse_rfc3339
+
+    t = parse_rfc3339(rfc3339)
+    assert t is not None, rfc3339
+    return int(t)

@@ -1,0 +1,138 @@
+"""Scenario 2, Enforce/Endpoint: every process runs status.applied.gogc (its own /gc/gogc:percent
+says so), without a restart; a pod added later gets the value on its first sample; the lease is
+renewed every interval."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from e2e.cluster.manifests import workload_deployment
+from e2e.cluster.waits import pod_pids, wait_for
+from e2e.operator_support import (  # noqa: F401  (the *_fixture names register fixtures)
+    OperatorProc,
+    agent_get,
+    condition,
+    crd_fixture,
+    create_policy,
+    get_policy,
+    make_operator_fixture,
+    metric_value,
+    operator_fixture,
+    ready_pods,
+    token_secret,
+)
+
+pytestmark = pytest.mark.e2e
+
+INTERVAL = 2
+LEASE = 8
+
+
+def endpoint_deployment(name: str, replicas: int, env: dict[str, str], secret: str) -> dict[str, Any]:
+    dep = workload_deployment(name, replicas=replicas, env=env)
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    c["env"].append(
+        {"name": "GC_TUNER_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}}}
+    )
+    return dep
+
+
+def endpoint_policy(secret: str, **over: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "targetRef": {"name": "web"},
+        "mode": "Enforce",
+        "rollout": {
+            "method": "Endpoint",
+            "endpoint": {"port": 8080, "tokenSecretRef": {"name": secret}},
+            "leaseSeconds": LEASE,
+            "cooldownSeconds": 0,
+        },
+        "sampling": {
+            "intervalSeconds": INTERVAL,
+            "windowSeconds": 30,
+            "sources": {"agent": {"port": 8080}, "prometheus": {"port": 8080}},
+        },
+        "qps": {"counter": {"name": "http_requests_total", "matchers": {"handler": "work"}}},
+    }
+    spec.update(over)
+    return spec
+
+
+def own_gogc(ip: str) -> int:
+    """GOGC as the process reads it itself: runtime/metrics /gc/gogc:percent through its agent."""
+    return int(agent_get(ip)["metrics"]["/gc/gogc:percent"])
+
+
+def test_endpoint_sets_every_process_live_and_new_pods_on_first_sample(
+    namespace: str, kube: Any, operator: OperatorProc
+) -> None:
+    apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
+    secret = token_secret(kube, namespace)
+    # 1200 QPS per pod puts the formula well below the startup GOGC 100 (≈ 65).
+    apps.create_namespaced_deployment(
+        namespace, endpoint_deployment("web", 2, {"WORKLOAD_QPS": "1200"}, secret)
+    )
+    pods = wait_for(lambda: len(p := ready_pods(kube, namespace, "web")) == 2 and p, 90, "2 ready pods")
+    before = {p.metadata.name: (p.metadata.uid, pod_pids(p.metadata.name)) for p in pods}
+
+    create_policy(kube, namespace, "web", endpoint_policy(secret))
+    pol = wait_for(
+        lambda: (
+            (o := get_policy(kube, namespace, "web"))
+            and (condition(o, "Applied") or {}).get("status") == "True"
+            and o
+        ),
+        60,
+        "Applied=True",
+    )
+    applied = pol["status"]["applied"]
+    assert applied["method"] == "Endpoint" and applied["pods"] == 2
+    gogc = applied["gogc"]
+    assert gogc != 100 and 25 <= gogc <= 200
+    assert pol["status"]["decision"]["action"] in ("Apply", "Hold")
+    for p in ready_pods(kube, namespace, "web"):
+        assert own_gogc(p.status.pod_ip) == gogc
+        assert metric_value(p.status.pod_ip, "go_gc_gogc_percent") == gogc
+        lease = agent_get(p.status.pod_ip)["lease"]
+        assert lease["owner"] == f"gc-tuner/{namespace}/web"
+        # No restart: same pod, same process, restartCount 0.
+        uid, pids = before[p.metadata.name]
+        assert p.metadata.uid == uid and pod_pids(p.metadata.name) == pids
+        assert all(cs.restart_count == 0 for cs in p.status.container_statuses)
+
+    # The lease is renewed every interval: after more than one lease it is still held.
+    first_expiry = agent_get(pods[0].status.pod_ip)["lease"]["expiresAt"]
+    wait_for(
+        lambda: agent_get(pods[0].status.pod_ip)["lease"]["expiresAt"] != first_expiry,
+        3 * INTERVAL,
+        "renewal",
+    )
+
+    time.sleep(LEASE + INTERVAL)
+    assert own_gogc(pods[0].status.pod_ip) == get_policy(kube, namespace, "web")["status"]["applied"]["gogc"]
+
+    # Scale up: the new process starts at GOGC 100 and gets the applied value on its first sample.
+    apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 3}})
+    new = wait_for(
+        lambda: [p for p in ready_pods(kube, namespace, "web") if p.metadata.name not in before],
+        60,
+        "the third pod",
+    )[0]
+    current = get_policy(kube, namespace, "web")["status"]["applied"]["gogc"]
+    wait_for(
+        lambda: own_gogc(new.status.pod_ip) == current, 3 * INTERVAL + 2, "the new pod at the applied GOGC"
+    )
+    pol = wait_for(
+        lambda: (o := get_policy(kube, namespace, "web"))["status"]["applied"]["pods"] == 3 and o,
+        10,
+        "3 pods",
+    )
+    assert (condition(pol, "Degraded") or {}).get("status") == "False"
+    assert (
+        core.read_namespaced_pod(new.metadata.name, namespace).status.container_statuses[0].restart_count == 0
+    )
+    assert 'gctuner_applied_changes_total{method="Endpoint"}' in operator.metrics()

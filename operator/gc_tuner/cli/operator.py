@@ -1,0 +1,147 @@
+"""`gc-tuner operator`: run the Kubernetes operator (kopf) that reconciles GCPolicies."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import click
+
+from gc_tuner.cli.errors import CLIError
+
+__all__ = ["operator"]
+
+
+@click.command("operator")
+@click.option(
+    "--namespace",
+    "-n",
+    "namespaces",
+    multiple=True,
+    metavar="NS",
+    help="Watch this namespace (repeatable; kopf globs like 'team-*' work).",
+)
+@click.option("--all-namespaces", "-A", is_flag=True, help="Watch every namespace (cluster-wide).")
+@click.option(
+    "--standalone",
+    is_flag=True,
+    help="Run alone: no peering with other gc-tuner replicas (otherwise they elect one active).",
+)
+@click.option(
+    "--peering",
+    "peering_name",
+    default="gc-tuner",
+    show_default=True,
+    help="Peering object name used to coordinate replicas (ignored with --standalone).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=9100,
+    show_default=True,
+    help="Serve Prometheus metrics on this port (0: off).",
+)
+@click.option(
+    "--liveness-port",
+    type=click.IntRange(0, 65535),
+    default=8081,
+    show_default=True,
+    help="Serve the liveness probe at /healthz on this port (0: off).",
+)
+@click.option(
+    "--bind-address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of the metrics and liveness servers (0.0.0.0 in a pod).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Kill switch: every GCPolicy only recommends, whatever its mode; nothing is applied.",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="KUBECONFIG",
+    help="Kubeconfig to use [env KUBECONFIG]; in a pod the service account is used.",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+def operator(
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    standalone: bool,
+    peering_name: str,
+    metrics_port: int,
+    liveness_port: int,
+    bind_address: str,
+    dry_run: bool,
+    kubeconfig: str | None,
+    verbose: bool,
+) -> None:
+    """Run the operator: a tuning loop per GCPolicy (gctuner.io/v1alpha1).
+
+    \b
+    Examples:
+      gc-tuner operator --namespace shop --standalone
+      gc-tuner operator --all-namespaces --metrics-port 9100 --bind-address 0.0.0.0
+      gc-tuner operator -A --dry-run          # every policy recommends only
+
+    The CRD must be installed first: kubectl apply -f crds/gcpolicies.gctuner.io.yaml
+    """
+    if bool(namespaces) == all_namespaces:
+        raise CLIError("give --namespace NS (repeatable) or --all-namespaces, not both and not neither")
+    if kubeconfig is not None:
+        if not Path(kubeconfig).is_file():
+            raise CLIError(f"--kubeconfig {kubeconfig}: no such file")
+        # kopf's login and the kubernetes client both read KUBECONFIG.
+        os.environ["KUBECONFIG"] = str(Path(kubeconfig).resolve())
+    elif "KUBERNETES_SERVICE_HOST" not in os.environ:
+        default = Path.home() / ".kube" / "config"
+        if not default.is_file():
+            raise CLIError("no --kubeconfig, no $KUBECONFIG, no ~/.kube/config and not in a pod")
+    _configure_client()
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # One line per scrape of every pod drowns what matters; failures reach the log through status.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    import kopf
+
+    import gc_tuner.controller.handlers  # noqa: F401  (registers the handlers)
+    from gc_tuner.controller.metrics import OperatorMetrics
+    from gc_tuner.controller.runner import OperatorConfig
+
+    metrics = OperatorMetrics()
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(metrics_port, addr=bind_address)
+        except OSError as e:
+            raise CLIError(
+                f"cannot serve metrics on {bind_address}:{metrics_port}: {e.strerror or e}"
+            ) from None
+    liveness = f"http://{bind_address}:{liveness_port}/healthz" if liveness_port else None
+    kopf.run(
+        standalone=standalone,
+        peering_name=None if standalone else peering_name,
+        clusterwide=all_namespaces,
+        namespaces=list(namespaces),
+        liveness_endpoint=liveness,
+        memo=kopf.Memo(config=OperatorConfig(dry_run=dry_run), metrics=metrics),
+    )
+
+
+def _configure_client() -> None:
+    from kubernetes import config
+
+    try:
+        if "KUBERNETES_SERVICE_HOST" in os.environ and "KUBECONFIG" not in os.environ:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        else:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException as e:
+        raise CLIError(f"cannot load the Kubernetes configuration: {e}") from None

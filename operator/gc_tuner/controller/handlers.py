@@ -1,0 +1,138 @@
+"""kopf handlers: discovery indexes, one timer (a daemon) per GCPolicy, the finalizer, lifecycle.
+
+Thin on purpose: every handler hands over to controller/runner.py, which hands over to the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+import kopf
+
+from gc_tuner.controller.kube import GROUP, PLURAL, VERSION, KubeIO
+from gc_tuner.controller.metrics import OperatorMetrics
+from gc_tuner.controller.runner import OperatorConfig, OperatorContext
+from gc_tuner.loop.discovery import PodInfo, deployment_digest, pod_info
+from gc_tuner.loop.records import LoopEvent
+
+__all__ = ["FINALIZER"]
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+FINALIZER = "gctuner.io/finalizer"
+
+
+def _poster(body: Any) -> Any:
+    def post(ev: LoopEvent) -> None:
+        kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
+
+    return post
+
+
+def _pods(index: Any, namespace: str) -> list[PodInfo]:
+    store = index.get(namespace)
+    return list(store) if store is not None else []
+
+
+def _deployment(index: Any, namespace: str | None, body: Any) -> dict[str, Any] | None:
+    name = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
+    store = index.get((namespace, name))
+    return next(iter(store), None) if store is not None else None
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="gctuner.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="gctuner.io")
+    settings.posting.level = logging.WARNING  # the loop posts its own Events; kopf only its problems
+    config: OperatorConfig = memo.get("config") or OperatorConfig()
+    from kubernetes import client
+
+    memo.ctx = OperatorContext(
+        config=config,
+        http=httpx.AsyncClient(
+            timeout=config.http_timeout_s,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=config.max_connections),
+        ),
+        kube=KubeIO(client.ApiClient()),
+        metrics=memo.get("metrics") or OperatorMetrics(),
+    )
+    if config.dry_run:
+        logger.warning("--dry-run: every GCPolicy only recommends; nothing is applied")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: Any, **_: Any) -> None:
+    ctx: OperatorContext | None = memo.get("ctx")
+    if ctx is not None:
+        await ctx.http.aclose()
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> Any:
+    # The kubernetes client's own configuration (kubeconfig or in-cluster), the same one KubeIO uses.
+    return kopf.login_via_client(**kwargs)
+
+
+@kopf.index("pods")
+def gctuner_pods(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, PodInfo]:
+    return {namespace or "": pod_info(body)}
+
+
+@kopf.index("deployments")
+def gctuner_deployments(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[tuple[str, str], Any]:
+    return {(namespace or "", name): deployment_digest(body)}
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, id="tune", initial_delay=0, cancellation_timeout=10.0)
+async def tune(
+    body: kopf.Body,
+    uid: str,
+    name: str,
+    namespace: str | None,
+    stopped: kopf.DaemonStopped,
+    memo: Any,
+    logger: Logger,
+    **kwargs: Any,
+) -> None:
+    """The policy's timer: a cycle every spec.sampling.intervalSeconds (re-read each time)."""
+    ctx: OperatorContext = memo.ctx
+    ns = namespace or ""
+    runner = ctx.runner(uid, ns, name)
+    while not stopped:
+        pods = _pods(kwargs["gctuner_pods"], ns)
+        deployment = _deployment(kwargs["gctuner_deployments"], ns, body)
+        try:
+            interval = await runner.once(ctx, body, pods, deployment, _poster(body), logger)
+        except Exception as e:  # a bug in one cycle must not end the policy's timer
+            logger.exception(f"tuning cycle failed: {e}")
+            interval = 15.0
+        await stopped.wait(interval)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="restore")
+async def restore(
+    body: kopf.Body, uid: str, name: str, namespace: str | None, memo: Any, **kwargs: Any
+) -> None:
+    """Finalizer: put back what the policy changed (EnvPatch: the env; Endpoint: release the leases)."""
+    ctx: OperatorContext = memo.ctx
+    ns = namespace or ""
+    runner = ctx.runner(uid, ns, name)
+    pods = _pods(kwargs["gctuner_pods"], ns)
+    events = await runner.finalize(ctx, body, pods, _deployment(kwargs["gctuner_deployments"], ns, body))
+    post = _poster(body)
+    for ev in events:
+        post(ev)
+    ctx.runners.pop(uid, None)
+
+
+@kopf.on.probe(id="policies")
+def policies(memo: Any, **_: Any) -> int:
+    ctx: OperatorContext | None = memo.get("ctx")
+    return len(ctx.runners) if ctx is not None else 0

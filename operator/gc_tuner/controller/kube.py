@@ -1,0 +1,168 @@
+"""The operator's Kubernetes I/O with the sync `kubernetes` client, always run in a thread.
+
+Each public coroutine wraps one blocking call in asyncio.to_thread, so a slow apiserver never blocks
+the event loop that kopf, the samplers and the other policies' timers share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gc_tuner.actuation.envpatch import EnvPlan, KubeDeployments, plan_env_patch, plan_env_restore
+from gc_tuner.input.errors import (
+    AuthError,
+    FetchError,
+    FetchTimeoutError,
+    ProtocolError,
+    UnreachableError,
+)
+
+__all__ = ["KubeEnv", "KubeIO", "KubeLogs", "SecretError"]
+
+GROUP, VERSION, PLURAL = "gctuner.io", "v1alpha1", "gcpolicies"
+
+
+class SecretError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        self.message = message
+        super().__init__(message)
+
+
+def _api_error(e: Exception, what: str) -> FetchError:
+    status = getattr(e, "status", None)
+    reason = getattr(e, "reason", "") or type(e).__name__
+    if status in (401, 403):
+        return AuthError(what, f"HTTP {status}: {reason}", status=status)
+    if status is None:
+        return UnreachableError(what, f"{type(e).__name__}: {e}")
+    if status in (408, 504):
+        return FetchTimeoutError(what, f"HTTP {status}: {reason}", status=status)
+    return ProtocolError(what, f"HTTP {status}: {reason}", status=status)
+
+
+class KubeIO:
+    """Blocking calls the controller needs, bound to one ApiClient."""
+
+    def __init__(self, api_client: Any) -> None:
+        from kubernetes import client
+
+        self.api_client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.deployments = KubeDeployments(api_client)
+
+    def _read_secret(self, namespace: str, name: str, key: str) -> str:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            resp: Any = self.core.read_namespaced_secret(name, namespace, _preload_content=False)
+        except ApiException as e:
+            if e.status == 404:
+                raise SecretError("SecretNotFound", f"Secret {namespace}/{name} not found") from None
+            raise SecretError(
+                "SecretUnreadable", f"Secret {namespace}/{name}: HTTP {e.status} {e.reason}"
+            ) from None
+        doc = json.loads(resp.data)
+        data = doc.get("data") or {}
+        if key not in data:
+            raise SecretError("SecretKeyMissing", f"Secret {namespace}/{name} has no key {key!r}")
+        import base64
+
+        return base64.b64decode(data[key]).decode().strip()
+
+    async def secret(self, namespace: str, name: str, key: str) -> str:
+        return await asyncio.to_thread(self._read_secret, namespace, name, key)
+
+    def _patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": dict(status)},
+            _content_type="application/merge-patch+json",
+        )
+
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        await asyncio.to_thread(self._patch_status, namespace, name, status)
+
+    async def read_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        def read() -> dict[str, Any] | None:
+            try:
+                return self.deployments.read(namespace, name)
+            except ApiException as e:
+                if e.status == 404:
+                    return None
+                raise
+
+        return await asyncio.to_thread(read)
+
+
+class KubeEnv:
+    """EnvActuator for one Deployment: a fresh read (for its resourceVersion), a plan, a patch."""
+
+    def __init__(self, kube: KubeIO, namespace: str, name: str, container: str | None) -> None:
+        self.kube, self.namespace, self.name, self.container = kube, namespace, name, container
+
+    def _patch(self, desired: Mapping[str, str], note: Mapping[str, Any]) -> EnvPlan:
+        dep = self.kube.deployments.read(self.namespace, self.name)
+        plan = plan_env_patch(dep, self.container, desired, applied_note=note)
+        if plan.patch is not None:
+            self.kube.deployments.patch(self.namespace, self.name, plan.patch)
+        return plan
+
+    async def patch(self, desired: Mapping[str, str], note: Mapping[str, Any]) -> EnvPlan:
+        return await asyncio.to_thread(self._patch, desired, note)
+
+    def _restore(self) -> EnvPlan | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            dep = self.kube.deployments.read(self.namespace, self.name)
+        except ApiException as e:
+            if e.status == 404:
+                return None  # the Deployment is gone: nothing left to restore
+            raise
+        plan = plan_env_restore(dep)
+        if plan is not None and plan.patch is not None:
+            self.kube.deployments.patch(self.namespace, self.name, plan.patch)
+        return plan
+
+    async def restore(self) -> EnvPlan | None:
+        return await asyncio.to_thread(self._restore)
+
+
+class KubeLogs:
+    """LogReader over pods/log: what `kubectl logs --since --tail` returns."""
+
+    def __init__(self, kube: KubeIO, namespace: str) -> None:
+        self.kube, self.namespace = kube, namespace
+
+    def _read(self, pod: str, container: str | None, since_seconds: int, tail_lines: int) -> list[str]:
+        from kubernetes.client.exceptions import ApiException
+
+        what = f"pods/{pod}/log"
+        try:
+            kwargs: dict[str, Any] = {"since_seconds": since_seconds, "tail_lines": tail_lines}
+            if container:
+                kwargs["container"] = container
+            resp: Any = self.kube.core.read_namespaced_pod_log(
+                pod, self.namespace, _preload_content=False, **kwargs
+            )
+            return [str(line) for line in resp.data.decode("utf-8", "replace").splitlines()]
+        except ApiException as e:
+            raise _api_error(e, what) from None
+        except OSError as e:
+            raise UnreachableError(what, str(e)) from None
+
+    async def read(
+        self, pod: str, container: str | None, *, since_seconds: int, tail_lines: int
+    ) -> Sequence[str]:
+        return await asyncio.to_thread(self._read, pod, container, since_seconds, tail_lines)

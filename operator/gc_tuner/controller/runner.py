@@ -1,0 +1,222 @@
+"""Glue between kopf and the loop: one PolicyRunner per GCPolicy, one shared OperatorContext.
+
+A runner turns what kopf hands over (the live body, the pod and Deployment indexes) into
+CycleInputs, runs `run_cycle`, writes status through the status subresource and posts the cycle's
+Events. Nothing here decides anything; the loop does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from gc_tuner.actuation.envpatch import EnvPatchError
+from gc_tuner.controller.kube import KubeEnv, KubeIO, KubeLogs, SecretError
+from gc_tuner.controller.metrics import OperatorMetrics
+from gc_tuner.loop.act import endpoint_release
+from gc_tuner.loop.cycle import CycleInputs, run_cycle
+from gc_tuner.loop.discovery import PodInfo, WorkloadInfo, targets_for, workload_info
+from gc_tuner.loop.ports import CycleIO
+from gc_tuner.loop.records import LoopEvent, PodFailure, Verdict
+from gc_tuner.loop.signals import policy_signals
+from gc_tuner.loop.state import PolicyState
+from gc_tuner.loop.status import build_status, merge_conditions
+from gc_tuner.model.policy import GCPolicySpec, PolicyError, SecretKeyRef, parse_policy
+
+__all__ = ["OperatorConfig", "OperatorContext", "PolicyRunner"]
+
+INVALID_SPEC_RETRY_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorConfig:
+    dry_run: bool = False  # the global kill switch: every policy behaves as DryRun
+    http_timeout_s: float = 10.0
+    max_connections: int = 100
+
+
+@dataclass
+class OperatorContext:
+    config: OperatorConfig
+    http: httpx.AsyncClient
+    kube: KubeIO
+    metrics: OperatorMetrics
+    runners: dict[str, PolicyRunner] = field(default_factory=dict)
+
+    def runner(self, uid: str, namespace: str, name: str) -> PolicyRunner:
+        r = self.runners.get(uid)
+        if r is None:
+            r = self.runners[uid] = PolicyRunner(namespace, name)
+        return r
+
+
+def _owner(namespace: str, name: str) -> str:
+    return f"gc-tuner/{namespace}/{name}"
+
+
+def _status_patch(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A merge patch that also removes the top-level sections the new status no longer has."""
+    patch = dict(new)
+    for k in old or {}:
+        if k not in patch:
+            patch[k] = None
+    return patch
+
+
+class PolicyRunner:
+    def __init__(self, namespace: str, name: str) -> None:
+        self.namespace, self.name = namespace, name
+        self.state: PolicyState | None = None
+        self.status: dict[str, Any] | None = None
+        self.deleted = False
+
+    async def _token(
+        self, ctx: OperatorContext, ref: SecretKeyRef | None
+    ) -> tuple[str | None, PodFailure | None]:
+        if ref is None:
+            return None, None
+        try:
+            return await ctx.kube.secret(self.namespace, ref.name, ref.key), None
+        except SecretError as e:
+            return None, PodFailure("-", "token", e.reason, e.message)
+
+    async def once(
+        self,
+        ctx: OperatorContext,
+        body: Mapping[str, Any],
+        pods: Iterable[PodInfo],
+        deployment: Mapping[str, Any] | None,
+        post_event: Any,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> float:
+        """One cycle; returns the seconds until the next."""
+        if self.deleted:
+            return INVALID_SPEC_RETRY_S
+        meta = body.get("metadata") or {}
+        generation = int(meta.get("generation") or 0)
+        previous = self.status if self.status is not None else dict(body.get("status") or {})
+        try:
+            spec = parse_policy(dict(body.get("spec") or {}))
+        except PolicyError as e:
+            await self._write(ctx, self._invalid_status(previous, str(e), generation), previous, logger)
+            return INVALID_SPEC_RETRY_S
+        if self.state is None:
+            self.state = PolicyState(float(spec.sampling.window_seconds))
+            annotations = ((deployment or {}).get("metadata") or {}).get("annotations") or {}
+            self.state.restore(previous, annotations)
+        workload, target_error = self._workload(spec, deployment)
+        src = spec.sampling.sources
+        agent_ref = (src.agent.token_secret_ref if src.agent else None) or (
+            spec.rollout.endpoint.token_secret_ref if spec.rollout.endpoint else None
+        )
+        endpoint_ref = spec.rollout.endpoint.token_secret_ref if spec.rollout.endpoint else None
+        agent_token, agent_err = await self._token(ctx, agent_ref)
+        endpoint_token, endpoint_err = (
+            (agent_token, agent_err) if endpoint_ref == agent_ref else await self._token(ctx, endpoint_ref)
+        )
+        extra = [f for f in (agent_err, endpoint_err) if f is not None]
+        inputs = CycleInputs(
+            pods=targets_for(pods, workload) if workload is not None else [],
+            owner=_owner(self.namespace, self.name),
+            workload=workload,
+            target_error=target_error,
+            agent_token=agent_token,
+            endpoint_token=endpoint_token,
+            kill_switch=ctx.config.dry_run,
+            extra_failures=tuple(dict.fromkeys(extra)),
+        )
+        io = CycleIO(
+            http=ctx.http,
+            env=KubeEnv(ctx.kube, self.namespace, spec.target_ref.name, spec.target_ref.container),
+            logs=KubeLogs(ctx.kube, self.namespace),
+            metrics=ctx.metrics,
+        )
+        outcome = await run_cycle(spec, self.state, inputs, io)
+        ctx.metrics.signals(self.namespace, self.name, policy_signals(outcome))
+        status = build_status(outcome, previous, generation=generation)
+        await self._write(ctx, status, previous, logger)
+        for ev in outcome.events:
+            post_event(ev)
+        return float(spec.sampling.interval_seconds)
+
+    def _workload(
+        self, spec: GCPolicySpec, deployment: Mapping[str, Any] | None
+    ) -> tuple[WorkloadInfo | None, Verdict | None]:
+        ref = spec.target_ref
+        if deployment is None:
+            return None, Verdict(
+                "True", "TargetNotFound", f"Deployment {self.namespace}/{ref.name} not found"
+            )
+        try:
+            return workload_info(deployment, ref.container), None
+        except EnvPatchError as e:
+            return None, Verdict("True", "ContainerNotFound", str(e))
+
+    def _invalid_status(self, previous: Mapping[str, Any], message: str, generation: int) -> dict[str, Any]:
+        import time
+
+        bad = Verdict("False", "InvalidSpec", message)
+        verdicts = {t: bad for t in ("Ready", "Sampling", "Recommending", "Applied")}
+        verdicts["LeakSuspected"] = Verdict("Unknown", "InvalidSpec", message)
+        verdicts["Degraded"] = Verdict("True", "InvalidSpec", message)
+        status = dict(previous)
+        status["observedGeneration"] = generation
+        status["conditions"] = merge_conditions(
+            previous.get("conditions"), verdicts, now=time.time(), generation=generation
+        )
+        return status
+
+    async def _write(
+        self,
+        ctx: OperatorContext,
+        status: dict[str, Any],
+        previous: Mapping[str, Any] | None,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        try:
+            await ctx.kube.patch_status(self.namespace, self.name, _status_patch(status, previous))
+        except Exception as e:  # the next cycle writes the whole status again
+            logger.warning(f"writing status of {self.namespace}/{self.name} failed: {e}")
+            return
+        self.status = status
+
+    async def finalize(
+        self,
+        ctx: OperatorContext,
+        body: Mapping[str, Any],
+        pods: Iterable[PodInfo],
+        deployment: Mapping[str, Any] | None,
+    ) -> list[LoopEvent]:
+        """Undo what the policy put in force: restore the env, or release the agents' leases."""
+        self.deleted = True
+        ctx.metrics.forget(self.namespace, self.name)
+        try:
+            spec = parse_policy(dict(body.get("spec") or {}))
+        except PolicyError:
+            return []  # an invalid policy never applied anything
+        if spec.rollout.method == "EnvPatch":
+            env = KubeEnv(ctx.kube, self.namespace, spec.target_ref.name, spec.target_ref.container)
+            plan = await env.restore()  # API errors propagate: kopf retries, the finalizer stays
+            if plan is None or not plan.changes:
+                return []
+            changes = ", ".join(f"{k} {new or 'unset'}" for k, (_, new) in sorted(plan.changes.items()))
+            return [LoopEvent("Normal", "EnvRestored", f"deployment/{spec.target_ref.name}: {changes}")]
+        workload, _ = self._workload(spec, deployment)
+        targets = targets_for(pods, workload) if workload is not None else []
+        token, _err = await self._token(
+            ctx, spec.rollout.endpoint.token_secret_ref if spec.rollout.endpoint else None
+        )
+        res = await endpoint_release(
+            ctx.http, targets, spec, token=token, owner=_owner(self.namespace, self.name)
+        )
+        events = []
+        if res.acked:
+            events.append(LoopEvent("Normal", "LeaseReleased", f"released on {len(res.acked)} pod(s)"))
+        for f in res.failures:
+            # Not fatal: an unreleased lease lapses by itself within leaseSeconds.
+            events.append(LoopEvent("Warning", "ReleaseFailed", f"{f.pod}: {f.reason}: {f.message}"))
+        return events

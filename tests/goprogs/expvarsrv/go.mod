@@ -1,0 +1,3 @@
+module gctuner.test/expvarsrv
+
+go 1.21

@@ -1,0 +1,242 @@
+"""`gc-tuner local` and the loop below it, against real workload processes on 127.0.0.N.
+
+The same run_cycle the operator calls: here it samples real Go processes, fits their real request
+rate and heap growth, and (enforce) writes GOGC through their agents. Faults come from real peers:
+a closed port, a wrong token, and a small HTTP server that serves garbage as /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gc_tuner.loop.local import LocalLoop, default_local_policy, parse_target
+from gc_tuner.model.policy import parse_policy
+from tests.integration.workload import Workload, workload_binary
+
+pytestmark = [pytest.mark.go, pytest.mark.slow]
+
+TOKEN = "local-secret"
+GC_TUNER = str(Path(sys.executable).with_name("gc-tuner"))
+
+
+@pytest.fixture(scope="module")
+def binary() -> Path:
+    return workload_binary()
+
+
+@pytest.fixture
+def pair(binary: Path) -> Iterator[list[Workload]]:
+    env = {
+        "WORKLOAD_LOAD": "steady",
+        "WORKLOAD_QPS": "1200",
+        "WORKLOAD_LIVE_MIB": "8",
+        "GC_TUNER_TOKEN": TOKEN,
+    }
+    ws = [Workload(binary, "127.0.0.2", env), Workload(binary, "127.0.0.3", env)]
+    try:
+        yield ws
+    finally:
+        for w in ws:
+            w.kill()
+
+
+def agent(w: Workload) -> dict[str, Any]:
+    r = httpx.get(f"{w.base_url}/debug/gctuner", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    r.raise_for_status()
+    doc: dict[str, Any] = r.json()
+    return doc
+
+
+def run_local(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GC_TUNER, "local", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_local_enforce_sets_every_process_and_reports_status(pair: list[Workload]) -> None:
+    targets = [a for w in pair for a in ("--target", w.base_url)]
+    proc = run_local(
+        *targets,
+        "--mode",
+        "enforce",
+        "--interval",
+        "1",
+        "--cycles",
+        "6",
+        "--token",
+        TOKEN,
+        "--keep",
+        "--format",
+        "json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    statuses = [json.loads(line)["status"] for line in proc.stdout.splitlines()]
+    assert len(statuses) == 6
+    last = statuses[-1]
+    conds = {c["type"]: c for c in last["conditions"]}
+    assert conds["Ready"]["status"] == "True", conds
+    assert conds["Applied"]["reason"] == "InSync"
+    assert last["fit"]["qps"] == pytest.approx(1200, rel=0.15)
+    applied = last["applied"]["gogc"]
+    assert applied < 100  # 1200 QPS per process: the formula lowers GOGC
+    for w in pair:
+        state = agent(w)
+        assert state["metrics"]["/gc/gogc:percent"] == applied
+        assert state["lease"]["owner"] == "gc-tuner/local/local"
+
+
+def test_local_dry_run_touches_nothing(pair: list[Workload]) -> None:
+    proc = run_local("--target", pair[0].base_url, "--interval", "1", "--cycles", "4", "--token", TOKEN)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "recommend GOGC" in lines[-1]
+    state = agent(pair[0])
+    assert state["lease"] is None and state["gogc"] == 100
+
+
+def test_release_on_exit_restores_startup_values(pair: list[Workload]) -> None:
+    proc = run_local(
+        "--target",
+        pair[0].base_url,
+        "--mode",
+        "enforce",
+        "--interval",
+        "1",
+        "--cycles",
+        "4",
+        "--token",
+        TOKEN,
+    )
+    assert proc.returncode == 0, proc.stderr
+    state = agent(pair[0])
+    assert state["lease"] is None and state["gogc"] == state["startup"]["gogc"] == 100
+
+
+class _Garbage(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"go_memstats_heap_alloc_bytes{{{ not prometheus\n\x00\xff"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def garbage_server() -> Iterator[str]:
+    srv = ThreadingHTTPServer(("127.0.0.4", 0), _Garbage)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.4:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _closed_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.5", 0))
+        return f"http://127.0.0.5:{s.getsockname()[1]}"
+
+
+async def test_faulty_targets_degrade_while_healthy_ones_are_tuned(
+    binary: Path, pair: list[Workload], garbage_server: str
+) -> None:
+    wrong = Workload(
+        binary,
+        "127.0.0.6",
+        {"WORKLOAD_LOAD": "steady", "WORKLOAD_QPS": "1200", "GC_TUNER_TOKEN": "another-token"},
+    )
+    try:
+        urls = [pair[0].base_url, pair[1].base_url, _closed_port(), garbage_server, wrong.base_url]
+        targets = [parse_target(u) for u in urls]
+        # The policy reads each URL's own port: one "port" value is replaced per target.
+        spec = parse_policy(
+            {
+                **default_local_policy(mode="Enforce", port=8080),
+                "sampling": {
+                    "intervalSeconds": 1,
+                    "windowSeconds": 30,
+                    "sources": {"agent": {"port": 8080}, "prometheus": {"port": 8080}},
+                },
+                "rollout": {
+                    "method": "Endpoint",
+                    "endpoint": {"port": 8080},
+                    "cooldownSeconds": 0,
+                    "leaseSeconds": 30,
+                },
+            }
+        )
+        async with httpx.AsyncClient(trust_env=False) as http:
+            loop = LocalLoop(spec, targets, http, token=TOKEN)
+            for _ in range(5):
+                outcome, status = await loop.step()
+                await asyncio.sleep(1)
+            reasons = {(f.pod, f.reason) for f in outcome.failures}
+            closed, garbage, auth = targets[2].name, targets[3].name, targets[4].name
+            assert (closed, "Unreachable") in reasons
+            assert (garbage, "MalformedData") in reasons
+            assert (auth, "AuthFailed") in reasons
+            conds = {c["type"]: c for c in status["conditions"]}
+            assert conds["Degraded"]["status"] == "True"
+            assert conds["Degraded"]["reason"] in {"Unreachable", "MalformedData", "AuthFailed"}
+            assert status["pods"]["failing"] == 3 and status["pods"]["matched"] == 5
+            # The healthy pair is still tuned.
+            assert outcome.applied is not None and outcome.applied.pods == 2
+            for w in pair:
+                assert agent(w)["metrics"]["/gc/gogc:percent"] == outcome.applied.gogc
+            # Events are posted once per new failure, not every cycle.
+            assert not [e for e in outcome.events if e.type == "Warning"]
+            await loop.release()
+    finally:
+        wrong.kill()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "ftp://127.0.0.1:1"], "scheme must be http or https"),
+        (["--target", "http://127.0.0.1:8080/metrics"], "base URL"),
+        (["--target", "http://127.0.0.1"], "needs an explicit port"),
+        (["--target", "http://127.0.0.1:1", "--memory-limit", "1.5GB!"], "--memory-limit"),
+    ],
+)
+def test_cli_errors_exit_2_without_traceback(args: list[str], message: str) -> None:
+    proc = run_local(*args, timeout=30)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_invalid_policy_file_names_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text(
+        "spec:\n  targetRef: {name: x}\n  bounds: {minGOGC: 300}\n  sampling: {sources: {agent: {port: 1}}}\n"
+        "  qps: {counter: {name: r, port: 1}}\n"
+    )
+    proc = run_local("--target", "http://127.0.0.1:1", "--policy", str(bad), timeout=30)
+    assert proc.returncode == 2 and "bounds.minGOGC must be <= bounds.maxGOGC" in proc.stderr
+    envpatch = tmp_path / "e.yaml"
+    envpatch.write_text(
+        "targetRef: {name: x}\nrollout: {method: EnvPatch}\nsampling: {sources: {agent: {port: 1}}}\n"
+        "qps: {counter: {name: r, port: 1}}\n"
+    )
+    proc = run_local(
+        "--target", "http://127.0.0.1:1", "--policy", str(envpatch), "--mode", "enforce", timeout=30
+    )
+    assert proc.returncode == 2 and "EnvPatch needs a Deployment" in proc.stderr
