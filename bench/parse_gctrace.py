@@ -68,6 +68,16 @@ def write_log(path: Path, lines: int, seed: int) -> None:
             f.write(line + "\n")
 
 
+def reference_s() -> float:
+    """CPU seconds for 1M float('0.014') calls: a yardstick to compare figures across machines
+    (CPython on a current desktop CPU takes about 0.05 s)."""
+    text, convert = "0.014", float
+    start = time.process_time()
+    for _ in range(1_000_000):
+        convert(text)
+    return time.process_time() - start
+
+
 def max_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
@@ -98,7 +108,8 @@ def main() -> int:
     print(f"records:      {records:,}")
     print(f"skipped:      {dict(sorted(parser.skipped.items()))}")
     print(f"elapsed:      {elapsed:.2f} s wall, {cpu:.2f} s CPU")
-    print(f"throughput:   {parser.lines / elapsed:,.0f} lines/s")
+    print(f"throughput:   {parser.lines / elapsed:,.0f} lines/s wall, {parser.lines / cpu:,.0f} lines/s CPU")
+    print(f"yardstick:    1M float() calls take {reference_s():.2f} s CPU on this machine")
     print(f"peak RSS:     {rss_end:.1f} MiB (after {checkpoint:,} lines: {rss_early:.1f} MiB)")
     flat = rss_end - rss_early < 5
     print(f"memory flat:  {'yes' if flat else 'NO'} (growth {rss_end - rss_early:+.1f} MiB)")

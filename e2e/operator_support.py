@@ -45,6 +45,7 @@ __all__ = [
     "operator_fixture",
     "ready_pods",
     "token_secret",
+    "wait_ready",
 ]
 
 GROUP, VERSION, PLURAL = "gctuner.io", "v1alpha1", "gcpolicies"
@@ -244,3 +245,13 @@ def metric_value(ip: str, name: str) -> float:
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, indent=1, sort_keys=True, default=str)
+
+
+def wait_ready(kube: Any, namespace: str, app: str, n: int, timeout: float = 90) -> list[Any]:
+    """Wait for exactly `n` ready pods of `app`; returns them sorted by name."""
+
+    def check() -> list[Any] | None:
+        pods = ready_pods(kube, namespace, app)
+        return pods if len(pods) == n else None
+
+    return wait_for(check, timeout, f"{n} ready pods of {app}")

@@ -208,8 +208,15 @@ def test_alerts_fire_on_the_slo_breaches_they_name(helm_offline: Helm, tmp_path:
     rules = _rules_file(helm_offline, tmp_path)
     check = subprocess.run([_promtool(), "check", "rules", str(rules)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    labels = 'namespace="shop", policy="web"'
-    quiet = 'namespace="shop", policy="batch"'
+    web, batch = 'namespace="shop", policy="web"', 'namespace="shop", policy="batch"'
+    op = 'namespace="gc-tuner", job="gc-tuner", source="agent"'
+
+    def fired(name: str, at: str, labels: dict[str, str], description: str, summary: str) -> dict[str, Any]:
+        exp = {"exp_labels": {**labels, "severity": "warning", "team": "platform"}}
+        exp["exp_annotations"] = {"description": description, "summary": summary}
+        return {"eval_time": at, "alertname": name, "exp_alerts": [exp]}
+
+    shop_web = {"namespace": "shop", "policy": "web"}
     tests = {
         "rule_files": [str(rules)],
         "evaluation_interval": "1m",
@@ -218,78 +225,51 @@ def test_alerts_fire_on_the_slo_breaches_they_name(helm_offline: Helm, tmp_path:
                 "interval": "1m",
                 "input_series": [
                     # 150 µs p99 for 20 minutes breaks the 100 µs SLO; 80 µs does not.
-                    {"series": f"gctuner_policy_stw_pause_p99_seconds{{{labels}}}", "values": "0.00015x20"},
-                    {"series": f"gctuner_policy_stw_pause_p99_seconds{{{quiet}}}", "values": "0.00008x20"},
-                    {"series": f"gctuner_policy_gc_cpu_fraction{{{labels}}}", "values": "0.35x20"},
-                    {"series": f"gctuner_policy_gc_cpu_fraction{{{quiet}}}", "values": "0.1x20"},
+                    {"series": f"gctuner_policy_stw_pause_p99_seconds{{{web}}}", "values": "0.00015x20"},
+                    {"series": f"gctuner_policy_stw_pause_p99_seconds{{{batch}}}", "values": "0.00008x20"},
+                    {"series": f"gctuner_policy_gc_cpu_fraction{{{web}}}", "values": "0.35x20"},
+                    {"series": f"gctuner_policy_gc_cpu_fraction{{{batch}}}", "values": "0.1x20"},
                     # 30 failed samples per minute next to 70 good ones: 30 % errors.
                     {
-                        "series": 'gctuner_sample_errors_total{namespace="gc-tuner", job="gc-tuner", source="agent", reason="Unreachable"}',
+                        "series": f'gctuner_sample_errors_total{{{op}, reason="Unreachable"}}',
                         "values": "0+30x20",
                     },
-                    {
-                        "series": 'gctuner_samples_total{namespace="gc-tuner", job="gc-tuner", source="agent"}',
-                        "values": "0+70x20",
-                    },
+                    {"series": f"gctuner_samples_total{{{op}}}", "values": "0+70x20"},
                 ],
                 "alert_rule_test": [
+                    # Not before `for` has passed.
                     {"eval_time": "5m", "alertname": "GCTunerSTWPauseP99High", "exp_alerts": []},
-                    {
-                        "eval_time": "15m",
-                        "alertname": "GCTunerSTWPauseP99High",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {
-                                    "namespace": "shop",
-                                    "policy": "web",
-                                    "severity": "warning",
-                                    "team": "platform",
-                                }
-                            }
-                        ],
-                    },
-                    {
-                        "eval_time": "15m",
-                        "alertname": "GCTunerGCCPUHigh",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {
-                                    "namespace": "shop",
-                                    "policy": "web",
-                                    "severity": "warning",
-                                    "team": "platform",
-                                }
-                            }
-                        ],
-                    },
-                    {
-                        "eval_time": "18m",
-                        "alertname": "GCTunerSampleErrorsHigh",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {
-                                    "namespace": "gc-tuner",
-                                    "job": "gc-tuner",
-                                    "severity": "warning",
-                                    "team": "platform",
-                                }
-                            }
-                        ],
-                    },
+                    fired(
+                        "GCTunerSTWPauseP99High",
+                        "15m",
+                        shop_web,
+                        "The pods of GCPolicy shop/web have had a stop-the-world GC pause p99 of 150us "
+                        "for 10m, above the 0.0001 s SLO.",
+                        "GC stop-the-world pause p99 above the SLO",
+                    ),
+                    fired(
+                        "GCTunerGCCPUHigh",
+                        "15m",
+                        shop_web,
+                        "The GC has used 35% of the CPU of GCPolicy shop/web's pods for 10m (threshold 0.2).",
+                        "The garbage collector uses a large share of the CPU",
+                    ),
+                    fired(
+                        "GCTunerSampleErrorsHigh",
+                        "18m",
+                        {"namespace": "gc-tuner", "job": "gc-tuner"},
+                        "30% of gc-tuner's samples have failed for 10m (threshold 0.1). The failing pods and "
+                        "reasons are in the GCPolicies' status.pods and their Degraded condition.",
+                        "gc-tuner fails to sample many pods",
+                    ),
                 ],
             },
             {
                 "interval": "1m",
                 "input_series": [
                     # 5 % sample errors: under the 10 % threshold.
-                    {
-                        "series": 'gctuner_sample_errors_total{namespace="gc-tuner", job="gc-tuner"}',
-                        "values": "0+5x30",
-                    },
-                    {
-                        "series": 'gctuner_samples_total{namespace="gc-tuner", job="gc-tuner"}',
-                        "values": "0+95x30",
-                    },
+                    {"series": f'gctuner_sample_errors_total{{{op}, reason="Timeout"}}', "values": "0+5x30"},
+                    {"series": f"gctuner_samples_total{{{op}}}", "values": "0+95x30"},
                 ],
                 "alert_rule_test": [
                     {"eval_time": "25m", "alertname": "GCTunerSampleErrorsHigh", "exp_alerts": []}
@@ -396,7 +376,9 @@ def test_install_runs_the_operator_as_the_charts_serviceaccount(
     # The real process: `gc-tuner operator` with the pod's args, bound to the pod IP.
     (pid,) = pod_pids(pod.metadata.name)
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
-    assert Path(argv[0]).name == "gc-tuner" and argv[1] == "operator", argv
+    # The console script runs under its interpreter (shebang): skip to the script itself.
+    argv = argv[next(i for i, a in enumerate(argv) if Path(a).name == "gc-tuner") :]
+    assert argv[1] == "operator", argv
     assert argv[2:] == [a.replace("0.0.0.0", pod.status.pod_ip) for a in pod.spec.containers[0].args]
     env = dict(
         kv.split("=", 1) for kv in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in kv
@@ -413,21 +395,16 @@ def test_install_runs_the_operator_as_the_charts_serviceaccount(
     # Metrics and liveness at the pod IP, through the chart's container ports.
     text = op.metrics()
     assert "gctuner_samples_total" in text or "# TYPE gctuner_samples counter" in text
-    # The Service selects exactly the operator pod.
-    eps = json.loads(
-        kubectl(
-            "get",
-            "endpointslices",
-            "-n",
-            namespace,
-            "-l",
-            f"kubernetes.io/service-name={RELEASE}",
-            "-o",
-            "json",
-        ).stdout
-    )
-    addrs = [a for s in eps["items"] for e in s.get("endpoints") or [] for a in e["addresses"]]
-    assert addrs == [pod.status.pod_ip]
+
+    # The Service selects exactly the operator pod, on its metrics port. (Its EndpointSlice stays empty
+    # here: the API rejects loopback endpoint addresses, and pod IPs on this node are 127.0.B.N.)
+    svc = json.loads(kubectl("get", "service", RELEASE, "-n", namespace, "-o", "json").stdout)["spec"]
+    sel = ",".join(f"{k}={v}" for k, v in sorted(svc["selector"].items()))
+    assert kubectl("get", "pods", "-n", namespace, "-l", sel, "-o", "name").stdout.split() == [
+        f"pod/{pod.metadata.name}"
+    ]
+    (port,) = svc["ports"]
+    assert port["targetPort"] in {p.name for p in pod.spec.containers[0].ports if p.container_port == 9100}
     time.sleep(3)  # a few seconds of kopf's watches and scans
     _no_rbac_errors(op)
 
@@ -446,12 +423,15 @@ def _run_scenario(module: str, name: str, **fixtures: Any) -> None:
 
 SCENARIOS = [
     ("e2e.test_operator_dryrun", "test_dry_run_recommends_from_the_fit_and_touches_nothing"),
+    ("e2e.test_operator_envpatch", "test_envpatch_rolls_out_holds_in_cooldown_and_restores_on_delete"),
+    # Secrets get (the agent's token) and pods/log get (gctrace) under the chart's RBAC as well.
     ("e2e.test_operator_endpoint", "test_endpoint_sets_every_process_live_and_new_pods_on_first_sample"),
+    ("e2e.test_operator_signals", "test_gctrace_from_pod_logs_fills_status"),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("module", "name"), SCENARIOS, ids=[m.rsplit("_", 1)[-1] for m, _ in SCENARIOS])
+@pytest.mark.parametrize(("module", "name"), SCENARIOS, ids=["dryrun", "envpatch", "endpoint", "gctrace"])
 def test_operator_scenarios_pass_with_only_the_charts_rbac(
     chart_operator: ChartOperator, kube: Any, kubectl: Any, namespace: str, module: str, name: str
 ) -> None:
@@ -460,8 +440,14 @@ def test_operator_scenarios_pass_with_only_the_charts_rbac(
 
 
 # ---- 3. kubectl auth can-i --------------------------------------------------------------------------
+_SUBRESOURCES = {"log", "status", "proxy", "exec", "token", "scale"}
+
+
 def _can(kubectl: Any, who: str, verb: str, resource: str, *scope: str) -> bool:
-    proc = kubectl("auth", "can-i", verb, resource, f"--as={who}", *scope, check=False)
+    """kubectl auth can-i; "pods/log" names a subresource, "secrets/x" a Secret named x."""
+    kind, _, rest = resource.partition("/")
+    what = [kind, f"--subresource={rest}"] if rest in _SUBRESOURCES else [resource]
+    proc = kubectl("auth", "can-i", verb, *what, f"--as={who}", *scope, check=False)
     answer = proc.stdout.strip()
     assert answer in ("yes", "no"), f"can-i {verb} {resource} {scope}: {proc.stdout}{proc.stderr}"
     return answer == "yes"
@@ -481,6 +467,7 @@ PATCH_DENIED = (
     "statefulsets.apps",
     "daemonsets.apps",
     "deployments.apps/scale",
+    "gcpolicies.gctuner.io/scale",
     "jobs.batch",
     "roles.rbac.authorization.k8s.io",
     "clusterroles.rbac.authorization.k8s.io",
@@ -593,7 +580,10 @@ def test_upgrade_with_changed_values_rolls_out_the_operator(
 
 
 def _left_behind(kubectl: Any, namespace: str) -> list[str]:
-    kinds = "deployments,replicasets,pods,services,serviceaccounts,configmaps,roles,rolebindings,poddisruptionbudgets"
+    kinds = (
+        "deployments,replicasets,pods,services,serviceaccounts,configmaps,roles,rolebindings,"
+        "poddisruptionbudgets"
+    )
     names = kubectl("get", kinds, "-n", namespace, "-l", SELECTOR, "-o", "name").stdout.split()
     names += kubectl("get", "clusterroles,clusterrolebindings", "-l", SELECTOR, "-o", "name").stdout.split()
     return names

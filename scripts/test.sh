@@ -26,6 +26,10 @@ fi
 if [ -f e2e/helm.py ]; then
   python -m e2e.helm build  # helm for the chart tests, from its Go module, cached beside the binaries
 fi
+if ! command -v promtool >/dev/null; then
+  # promtool (Debian's prometheus package) evaluates the chart's alert rules in e2e/test_chart.py.
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+fi
 
 stage "pytest: unit, integration (real Go processes) and e2e (real control plane)"
 python -m pytest -q -p no:cacheprovider "$@"

@@ -172,7 +172,7 @@ class _Sampler(threading.Thread):
         self.requests = int(total)
 
     def run(self) -> None:
-        with httpx.Client(timeout=2.0, trust_env=False) as http:
+        with httpx.Client(timeout=5.0, trust_env=False) as http:
             n = 0
             while not self.stop.is_set():
                 tick = time.monotonic()

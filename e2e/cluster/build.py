@@ -250,7 +250,7 @@ def ensure_built() -> Binaries:
     with _lock(cache_dir() / "k8s" / ".build.lock"):
         built = _ensure_etcd() | _ensure_k8s()
     took = time.monotonic() - start
-    what = f"built {', '.join(built)}" if built else "all cached"
+    what = f"built {', '.join(sorted(built))}" if built else "all cached"
     _log(
         f"Kubernetes {K8S_VERSION} + etcd {ETCD_VERSION} binaries ready in {took:.1f} s ({what}; {k8s_dir()})"
     )

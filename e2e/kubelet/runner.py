@@ -149,6 +149,9 @@ class ContainerRunner:
         return policy == "OnFailure" and code != 0
 
     async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once when the container is being stopped (a back-off can be 20 s)."""
+        if self.stopping:
+            return
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)

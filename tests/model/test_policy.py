@@ -147,7 +147,12 @@ def test_formula_defaults_are_the_articles() -> None:
         ),
         ({"sampling": {"sources": {}}}, "needs at least one of agent"),
         ({"targetRef": {"name": "Web_1"}}, "spec.targetRef.name"),
-        ({"strategy": {"type": "Budget"}}, "spec.strategy.type"),
+        ({"strategy": {"type": "Magic"}}, "spec.strategy.type"),
+        ({"strategy": {"type": "Budget"}}, "strategy.type Budget needs memoryLimit.mode"),
+        (
+            {"strategy": {"type": "Budget", "budget": {"leakMinSpanSeconds": -1}}},
+            "spec.strategy.budget.leakMinSpanSeconds",
+        ),
         (
             {"strategy": {"formula": {"slopeCoefficientMilli": 0.2}}},
             "spec.strategy.formula.slopeCoefficientMilli",

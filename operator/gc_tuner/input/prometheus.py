@@ -113,10 +113,9 @@ def _requests(
 ) -> float:
     # prometheus_client names a counter family without `_total` and its sample with it; a policy may
     # spell the counter either way. An untyped series keeps its exposed name.
-    names = {counter, counter + "_total"}
     total, matched = 0.0, 0
     for sample_name, found in series.items():
-        if sample_name != counter and not (sample_name in counters and counters[sample_name] in names):
+        if sample_name != counter and counters.get(sample_name) != counter:
             continue
         for labels, value in found:
             if all(labels.get(k) == v for k, v in matchers.items()):

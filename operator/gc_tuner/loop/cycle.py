@@ -13,6 +13,7 @@ The operator's timer and `gc-tuner local` both call `run_cycle`; only CycleInput
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Mapping, Sequence
@@ -40,7 +41,7 @@ from gc_tuner.loop.records import (
     rfc3339,
 )
 from gc_tuner.loop.state import PolicyState
-from gc_tuner.loop.strategy import MemoryLimitTarget, desired_memory_limit, recommend
+from gc_tuner.loop.strategy import MemoryLimitTarget, StrategyUnavailable, desired_memory_limit, recommend
 from gc_tuner.model.policy import GCPolicySpec
 
 __all__ = ["CycleInputs", "run_cycle"]
@@ -101,13 +102,19 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
     o.gomemlimit, o.gomemlimit_note = mem.rendered, mem.note
     if o.fit.complete:
         assert o.fit.qps is not None and o.fit.heap_slope_mb_per_s is not None
-        rec = recommend(spec, o.fit.qps, o.fit.heap_slope_mb_per_s)
-        o.recommendation_gogc = rec.gogc
-        o.recommendation_strategy = rec.strategy
-        o.recommendation_explanation = rec.explanation
-        o.recommendation_inputs = dict(rec.inputs)
-        if mem.bytes is not None:
-            o.recommendation_inputs["memoryLimitBytes"] = mem.bytes
+        try:
+            rec = recommend(spec, o.fit.qps, o.fit.heap_slope_mb_per_s, pod_fits=o.pod_fits, memory=mem)
+        except StrategyUnavailable as e:
+            o.fit = dataclasses.replace(o.fit, insufficient=str(e))  # Recommending=False says why
+        else:
+            o.recommendation_gogc = rec.gogc
+            o.recommendation_strategy = rec.strategy
+            o.recommendation_explanation = rec.explanation
+            o.recommendation_inputs = dict(rec.inputs)
+            if mem.bytes is not None:
+                o.recommendation_inputs["memoryLimitBytes"] = mem.bytes
+            if rec.leak is not None:
+                o.leak = rec.leak
 
     # 5. decide, 6. act (Enforce only; DryRun stops at the recommendation)
     if o.enforcing:

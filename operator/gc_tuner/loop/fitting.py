@@ -59,6 +59,7 @@ def fit_pod(name: str, ps: PodState, spec: GCPolicySpec) -> PodFit:
         samples=heap.n if isinstance(heap, TrendFit) else len(ps.window),
         note="; ".join(notes),
         sample=ps.window.newest,
+        heap_span_s=heap.span_s if isinstance(heap, TrendFit) else None,
     )
 
 

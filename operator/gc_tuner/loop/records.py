@@ -80,6 +80,7 @@ class PodFit:
     samples: int
     note: str = ""
     sample: RuntimeSample | None = None  # the newest merged sample
+    heap_span_s: float | None = None  # seconds the heap-slope fit spans (Budget's "sustained" test)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,29 +1,43 @@
 """Strategies: fitted inputs -> a recommended GOGC, and the policy -> GOMEMLIMIT.
 
 A strategy is picked by `spec.strategy.type`; each is a pure function of the fit and its own
-sub-object of the spec. Adding one (e.g. `Budget`) is a new function registered in STRATEGIES.
+sub-object of the spec. Adding one is a new function registered in STRATEGIES. `Budget` is the
+exception: it needs each pod's heap figures and the memory budget, so `recommend` hands it the pod
+fits and the GOMEMLIMIT target; it is computed per pod and the lowest GOGC wins (one GOGC for every
+pod must fit the pod with the least room). Its leak verdict replaces the generic one, because on a
+suspected leak it holds GOGC at the floor and LeakSuspected must say why.
 Bounds are applied twice on purpose: the formula clamps to them (the article's own clamp, made a
 policy field), and the decision step re-checks them, so no strategy can ever push a value outside.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gc_tuner.input.sample import MiB, RuntimeSample
+from gc_tuner.logic.budget import BudgetParams, BudgetResult, budget_gogc
 from gc_tuner.logic.formula import FormulaParams, formula_gogc
 from gc_tuner.logic.memlimit import memory_limit_from, parse_quantity, render_gomemlimit
+from gc_tuner.loop.records import PodFit, Verdict
 from gc_tuner.model.policy import GCPolicySpec
 
 __all__ = [
     "STRATEGIES",
     "MemoryLimitTarget",
     "Recommendation",
+    "StrategyUnavailable",
+    "budget_params",
     "desired_memory_limit",
     "formula_params",
+    "non_heap_bytes",
     "recommend",
 ]
+
+
+class StrategyUnavailable(Exception):
+    """The strategy cannot recommend from what this cycle knows; the message says what is missing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +46,7 @@ class Recommendation:
     explanation: str
     strategy: str
     inputs: dict[str, Any] = field(default_factory=dict)  # camelCase keys, as written to status
+    leak: Verdict | None = None  # the strategy's own leak verdict (Budget); None: the generic one stands
 
 
 def formula_params(spec: GCPolicySpec) -> FormulaParams:
@@ -65,7 +80,102 @@ def _formula(spec: GCPolicySpec, qps: float, heap_slope_mb_per_s: float) -> Reco
 STRATEGIES: dict[str, Callable[[GCPolicySpec, float, float], Recommendation]] = {"Formula": _formula}
 
 
-def recommend(spec: GCPolicySpec, qps: float, heap_slope_mb_per_s: float) -> Recommendation:
+def budget_params(spec: GCPolicySpec) -> BudgetParams:
+    """The Budget sub-object, the bounds and leakDetection as the strategy's parameters."""
+    b, ld = spec.strategy.budget, spec.leak_detection
+    horizon = b.horizon_seconds if b.horizon_seconds is not None else spec.rollout.cooldown_seconds
+    return BudgetParams(
+        gogc_min=spec.bounds.min_gogc,
+        gogc_max=spec.bounds.max_gogc,
+        horizon_s=float(horizon),
+        leak_min_slope_mb_per_s=ld.min_heap_slope_milli_mb_per_second / 1000,
+        leak_min_r2=ld.min_r2_milli / 1000,
+        leak_min_span_s=float(b.leak_min_span_seconds),
+        leak_max_time_to_budget_s=float(b.leak_max_time_to_budget_seconds),
+    )
+
+
+def non_heap_bytes(sample: RuntimeSample, floor: int) -> int:
+    """Memory the process holds beyond its heap goal: total − released − goal, at least `floor`.
+
+    In a steady state this is runtime metadata, stacks, fragmentation and free spans the scavenger
+    has not returned: what the peak adds on top of the goal. Just after GOGC went down it is too
+    high until the scavenger catches up, which errs toward a lower GOGC.
+    """
+    if sample.total_memory_bytes is None or sample.heap_goal_bytes is None:
+        return floor
+    held = sample.total_memory_bytes - (sample.heap_released_bytes or 0)
+    return max(floor, held - sample.heap_goal_bytes)
+
+
+def _budget(
+    spec: GCPolicySpec, qps: float, pod_fits: Sequence[PodFit], memory: MemoryLimitTarget | None
+) -> Recommendation:
+    if memory is None or memory.bytes is None:
+        why = memory.note if memory is not None else "no memory limit given"
+        raise StrategyUnavailable(f"the Budget strategy needs a memory limit to take the budget from: {why}")
+    params = budget_params(spec)
+    floor = spec.strategy.budget.min_non_heap_mib * MiB
+    best: tuple[str, BudgetResult] | None = None
+    usable = 0
+    for pf in pod_fits:
+        s = pf.sample
+        if pf.heap_slope_mb_per_s is None or s is None or s.live_heap_bytes is None:
+            continue
+        usable += 1
+        r = budget_gogc(
+            budget_bytes=memory.bytes,
+            live_bytes=s.live_heap_bytes,
+            heap_slope_mb_per_s=pf.heap_slope_mb_per_s,
+            stacks_bytes=s.stacks_bytes or 0,
+            globals_bytes=s.globals_bytes or 0,
+            non_heap_bytes=non_heap_bytes(s, floor),
+            r2=pf.r2,
+            span_s=pf.heap_span_s,
+            params=params,
+        )
+        # The pod with the least room decides; at equal GOGC a leak verdict wins, so it is reported.
+        if best is None or (r.gogc, not r.leak_suspected) < (best[1].gogc, not best[1].leak_suspected):
+            best = (pf.pod, r)
+    if best is None:
+        raise StrategyUnavailable("the Budget strategy needs a pod with a live-heap figure and a heap slope")
+    pod, r = best
+    i = r.inputs
+    inputs: dict[str, Any] = {
+        "qps": round(qps, 3),
+        "heapSlopeMBPerSec": round(float(i["heap_slope_mb_per_s"]), 4),
+        "liveBytes": int(i["live_bytes"]),
+        "predictedLiveBytes": int(i["live_pred_bytes"]),
+        "stacksBytes": int(i["stacks_bytes"]),
+        "globalsBytes": int(i["globals_bytes"]),
+        "nonHeapBytes": int(i["non_heap_bytes"]),
+        "budgetBytes": r.gomemlimit_bytes,
+        "horizonSeconds": params.horizon_s,
+    }
+    if r.raw_gogc is not None:
+        inputs["uncappedGOGC"] = round(r.raw_gogc, 2)
+    if r.time_to_budget_s is not None:
+        inputs["timeToBudgetSeconds"] = round(r.time_to_budget_s, 1)
+    where = f"pod {pod}: " if usable > 1 else ""
+    leak = (
+        Verdict("True", "HeapGrowing", f"{where}{r.leak_reason}; GOGC held at bounds.minGOGC {r.gogc}")
+        if r.leak_suspected
+        else Verdict("False", "NoLeak", f"{where}{r.leak_reason}")
+    )
+    return Recommendation(r.gogc, where + r.explanation, "Budget", inputs, leak)
+
+
+def recommend(
+    spec: GCPolicySpec,
+    qps: float,
+    heap_slope_mb_per_s: float,
+    *,
+    pod_fits: Sequence[PodFit] = (),
+    memory: MemoryLimitTarget | None = None,
+) -> Recommendation:
+    """The policy's strategy on this cycle's fit; StrategyUnavailable when it lacks an input."""
+    if spec.strategy.type == "Budget":
+        return _budget(spec, qps, pod_fits, memory)
     return STRATEGIES[spec.strategy.type](spec, qps, heap_slope_mb_per_s)
 
 

@@ -20,6 +20,7 @@ from pydantic.alias_generators import to_camel
 __all__ = [
     "AgentSource",
     "Bounds",
+    "BudgetSpec",
     "CounterQPS",
     "EndpointSpec",
     "ExpvarSource",
@@ -198,10 +199,20 @@ class FormulaSpec(_Model):
         return self
 
 
+class BudgetSpec(_Model):
+    """The Budget strategy's knobs (logic/budget.py). The budget is memoryLimit's GOMEMLIMIT."""
+
+    horizon_seconds: int | None = Field(default=None, ge=0, le=86400)  # None: rollout.cooldownSeconds
+    min_non_heap_mib: int = Field(default=16, ge=0, le=1_048_576, alias="minNonHeapMiB")
+    leak_min_span_seconds: int = Field(default=60, ge=0, le=86400)
+    leak_max_time_to_budget_seconds: int = Field(default=3600, ge=0, le=604800)
+
+
 class StrategySpec(_Model):
     # A new strategy is one more Literal value plus its own optional sub-object next to `formula`.
-    type: Literal["Formula"] = "Formula"
+    type: Literal["Formula", "Budget"] = "Formula"
     formula: FormulaSpec = Field(default_factory=FormulaSpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
 
 
 class Bounds(_Model):
@@ -260,6 +271,11 @@ class GCPolicySpec(_Model):
 
     @model_validator(mode="after")
     def _cross_field(self) -> GCPolicySpec:
+        if self.strategy.type == "Budget" and self.memory_limit.mode == "Off":
+            raise ValueError(
+                "strategy.type Budget needs memoryLimit.mode FromContainerLimit or Fixed: "
+                "the memory limit it sets is the budget"
+            )
         c = self.qps.counter
         if c is not None and c.port is None and self.sampling.sources.prometheus is None:
             raise ValueError(

@@ -1,0 +1,229 @@
+"""Scenario 6, bad input: the apiserver rejects invalid GCPolicies naming the field; a wrong token, an
+unreachable pod and a pod serving garbage each show up as Degraded with a reason, while the healthy
+pods are still tuned.
+
+The three bad pods carry the Deployment's labels (so the policy's selector matches them) but have a
+ConfigMap as their controller, so the ReplicaSet does not adopt them. The garbage pod is a real pod
+(the kubelet's testprog, listening on another port); at its pod IP on the policy's port the test
+serves garbage, which is what the operator reads from that pod.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from e2e.cluster.manifests import WORKLOAD_IMAGE
+from e2e.cluster.waits import wait_for
+from e2e.operator_support import (  # noqa: F401  (the *_fixture names register fixtures)
+    GROUP,
+    PLURAL,
+    VERSION,
+    OperatorProc,
+    agent_get,
+    condition,
+    crd_fixture,
+    create_policy,
+    gcpolicy,
+    get_policy,
+    make_operator_fixture,
+    operator_fixture,
+    ready_pods,
+    token_secret,
+    wait_ready,
+)
+from e2e.test_operator_endpoint import endpoint_deployment, endpoint_policy
+
+pytestmark = pytest.mark.e2e
+
+VALID: dict[str, Any] = {
+    "targetRef": {"name": "web"},
+    "sampling": {"intervalSeconds": 5, "sources": {"agent": {"port": 8080}}},
+    "qps": {"counter": {"name": "http_requests_total", "port": 8080}},
+}
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(VALID)
+    node = spec
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    if value is _DELETE:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    return spec
+
+
+_DELETE = object()
+
+INVALID = [
+    ("bounds", {"minGOGC": 300, "maxGOGC": 200}, "bounds.minGOGC must be <= bounds.maxGOGC"),
+    ("rollout", {"method": "Endpoint"}, "rollout.endpoint.port is required when rollout.method is Endpoint"),
+    ("memoryLimit", {"mode": "FromContainerLimit", "percent": 40}, "spec.memoryLimit.percent"),
+    ("memoryLimit", {"mode": "Fixed", "fixed": "1.5GB"}, "memoryLimit.fixed must be a quantity"),
+    ("mode", "Auto", "spec.mode"),
+    ("sampling.intervalSeconds", 0, "spec.sampling.intervalSeconds"),
+    ("sampling.windowSeconds", 10, "sampling.windowSeconds must be at least 3"),
+    ("strategy", {"formula": {"slopeCoefficientMilli": 0.2}}, "spec.strategy.formula.slopeCoefficientMilli"),
+    (
+        "qps",
+        {"counter": {"name": "r", "port": 1}, "promql": {"url": "http://127.0.0.1:9090", "query": "up"}},
+        "exactly one of qps.counter or qps.promql",
+    ),
+    ("targetRef.name", _DELETE, "spec.targetRef.name"),
+    ("targetRef.name", "Web_Service", "spec.targetRef.name"),
+    ("rollout", {"leaseSeconds": 1}, "spec.rollout.leaseSeconds"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"), INVALID, ids=[f"{p}-{i}" for i, (p, _, _) in enumerate(INVALID)]
+)
+def test_invalid_policies_are_rejected_naming_the_field(
+    namespace: str, kube: Any, crd: None, path: str, value: Any, field: str
+) -> None:
+    api = client.CustomObjectsApi(kube)
+    with pytest.raises(client.ApiException) as e:
+        api.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, gcpolicy("bad", _with(path, value))
+        )
+    assert e.value.status == 422
+    status = json.loads(e.value.body)
+    assert field in status["message"], status["message"]
+    # The structured causes name the offending field by its path too.
+    assert any(c.get("field", "").startswith("spec.") for c in status["details"]["causes"]), status["details"]
+
+
+def test_a_valid_minimal_policy_is_accepted_and_defaulted_like_the_model(
+    namespace: str, kube: Any, crd: None
+) -> None:
+    from gc_tuner.model.policy import parse_policy
+
+    obj = create_policy(kube, namespace, "ok", copy.deepcopy(VALID))
+    assert obj["spec"] == parse_policy(copy.deepcopy(VALID)).to_crd()
+
+
+class _Garbage(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<html>this is not a metrics page</html>\n# TYPE x{ nonsense\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _serve_garbage(ip: str) -> ThreadingHTTPServer:
+    srv = ThreadingHTTPServer((ip, 8080), _Garbage)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def _bare_pod(name: str, owner: Any, image: str, env: dict[str, str], port: int) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {"app": "web"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "name": owner.metadata.name,
+                    "uid": owner.metadata.uid,
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "workload",
+                    "image": image,
+                    "ports": [{"containerPort": port}],
+                    "env": [{"name": k, "value": v} for k, v in env.items()],
+                }
+            ]
+        },
+    }
+
+
+@pytest.fixture
+def servers() -> Iterator[list[ThreadingHTTPServer]]:
+    started: list[ThreadingHTTPServer] = []
+    yield started
+    for s in started:
+        s.shutdown()
+        s.server_close()
+
+
+def test_failing_pods_degrade_while_healthy_pods_are_tuned(
+    namespace: str, kube: Any, operator: OperatorProc, servers: list[ThreadingHTTPServer]
+) -> None:
+    apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
+    secret = token_secret(kube, namespace)
+    apps.create_namespaced_deployment(
+        namespace, endpoint_deployment("web", 2, {"WORKLOAD_QPS": "1200"}, secret)
+    )
+    healthy = {p.metadata.name for p in wait_ready(kube, namespace, "web", 2)}
+    holder = core.create_namespaced_config_map(namespace, {"metadata": {"name": "holder"}})
+    core.create_namespaced_pod(
+        namespace,
+        _bare_pod(
+            "wrong-token",
+            holder,
+            WORKLOAD_IMAGE,
+            {"GC_TUNER_TOKEN": "not-the-token", "WORKLOAD_QPS": "100"},
+            8080,
+        ),
+    )
+    core.create_namespaced_pod(
+        namespace, _bare_pod("unreachable", holder, WORKLOAD_IMAGE, {"WORKLOAD_QPS": "10"}, 9999)
+    )
+    core.create_namespaced_pod(namespace, _bare_pod("garbage", holder, "gc-tuner/testprog:dev", {}, 9998))
+
+    def running(name: str) -> Any:
+        p = core.read_namespaced_pod(name, namespace)
+        return p.status.phase == "Running" and p.status.pod_ip and p
+
+    garbage_pod = wait_for(lambda: running("garbage"), 60, "the garbage pod")
+    servers.append(_serve_garbage(garbage_pod.status.pod_ip))
+    for name in ("wrong-token", "unreachable"):
+        wait_for(lambda n=name: running(n), 60, name)
+
+    create_policy(kube, namespace, "web", endpoint_policy(secret))
+    want = {"wrong-token": "AuthFailed", "unreachable": "Unreachable", "garbage": "MalformedData"}
+
+    def degraded() -> dict[str, Any] | None:
+        o = get_policy(kube, namespace, "web")
+        failures = {
+            f["name"]: f["reason"] for f in (o.get("status") or {}).get("pods", {}).get("failures", [])
+        }
+        applied = (o.get("status") or {}).get("applied") or {}
+        return o if all(failures.get(k) == v for k, v in want.items()) and applied.get("pods") == 2 else None
+
+    pol = wait_for(degraded, 60, "the three failures and two tuned pods")
+    d = condition(pol, "Degraded") or {}
+    assert d.get("status") == "True" and d.get("reason") in set(want.values()), d
+    for name in want:
+        assert name in d["message"]
+    assert pol["status"]["pods"]["matched"] == 5 and pol["status"]["pods"]["failing"] == 3
+    gogc = pol["status"]["applied"]["gogc"]
+    for p in ready_pods(kube, namespace, "web"):
+        if p.metadata.name in healthy:
+            assert agent_get(p.status.pod_ip)["metrics"]["/gc/gogc:percent"] == gogc
+    # The wrong-token process refused the write: it still runs its startup GOGC.
+    wrong_ip = core.read_namespaced_pod("wrong-token", namespace).status.pod_ip
+    assert agent_get(wrong_ip, token="not-the-token")["gogc"] == 100
+    events = core.list_namespaced_event(namespace, field_selector="involvedObject.kind=GCPolicy").items
+    assert set(want.values()) <= {e.reason for e in events if e.type == "Warning"}
