@@ -84,8 +84,11 @@ def proc_stat(pid: int) -> ProcStat | None:
     # comm (field 2) may hold spaces and parentheses: split after the last ')'.
     fields = stat[stat.rindex(")") + 2 :].split()
     cpu = (int(fields[11]) + int(fields[12])) / _CLK_TCK
-    kib = {k: int(v.split()[0]) for k, v in (ln.split(":", 1) for ln in status.splitlines() if ":" in ln)
-           if k in ("VmRSS", "VmHWM")}
+    kib = {
+        k: int(v.split()[0])
+        for k, v in (ln.split(":", 1) for ln in status.splitlines() if ":" in ln)
+        if k in ("VmRSS", "VmHWM")
+    }
     return ProcStat(cpu, kib.get("VmRSS", 0) * 1024, kib.get("VmHWM", 0) * 1024)
 
 

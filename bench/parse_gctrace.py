@@ -21,24 +21,47 @@ from pathlib import Path
 
 from gc_tuner.input.gctrace import GCTraceParser, iter_lines
 
-_CLOCK = ("0.014", "0.19", "1.2", "31")
+
+def _ms(v: float) -> str:
+    """Go's fmtNSAsMS: integers from 10 ms, "0" under 1 µs, otherwise two significant digits."""
+    if v < 0.001:
+        return "0"
+    return str(int(v)) if v >= 10 else f"{v:#.2g}"
 
 
-def _gc_line(rng: random.Random, n: int, t: float) -> str:
-    live = rng.randint(1, 4000)
-    start = live + rng.randint(0, 4000)
-    goal = live * 2 + rng.randint(0, 64)
-    kind = rng.random()
-    leak = " (checking for goroutine leaks)" if kind < 0.01 else ""
-    roots = "" if 0.01 <= kind < 0.2 else f"{rng.randint(0, 64)} MB stacks, {rng.randint(0, 64)} MB globals, "
-    forced = " (forced)" if kind < 0.01 or rng.random() < 0.05 else ""
-    return (
-        f"gc {n} @{t:.3f}s {rng.randint(0, 40)}%{leak}: "
-        f"{rng.choice(_CLOCK)}+{rng.randint(0, 400)}+0.0{rng.randint(1, 99)} ms clock, "
-        f"0.029+{rng.choice(('0', '3.3', '22'))}/17/19+0.011 ms cpu, "
-        f"{start}->{start + rng.randint(0, 64)}->{live} MB, {goal} MB goal, {roots}{rng.choice((2, 8, 64))} P"
-        f"{forced}"
-    )
+class _Process:
+    """One simulated Go process: the live heap random-walks, the pacer follows it as Go's does."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.n, self.t = 1, 0.0
+        self.live = rng.uniform(20, 2000)
+        self.stacks, self.globals, self.procs = rng.randint(0, 16), rng.randint(0, 40), rng.choice((2, 8, 64))
+        self.pre118 = rng.random() < 0.1
+
+    def line(self) -> str:
+        rng, prev = self.rng, self.live
+        self.live = min(8000.0, max(4.0, prev * rng.lognormvariate(0, 0.05)))
+        self.t += rng.expovariate(4)
+        goal = int(prev * 2 + self.stacks + self.globals)
+        start = int(goal * rng.uniform(0.7, 0.95))
+        end = start + rng.randint(0, max(1, goal // 20))
+        leak = rng.random() < 0.002
+        forced = leak or rng.random() < 0.02
+        roots = "" if self.pre118 else f"{self.stacks} MB stacks, {self.globals} MB globals, "
+        clock = f"{_ms(rng.uniform(0.01, 2))}+{_ms(rng.uniform(0.1, 60))}+{_ms(rng.uniform(0.001, 0.5))}"
+        cpu = (
+            f"{_ms(rng.uniform(0.01, 4))}+{_ms(rng.uniform(0, 30))}/{_ms(rng.uniform(0.1, 60))}"
+            f"/{_ms(rng.uniform(0, 60))}+{_ms(rng.uniform(0.001, 1))}"
+        )
+        text = (
+            f"gc {self.n} @{self.t:.3f}s {rng.randint(0, 25)}%"
+            f"{' (checking for goroutine leaks)' if leak else ''}: {clock} ms clock, {cpu} ms cpu, "
+            f"{start}->{end}->{int(self.live)} MB, {goal} MB goal, {roots}{self.procs} P"
+            f"{' (forced)' if forced else ''}"
+        )
+        self.n += 1
+        return text
 
 
 _NOISE = (
@@ -53,24 +76,26 @@ _NOISE = (
 
 def write_log(path: Path, lines: int, seed: int) -> None:
     rng = random.Random(seed)
-    n, t = 1, 0.0
+    procs = [_Process(rng) for _ in range(4)]  # four processes' logs, one after the other
+    per_process = lines // len(procs) + 1
+    written = 0
     with path.open("w") as f:
-        for _ in range(lines):
-            r = rng.random()
-            if r < 0.85:
-                t += rng.random() * 0.5
-                line = _gc_line(rng, n, t)
-                if r < 0.01:  # interleaved: the application's unfinished line precedes the gc line
-                    line = "app tick " + line
-                n += 1
-            else:
-                line = rng.choice(_NOISE)
-            f.write(line + "\n")
+        for proc in procs:
+            for _ in range(min(per_process, lines - written)):
+                r = rng.random()
+                if r < 0.85:
+                    line = proc.line()
+                    if r < 0.01:  # interleaved: the application's unfinished line precedes the gc line
+                        line = "app tick " + line
+                else:
+                    line = rng.choice(_NOISE)
+                f.write(line + "\n")
+                written += 1
 
 
 def reference_s() -> float:
     """CPU seconds for 1M float('0.014') calls: a yardstick to compare figures across machines
-    (CPython on a current desktop CPU takes about 0.05 s)."""
+    (CPython on a current desktop CPU takes roughly 0.05 s)."""
     text, convert = "0.014", float
     start = time.process_time()
     for _ in range(1_000_000):

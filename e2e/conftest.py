@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from e2e.cluster.build import ensure_built
+from e2e.cluster.build import BuildError, ensure_built
 from e2e.cluster.control_plane import ClusterStartError, copy_logs
 from e2e.cluster.figures import read_all, record
 from e2e.cluster.harness import Cluster, start_cluster
@@ -46,7 +46,11 @@ def _prebuild_images() -> None:
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     t0 = time.monotonic()
-    ensure_built()
+    try:
+        ensure_built()
+    except BuildError as e:
+        # Every e2e test errors with this one message (the exact go error), not with a traceback.
+        pytest.fail(f"building the Kubernetes binaries failed:\n{e}", pytrace=False)
     _session_figures["binaries_check_s"] = time.monotonic() - t0
     _prebuild_images()
     base = Path(tempfile.mkdtemp(prefix="gc-tuner-e2e-"))

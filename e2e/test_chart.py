@@ -612,6 +612,10 @@ def test_uninstall_leaves_only_the_crds_and_policies_keep_working_after_a_reinst
         60,
         "a recommendation",
     )
+    # The per-policy series the chart's dashboard and alerts read, served by the chart's operator.
+    series = f'{{namespace="{namespace}",policy="web"}}'
+    wanted = ("gctuner_recommended_gogc", "gctuner_policy_qps", "gctuner_policy_heap_slope_mb_per_second")
+    wait_for(lambda: all(m + series in chart_operator.metrics() for m in wanted), 30, f"{wanted} in /metrics")
     old_pod = chart_operator.pod()
     old_pids = pod_pids(old_pod.metadata.name)
 
@@ -647,3 +651,38 @@ def _ts(rfc3339: str) -> int:
     t = parse_rfc3339(rfc3339)
     assert t is not None, rfc3339
     return int(t)
+
+
+# ---- 5. the README's install section and the chart's NOTES -----------------------------------------
+def _readme_section() -> str:
+    text = (repo_root() / "README.md").read_text()
+    start = text.index("## Install with Helm")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def test_readme_install_section_examples_are_real(
+    helm: Helm, kubectl: Any, namespace: str, chart_crds: None
+) -> None:
+    import re
+
+    section = _readme_section()
+    assert "helm install gc-tuner charts/gc-tuner" in section
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
+    policies = [d for b in blocks for d in _docs(b) if d.get("kind") == "GCPolicy"]
+    assert policies, "the section needs a GCPolicy example"
+    # The NOTES helm prints after an install carry one more (indented by five spaces there).
+    rendered_notes = helm("install", RELEASE, str(CHART), "--dry-run=client", "-n", namespace).stdout
+    example = rendered_notes[
+        rendered_notes.index("apiVersion: gctuner.io") : rendered_notes.index("YAML\n\n3.")
+    ]
+    policies.append(yaml.safe_load("\n".join(line[5:] for line in example.splitlines())))
+    for pol in policies:
+        pol["metadata"]["namespace"] = namespace
+        proc = kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(pol), check=False)
+        assert proc.returncode == 0, f"{pol['metadata']['name']}: {proc.stderr}"
+    # The `kubectl get gcpol` output shown has the CRD's printer columns.
+    crd = yaml.safe_load((CHART / "crds" / "gcpolicies.gctuner.io.yaml").read_text())
+    columns = [c["name"].upper() for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
+    header = next(line for line in section.splitlines() if line.startswith("NAMESPACE   NAME"))
+    assert header.split() == ["NAMESPACE", "NAME", *columns]

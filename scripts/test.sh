@@ -26,8 +26,9 @@ fi
 if [ -f e2e/helm.py ]; then
   python -m e2e.helm build  # helm for the chart tests, from its Go module, cached beside the binaries
 fi
-if ! command -v promtool >/dev/null; then
-  # promtool (Debian's prometheus package) evaluates the chart's alert rules in e2e/test_chart.py.
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  # promtool (Debian's prometheus package) evaluates the chart's alert rules in e2e/test_chart.py;
+  # the prometheus server is the PromQL QPS source in e2e/test_operator_promql.py.
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 fi
 

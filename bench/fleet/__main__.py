@@ -30,8 +30,19 @@ from bench.fleet.cost import (
     run_rollout,
 )
 
-_FLEET_HEADER = ["pods", "interval s", "cycles", "pods sampled/s", "needed/s", "cycle s (median/max)",
-                 "CPU cores", "RSS MiB", "peak RSS MiB", "startup s", "pod failures"]
+_FLEET_HEADER = [
+    "pods",
+    "interval s",
+    "cycles",
+    "pods sampled/s",
+    "needed/s",
+    "cycle s (median/max)",
+    "CPU cores",
+    "RSS MiB",
+    "peak RSS MiB",
+    "startup s",
+    "pod failures",
+]
 _DECISION_HEADER = ["pods in policy", "samples/pod", "decision ms (median)", "p90 ms", "per pod ms"]
 _ROLLOUT_HEADER = ["pods", "GOGC", "pods acked", "first→last POST s", "cycle start→last POST s"]
 
@@ -40,16 +51,29 @@ def _fleet_rows(runs: list[FleetRun]) -> list[list[object]]:
     rows: list[list[object]] = []
     for r in runs:
         cyc = r.cycle_s[1:] or r.cycle_s
-        rows.append([r.pods, r.interval_s, r.cycles, f"{r.pods_per_s:.1f}", f"{r.pods / r.interval_s:.1f}",
-                     f"{sorted(cyc)[len(cyc) // 2]:.2f} / {max(cyc):.2f}" if cyc else "n/a",
-                     f"{r.cpu_cores:.3f}", f"{r.rss_mib:.0f}", f"{r.peak_rss_mib:.0f}", f"{r.startup_s:.1f}",
-                     r.failures])
+        rows.append(
+            [
+                r.pods,
+                r.interval_s,
+                r.cycles,
+                f"{r.pods_per_s:.1f}",
+                f"{r.pods / r.interval_s:.1f}",
+                f"{sorted(cyc)[len(cyc) // 2]:.2f} / {max(cyc):.2f}" if cyc else "n/a",
+                f"{r.cpu_cores:.3f}",
+                f"{r.rss_mib:.0f}",
+                f"{r.peak_rss_mib:.0f}",
+                f"{r.startup_s:.1f}",
+                r.failures,
+            ]
+        )
     return rows
 
 
 def _decision_rows(ds: list[DecisionTiming]) -> list[list[object]]:
-    return [[d.pods, d.samples_per_pod, f"{d.median_ms:.2f}", f"{d.p90_ms:.2f}", f"{d.per_pod_ms:.3f}"]
-            for d in ds]
+    return [
+        [d.pods, d.samples_per_pod, f"{d.median_ms:.2f}", f"{d.p90_ms:.2f}", f"{d.per_pod_ms:.3f}"]
+        for d in ds
+    ]
 
 
 def _rollout_rows(rs: list[RolloutRun]) -> list[list[object]]:
@@ -59,7 +83,9 @@ def _rollout_rows(rs: list[RolloutRun]) -> list[list[object]]:
     return [[r.pods, r.gogc, r.acked, f(r.post_span_s), f(r.cycle_to_last_s)] for r in rs]
 
 
-def _goals(runs: list[FleetRun], ds: list[DecisionTiming], rs: list[RolloutRun]) -> list[tuple[str, bool | None, str]]:
+def _goals(
+    runs: list[FleetRun], ds: list[DecisionTiming], rs: list[RolloutRun]
+) -> list[tuple[str, bool | None, str]]:
     out: list[tuple[str, bool | None, str]] = []
     big = next((r for r in runs if r.pods == 2000), None)
     if big is None or not big.cycles:
@@ -68,19 +94,35 @@ def _goals(runs: list[FleetRun], ds: list[DecisionTiming], rs: list[RolloutRun])
         rss_mb = big.peak_rss_mib * (1 << 20) / 1e6
         kept_up = big.pods_per_s >= 0.95 * big.pods / big.interval_s
         ok = kept_up and big.cpu_cores <= 0.5 and rss_mb <= 200
-        out.append(("2,000 pods per 15 s on ≤ 0.5 core and ≤ 200 MB RSS", ok,
-                    f"{big.pods_per_s:.0f} pods/s (needed {big.pods / big.interval_s:.0f}), "
-                    f"{big.cpu_cores:.2f} cores, peak RSS {rss_mb:.0f} MB"))
+        out.append(
+            (
+                "2,000 pods per 15 s on ≤ 0.5 core and ≤ 200 MB RSS",
+                ok,
+                f"{big.pods_per_s:.0f} pods/s (needed {big.pods / big.interval_s:.0f}), "
+                f"{big.cpu_cores:.2f} cores, peak RSS {rss_mb:.0f} MB",
+            )
+        )
     for d in ds:
-        out.append((f"decision ≤ 5 ms for a {d.pods}-pod policy", d.median_ms <= 5,
-                    f"{d.median_ms:.2f} ms median ({d.per_pod_ms:.3f} ms per pod: ≤ 5 ms up to "
-                    f"~{int(5 / d.per_pod_ms) if d.per_pod_ms > 0 else 0} pods)"))
+        out.append(
+            (
+                f"decision ≤ 5 ms for a {d.pods}-pod policy",
+                d.median_ms <= 5,
+                f"{d.median_ms:.2f} ms median ({d.per_pod_ms:.3f} ms per pod: ≤ 5 ms up to "
+                f"~{int(5 / d.per_pod_ms) if d.per_pod_ms > 0 else 0} pods)",
+            )
+        )
     for r in rs:
         ok = r.cycle_to_last_s is not None and r.cycle_to_last_s <= 2 and r.acked == r.pods
-        out.append((f"endpoint rollout to {r.pods} pods ≤ 2 s", ok if r.cycle_to_last_s is not None else None,
-                    "not observed" if r.cycle_to_last_s is None else
-                    f"{r.cycle_to_last_s:.2f} s from the deciding cycle's start, {r.post_span_s:.2f} s first to "
-                    f"last POST, {r.acked}/{r.pods} acked"))
+        out.append(
+            (
+                f"endpoint rollout to {r.pods} pods ≤ 2 s",
+                ok if r.cycle_to_last_s is not None else None,
+                "not observed"
+                if r.cycle_to_last_s is None
+                else f"{r.cycle_to_last_s:.2f} s from the deciding cycle's start, "
+                f"{r.post_span_s:.2f} s first to last POST, {r.acked}/{r.pods} acked",
+            )
+        )
     return out
 
 
@@ -113,8 +155,11 @@ def _plot(runs: list[FleetRun], out: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.fleet",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--sizes", default=None, help="comma-separated fleet sizes [500,2000,5000; smoke 20,50]")
     ap.add_argument("--interval", type=int, default=None, help="sampling interval s [15; smoke 1]")
@@ -138,14 +183,27 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = []
     for n in sizes:
-        print(f"[{time.monotonic() - started:4.0f} s] fleet of {n} pods, {interval} s interval, {cycles} cycles",
-              flush=True)
-        runs.append(run_fleet(binary, n, interval_s=interval, cycles=cycles, workdir=workdir,
-                              concurrency=args.concurrency))
+        print(
+            f"[{time.monotonic() - started:4.0f} s] fleet of {n} pods, {interval} s interval, "
+            f"{cycles} cycles",
+            flush=True,
+        )
+        runs.append(
+            run_fleet(
+                binary, n, interval_s=interval, cycles=cycles, workdir=workdir, concurrency=args.concurrency
+            )
+        )
         load.note()
     print(f"[{time.monotonic() - started:4.0f} s] rollout to {rollout_pods} pods", flush=True)
-    rollouts = [run_rollout(binary, rollout_pods, interval_s=1 if args.smoke else 2, workdir=workdir,
-                            concurrency=args.concurrency)]
+    rollouts = [
+        run_rollout(
+            binary,
+            rollout_pods,
+            interval_s=1 if args.smoke else 2,
+            workdir=workdir,
+            concurrency=args.concurrency,
+        )
+    ]
     load.note()
     print(f"[{time.monotonic() - started:4.0f} s] decision timing", flush=True)
     dsizes = [10, 100] if args.smoke else [10, 100, 500, 2000]
@@ -153,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
 
     goals = _goals(runs, decisions, rollouts)
     print("\n== fleet\n" + text_table(_FLEET_HEADER, _fleet_rows(runs)))
-    print("\n== decision (fit + strategy), in-process\n" + text_table(_DECISION_HEADER, _decision_rows(decisions)))
+    print(
+        "\n== decision (fit + strategy), in-process\n"
+        + text_table(_DECISION_HEADER, _decision_rows(decisions))
+    )
     print("\n== endpoint rollout\n" + text_table(_ROLLOUT_HEADER, _rollout_rows(rollouts)))
     print("\n== goals")
     for text, met, detail in goals:
@@ -161,40 +222,62 @@ def main(argv: list[str] | None = None) -> int:
     plot = _plot(runs, args.out)
 
     command = "python -m bench.fleet " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    lines = [f"# gc-tuner operator cost at fleet scale{' (smoke run: numbers mean nothing)' if args.smoke else ''}",
-             "", f"Command: `{command.strip()}`", "", "## Machine", ""]
+    smoke_note = " (smoke run: numbers mean nothing)" if args.smoke else ""
+    lines = [
+        f"# gc-tuner operator cost at fleet scale{smoke_note}",
+        "",
+        f"Command: `{command.strip()}`",
+        "",
+        "## Machine",
+        "",
+    ]
     lines += [f"- {k}: {v}" for k, v in machine.items()] + [f"- during the run: {load.summary()}", ""]
-    lines += ["## Setup", "",
-              "- one `fleetsim` process (bench/fleet/sim, Go) serves every fake pod on its own loopback "
-              "address (127.1.x.y), each an agent, /metrics and expvar responder whose values evolve "
-              "(requests at a waving rate, GC cycles following allocation rate and the GOGC written to it, "
-              "5% of pods leaking)",
-              f"- `gc-tuner local --mode enforce` with one `--target` per pod; policy: agent source, QPS "
-              f"from http_requests_total on /metrics, Endpoint rollout (every cycle renews every pod's "
-              f"lease: 3 HTTP requests per pod per cycle), maxConcurrency {args.concurrency}",
-              "- CPU cores and RSS from /proc/<pid> of the gc-tuner process, measured from the end of the "
-              "first cycle (imports and first connections excluded from CPU; peak RSS includes them)",
-              "- decision = every pod's fits (QPS and heap slope, Theil–Sen) + the Deployment median + the "
-              "leak verdict + the strategy, timed in-process on full windows", ""]
+    lines += [
+        "## Setup",
+        "",
+        "- one `fleetsim` process (bench/fleet/sim, Go) serves every fake pod on its own loopback "
+        "address (127.1.x.y), each an agent, /metrics and expvar responder whose values evolve "
+        "(requests at a waving rate, GC cycles following allocation rate and the GOGC written to it, "
+        "5% of pods leaking)",
+        f"- `gc-tuner local --mode enforce` with one `--target` per pod; policy: agent source, QPS "
+        f"from http_requests_total on /metrics, Endpoint rollout (every cycle renews every pod's "
+        f"lease: 3 HTTP requests per pod per cycle), maxConcurrency {args.concurrency}",
+        "- CPU cores and RSS from /proc/<pid> of the gc-tuner process, measured from the end of the "
+        "first cycle (imports and first connections excluded from CPU; peak RSS includes them)",
+        "- decision = every pod's fits (QPS and heap slope, Theil–Sen) + the Deployment median + the "
+        "leak verdict + the strategy, timed in-process on full windows",
+        "",
+    ]
     lines += ["## Fleet", "", markdown_table(_FLEET_HEADER, _fleet_rows(runs)), ""]
     lines += ["## Decision time", "", markdown_table(_DECISION_HEADER, _decision_rows(decisions)), ""]
     lines += ["## Endpoint rollout", "", markdown_table(_ROLLOUT_HEADER, _rollout_rows(rollouts)), ""]
-    lines += ["## Goals", ""] + [f"- **{'met' if m else 'NOT MET' if m is False else 'not judged'}**: {t} ({d})"
-                                 for t, m, d in goals] + [""]
+    lines += (
+        ["## Goals", ""]
+        + [
+            f"- **{'met' if m else 'NOT MET' if m is False else 'not judged'}**: {t} ({d})"
+            for t, m, d in goals
+        ]
+        + [""]
+    )
     if plot is not None:
         lines += [f"![fleet cost]({plot.name})", ""]
-    notes = [f"- {r.pods} pods: {n}" for r in runs for n in r.notes] + \
-            [f"- rollout {r.pods}: {n}" for r in rollouts for n in r.notes]
+    notes = [f"- {r.pods} pods: {n}" for r in runs for n in r.notes] + [
+        f"- rollout {r.pods}: {n}" for r in rollouts for n in r.notes
+    ]
     notes.append(f"- total wall time {time.monotonic() - started:.0f} s")
     lines += ["## Notes", "", *notes, ""]
     name = "fleet_smoke" if args.smoke else "fleet"
     report = args.out / f"{name}.md"
     report.write_text("\n".join(lines))
-    (args.out / f"{name}.json").write_text(json.dumps({
-        "fleet": [dataclasses.asdict(r) for r in runs],
-        "rollout": [dataclasses.asdict(r) for r in rollouts],
-        "decision": [dataclasses.asdict(d) for d in decisions],
-    }))
+    (args.out / f"{name}.json").write_text(
+        json.dumps(
+            {
+                "fleet": [dataclasses.asdict(r) for r in runs],
+                "rollout": [dataclasses.asdict(r) for r in rollouts],
+                "decision": [dataclasses.asdict(d) for d in decisions],
+            }
+        )
+    )
     print(f"\nreport: {report}\n{load.summary()}")
     return 0
 

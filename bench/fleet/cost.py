@@ -63,12 +63,26 @@ def policy(*, interval_s: int, window_s: int, cooldown_s: int, concurrency: int)
         "spec": {
             "targetRef": {"name": "fleet"},
             "mode": "Enforce",
-            "rollout": {"method": "Endpoint", "endpoint": {"port": FLEET_PORT}, "cooldownSeconds": cooldown_s,
-                        "leaseSeconds": max(60, 4 * interval_s)},
-            "sampling": {"intervalSeconds": interval_s, "windowSeconds": window_s, "timeoutSeconds": 5,
-                         "maxConcurrency": concurrency, "sources": {"agent": {"port": FLEET_PORT}}},
-            "qps": {"counter": {"name": "http_requests_total", "matchers": {"handler": "work"},
-                                "port": FLEET_PORT}},
+            "rollout": {
+                "method": "Endpoint",
+                "endpoint": {"port": FLEET_PORT},
+                "cooldownSeconds": cooldown_s,
+                "leaseSeconds": max(60, 4 * interval_s),
+            },
+            "sampling": {
+                "intervalSeconds": interval_s,
+                "windowSeconds": window_s,
+                "timeoutSeconds": 5,
+                "maxConcurrency": concurrency,
+                "sources": {"agent": {"port": FLEET_PORT}},
+            },
+            "qps": {
+                "counter": {
+                    "name": "http_requests_total",
+                    "matchers": {"handler": "work"},
+                    "port": FLEET_PORT,
+                }
+            },
         },
     }
 
@@ -80,8 +94,12 @@ def pod_address(i: int) -> str:
 
 class _Fleet:
     def __init__(self, binary: Path, n: int, log: IO[str]) -> None:
-        self.proc = subprocess.Popen([str(binary), "-n", str(n), "-port", str(FLEET_PORT)],
-                                     stdout=subprocess.PIPE, stderr=log, text=True)
+        self.proc = subprocess.Popen(
+            [str(binary), "-n", str(n), "-port", str(FLEET_PORT)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
@@ -114,10 +132,21 @@ def _reader(stream: IO[str], out: queue.Queue[tuple[float, str]]) -> None:
         out.put((time.time(), line))
 
 
-def _start_local(targets: Sequence[str], policy_path: Path, workdir: Path, name: str) -> subprocess.Popen[str]:
+def _start_local(
+    targets: Sequence[str], policy_path: Path, workdir: Path, name: str
+) -> subprocess.Popen[str]:
     # One --target per pod, as a person would type it; Linux takes far more than 5,000 of them.
-    args = [*_gc_tuner_cmd(), "local", "--mode", "enforce", "--policy", str(policy_path), "--format", "json",
-            "--release"]
+    args = [
+        *_gc_tuner_cmd(),
+        "local",
+        "--mode",
+        "enforce",
+        "--policy",
+        str(policy_path),
+        "--format",
+        "json",
+        "--release",
+    ]
     for t in targets:
         args += ["--target", t]
     err = (workdir / f"{name}.gc-tuner.log").open("w")
@@ -143,15 +172,26 @@ class FleetRun:
     notes: list[str] = field(default_factory=list)
 
 
-def run_fleet(binary: Path, n: int, *, interval_s: int, cycles: int, workdir: Path, concurrency: int) -> FleetRun:
+def run_fleet(
+    binary: Path, n: int, *, interval_s: int, cycles: int, workdir: Path, concurrency: int
+) -> FleetRun:
     run = FleetRun(n, interval_s)
     flog = (workdir / f"fleet-{n}.fleetsim.log").open("w")
     fleet = _Fleet(binary, n, flog)
     proc: subprocess.Popen[str] | None = None
     try:
         pol = workdir / f"fleet-{n}.policy.yaml"
-        pol.write_text(yaml.safe_dump(policy(interval_s=interval_s, window_s=max(3 * interval_s, 20 * interval_s),
-                                             cooldown_s=300, concurrency=concurrency), sort_keys=False))
+        pol.write_text(
+            yaml.safe_dump(
+                policy(
+                    interval_s=interval_s,
+                    window_s=max(3 * interval_s, 20 * interval_s),
+                    cooldown_s=300,
+                    concurrency=concurrency,
+                ),
+                sort_keys=False,
+            )
+        )
         started = time.time()
         proc = _start_local(fleet.targets(), pol, workdir, f"fleet-{n}")
         assert proc.stdout is not None
@@ -221,8 +261,14 @@ def run_rollout(binary: Path, n: int, *, interval_s: int, workdir: Path, concurr
     proc: subprocess.Popen[str] | None = None
     try:
         pol = workdir / f"rollout-{n}.policy.yaml"
-        pol.write_text(yaml.safe_dump(policy(interval_s=interval_s, window_s=3 * interval_s, cooldown_s=300,
-                                             concurrency=concurrency), sort_keys=False))
+        pol.write_text(
+            yaml.safe_dump(
+                policy(
+                    interval_s=interval_s, window_s=3 * interval_s, cooldown_s=300, concurrency=concurrency
+                ),
+                sort_keys=False,
+            )
+        )
         proc = _start_local(fleet.targets(), pol, workdir, f"rollout-{n}")
         assert proc.stdout is not None
         lines: queue.Queue[tuple[float, str]] = queue.Queue()
@@ -297,12 +343,19 @@ def decision_timing(pods: int, samples_per_pod: int, *, repeat: int = 5) -> Deci
         qps, live, slope = rng.uniform(20, 1500), rng.uniform(30, 300) * 2**20, rng.choice([0.0] * 19 + [1.5])
         for k in range(samples_per_pod):
             t = now - (samples_per_pod - k) * 15
-            ps.window.add(RuntimeSample(
-                t=t, source="agent", gc_cycles=100 + k * 7, live_heap_bytes=int(live + slope * 2**20 * k * 15
-                                                                                  + rng.gauss(0, 2**20)),
-                heap_goal_bytes=int(2 * live), gogc=100, requests_total=qps * (t - now + 10**6),
-                gc_cpu_seconds=1.0 + k, total_cpu_seconds=10.0 + 30 * k,
-            ))
+            ps.window.add(
+                RuntimeSample(
+                    t=t,
+                    source="agent",
+                    gc_cycles=100 + k * 7,
+                    live_heap_bytes=int(live + slope * 2**20 * k * 15 + rng.gauss(0, 2**20)),
+                    heap_goal_bytes=int(2 * live),
+                    gogc=100,
+                    requests_total=qps * (t - now + 10**6),
+                    gc_cpu_seconds=1.0 + k,
+                    total_cpu_seconds=10.0 + 30 * k,
+                )
+            )
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()

@@ -38,11 +38,16 @@ def _build(with_bytedance: bool, notes: list[str]) -> tuple[Path, Path | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.quality",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--smoke", action="store_true", help="seconds-long runs with a small workload")
     ap.add_argument("--scenarios", default="steady,burst,leak", help="comma-separated subset")
-    ap.add_argument("--contenders", default=",".join(c.key for c in CONTENDERS), help="comma-separated subset")
+    ap.add_argument(
+        "--contenders", default=",".join(c.key for c in CONTENDERS), help="comma-separated subset"
+    )
     ap.add_argument("--out", type=Path, default=RESULTS_DIR, help="where the report and plots go")
     ap.add_argument("--no-cgroup", action="store_true", help="do not enforce the limit with a cgroup")
     args = ap.parse_args(argv)
@@ -51,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     all_sc = {sc.name: sc for sc in scenarios(s)}
     wanted_sc = [n.strip() for n in args.scenarios.split(",") if n.strip()]
     wanted_c = [n.strip() for n in args.contenders.split(",") if n.strip()]
-    unknown = [n for n in wanted_sc if n not in all_sc] + [n for n in wanted_c if n not in {c.key for c in CONTENDERS}]
+    unknown = [n for n in wanted_sc if n not in all_sc] + [
+        n for n in wanted_c if n not in {c.key for c in CONTENDERS}
+    ]
     if unknown:
         print(f"unknown scenario or contender: {', '.join(unknown)}", file=sys.stderr)
         return 2
@@ -73,21 +80,35 @@ def main(argv: list[str] | None = None) -> int:
             binary = bytedance if c.kind == "bytedance" and bytedance is not None else plain
             host = f"127.0.0.{40 + i * len(CONTENDERS) + j}"
             print(f"[{time.monotonic() - started:5.0f} s] {name} / {c.label} on {host} ...", flush=True)
-            r = run_one(all_sc[name], c, s, binary=binary, host=host, use_cgroup=not args.no_cgroup,
-                        workdir=workdir)
+            r = run_one(
+                all_sc[name], c, s, binary=binary, host=host, use_cgroup=not args.no_cgroup, workdir=workdir
+            )
             load.note()
             results.append(r)
-            print(f"        GC CPU {r.gc_cpu_s if r.gc_cpu_s is not None else float('nan'):.2f} s, "
-                  f"peak {(r.peak_bytes or 0) / (1 << 20):.0f} MiB, breaches {r.breaches}, exit {r.exit}",
-                  flush=True)
+            print(
+                f"        GC CPU {r.gc_cpu_s if r.gc_cpu_s is not None else float('nan'):.2f} s, "
+                f"peak {(r.peak_bytes or 0) / (1 << 20):.0f} MiB, breaches {r.breaches}, exit {r.exit}",
+                flush=True,
+            )
     desc = {n: all_sc[n].description for n in wanted_sc}
-    goals = evaluate_goals(results, s, tuner_start_s=s.warmup_s)
+    goals = evaluate_goals(results, s)
     print_tables(results, desc, goals)
     plots = plot(results, wanted_sc, args.out)
     command = "python -m bench.quality " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     notes.append(f"total wall time {time.monotonic() - started:.0f} s")
-    report = write_report(results, goals, machine=machine, load=load.summary(), s=s, smoke=args.smoke,
-                          command=command.strip(), scenario_desc=desc, out=args.out, plots=plots, notes=notes)
+    report = write_report(
+        results,
+        goals,
+        machine=machine,
+        load=load.summary(),
+        s=s,
+        smoke=args.smoke,
+        command=command.strip(),
+        scenario_desc=desc,
+        out=args.out,
+        plots=plots,
+        notes=notes,
+    )
     print(f"\nreport: {report}\nplots: {', '.join(str(p) for p in plots)}\n{load.summary()}")
     return 0
 

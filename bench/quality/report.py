@@ -15,8 +15,20 @@ from bench.quality.scenarios import CONTENDERS, Scale
 __all__ = ["Goal", "evaluate_goals", "plot", "result_rows", "write_report"]
 
 MiB = 1 << 20
-HEADER = ["contender", "GC CPU s", "GC CPU %", "peak MiB", "peak % limit", "STW p99 ms", "breaches",
-          "OOM kills", "requests", "req/s", "p99 latency ms", "leak flagged at"]
+HEADER = [
+    "contender",
+    "GC CPU s",
+    "GC CPU %",
+    "peak MiB",
+    "peak % limit",
+    "STW p99 ms",
+    "breaches",
+    "OOM kills",
+    "requests",
+    "req/s",
+    "p99 latency ms",
+    "leak flagged at",
+]
 _LABEL = {c.key: c.label for c in CONTENDERS}
 
 
@@ -32,20 +44,22 @@ def result_rows(results: Sequence[RunResult], scenario: str) -> list[list[str]]:
         flagged = "-" if r.leak_flagged_at_s is None else f"{r.leak_flagged_at_s:.0f} s"
         if not any(c.key == r.contender and c.kind == "gc-tuner" for c in CONTENDERS):
             flagged = "n/a"
-        rows.append([
-            _LABEL.get(r.contender, r.contender),
-            _f(r.gc_cpu_s, ".2f"),
-            _f(None if r.gc_cpu_fraction is None else 100 * r.gc_cpu_fraction, ".1f"),
-            _f(None if r.peak_bytes is None else r.peak_bytes / MiB, ".0f"),
-            _f(None if r.peak_fraction is None else 100 * r.peak_fraction, ".1f"),
-            _f(r.pause_p99_ms, ".2f"),
-            str(r.breaches),
-            str(r.oom_kills),
-            "n/a" if r.requests is None else str(r.requests),
-            _f(r.requests_per_s, ".0f"),
-            _f(r.p99_latency_ms, ".2f"),
-            flagged,
-        ])
+        rows.append(
+            [
+                _LABEL.get(r.contender, r.contender),
+                _f(r.gc_cpu_s, ".2f"),
+                _f(None if r.gc_cpu_fraction is None else 100 * r.gc_cpu_fraction, ".1f"),
+                _f(None if r.peak_bytes is None else r.peak_bytes / MiB, ".0f"),
+                _f(None if r.peak_fraction is None else 100 * r.peak_fraction, ".1f"),
+                _f(r.pause_p99_ms, ".2f"),
+                str(r.breaches),
+                str(r.oom_kills),
+                "n/a" if r.requests is None else str(r.requests),
+                _f(r.requests_per_s, ".0f"),
+                _f(r.p99_latency_ms, ".2f"),
+                flagged,
+            ]
+        )
     return rows
 
 
@@ -63,7 +77,7 @@ def _get(results: Sequence[RunResult], scenario: str, contender: str) -> RunResu
     return None
 
 
-def evaluate_goals(results: Sequence[RunResult], s: Scale, tuner_start_s: float) -> list[Goal]:
+def evaluate_goals(results: Sequence[RunResult], s: Scale) -> list[Goal]:
     goals: list[Goal] = []
     for sc in ("steady", "burst"):
         b, base = _get(results, sc, "budget"), _get(results, sc, "gogc100")
@@ -71,47 +85,75 @@ def evaluate_goals(results: Sequence[RunResult], s: Scale, tuner_start_s: float)
             goals.append(Goal(f"{sc}: Budget uses ≥ 40% less GC CPU than GOGC=100", None, "run missing"))
             continue
         saved = 1 - b.gc_cpu_s / base.gc_cpu_s
-        goals.append(Goal(f"{sc}: Budget uses ≥ 40% less GC CPU than GOGC=100", saved >= 0.4,
-                          f"{b.gc_cpu_s:.2f} s vs {base.gc_cpu_s:.2f} s: {100 * saved:.0f}% less"))
+        goals.append(
+            Goal(
+                f"{sc}: Budget uses ≥ 40% less GC CPU than GOGC=100",
+                saved >= 0.4,
+                f"{b.gc_cpu_s:.2f} s vs {base.gc_cpu_s:.2f} s: {100 * saved:.0f}% less",
+            )
+        )
     for sc in ("steady", "burst", "leak"):
         b = _get(results, sc, "budget")
         if b is None or b.peak_fraction is None:
             goals.append(Goal(f"{sc}: Budget peak ≤ 90% of the limit, 0 breaches", None, "run missing"))
             continue
         ok = b.peak_fraction <= 0.9 and b.breaches == 0 and b.oom_kills == 0
-        goals.append(Goal(f"{sc}: Budget peak ≤ 90% of the limit, 0 breaches", ok,
-                          f"peak {100 * b.peak_fraction:.1f}%, {b.breaches} breaches, {b.oom_kills} OOM kills"))
+        goals.append(
+            Goal(
+                f"{sc}: Budget peak ≤ 90% of the limit, 0 breaches",
+                ok,
+                f"peak {100 * b.peak_fraction:.1f}%, {b.breaches} breaches, {b.oom_kills} OOM kills",
+            )
+        )
     for sc in ("steady", "burst", "leak"):
         b = _get(results, sc, "budget")
         if b is None or b.gc_cpu_s is None or b.peak_bytes is None:
-            goals.append(Goal(f"{sc}: no contender beats Budget on both GC CPU and peak memory", None,
-                              "run missing"))
+            goals.append(
+                Goal(f"{sc}: no contender beats Budget on both GC CPU and peak memory", None, "run missing")
+            )
             continue
         beaters = [
             f"{_LABEL.get(r.contender, r.contender)} ({r.gc_cpu_s:.2f} s, {r.peak_bytes / MiB:.0f} MiB)"
             for r in results
-            if r.scenario == sc and r.contender != "budget" and r.gc_cpu_s is not None
-            and r.peak_bytes is not None and r.gc_cpu_s < b.gc_cpu_s and r.peak_bytes < b.peak_bytes
+            if r.scenario == sc
+            and r.contender != "budget"
+            and r.gc_cpu_s is not None
+            and r.peak_bytes is not None
+            and r.gc_cpu_s < b.gc_cpu_s
+            and r.peak_bytes < b.peak_bytes
         ]
-        goals.append(Goal(
-            f"{sc}: no contender beats Budget on both GC CPU and peak memory", not beaters,
-            ("beaten by " + ", ".join(beaters)) if beaters
-            else f"Budget {b.gc_cpu_s:.2f} s GC CPU, {b.peak_bytes / MiB:.0f} MiB peak",
-        ))
+        goals.append(
+            Goal(
+                f"{sc}: no contender beats Budget on both GC CPU and peak memory",
+                not beaters,
+                ("beaten by " + ", ".join(beaters))
+                if beaters
+                else f"Budget {b.gc_cpu_s:.2f} s GC CPU, {b.peak_bytes / MiB:.0f} MiB peak",
+            )
+        )
     b = _get(results, "leak", "budget")
-    limit_s = tuner_start_s + 2 * s.window_s
+    limit_s = 2 * s.window_s
     if b is None:
         goals.append(Goal("leak: flagged within 2 fit windows", None, "run missing"))
         goals.append(Goal("leak: GC CPU never above 50% for more than 30 s", None, "run missing"))
     else:
         at = b.leak_flagged_at_s
-        goals.append(Goal(
-            "leak: flagged within 2 fit windows", at is not None and at <= limit_s,
-            "not flagged" if at is None else
-            f"flagged {at - tuner_start_s:.0f} s after gc-tuner attached (2 windows = {2 * s.window_s} s)",
-        ))
-        goals.append(Goal("leak: GC CPU never above 50% for more than 30 s", b.longest_gc_over_50_s <= 30,
-                          f"longest stretch above 50% (5 s windows): {b.longest_gc_over_50_s:.0f} s"))
+        goals.append(
+            Goal(
+                "leak: flagged within 2 fit windows",
+                at is not None and at <= limit_s,
+                "not flagged"
+                if at is None
+                else f"flagged {at:.0f} s after the workload started (2 windows = {2 * s.window_s} s)",
+            )
+        )
+        goals.append(
+            Goal(
+                "leak: GC CPU never above 50% for more than 30 s",
+                b.longest_gc_over_50_s <= 30,
+                f"longest stretch above 50% (5 s windows): {b.longest_gc_over_50_s:.0f} s",
+            )
+        )
     return goals
 
 
@@ -127,10 +169,20 @@ def plot(results: Sequence[RunResult], scenarios: Sequence[str], out: Path) -> l
         for r in results:
             if r.scenario != sc or r.gc_cpu_s is None or r.peak_bytes is None:
                 continue
-            ax.scatter(r.peak_bytes / MiB, r.gc_cpu_s, s=60, label=_LABEL.get(r.contender, r.contender),
-                       marker="*" if r.contender == "budget" else "o")
-            ax.annotate(_LABEL.get(r.contender, r.contender), (r.peak_bytes / MiB, r.gc_cpu_s), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points")
+            ax.scatter(
+                r.peak_bytes / MiB,
+                r.gc_cpu_s,
+                s=60,
+                label=_LABEL.get(r.contender, r.contender),
+                marker="*" if r.contender == "budget" else "o",
+            )
+            ax.annotate(
+                _LABEL.get(r.contender, r.contender),
+                (r.peak_bytes / MiB, r.gc_cpu_s),
+                fontsize=7,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
         limit = next((r.limit_bytes for r in results if r.scenario == sc), None)
         if limit:
             ax.axvline(0.9 * limit / MiB, color="tab:orange", ls="--", lw=1, label="90% of limit")
@@ -148,8 +200,13 @@ def plot(results: Sequence[RunResult], scenarios: Sequence[str], out: Path) -> l
     paths.append(p)
 
     contenders = [c.key for c in CONTENDERS if any(r.contender == c.key for r in results)]
-    fig, axes = plt.subplots(len(scenarios), len(contenders), figsize=(4.2 * len(contenders), 3.2 * len(scenarios)),
-                             squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        len(scenarios),
+        len(contenders),
+        figsize=(4.2 * len(contenders), 3.2 * len(scenarios)),
+        squeeze=False,
+        sharex=True,
+    )
     for i, sc in enumerate(scenarios):
         for j, key in enumerate(contenders):
             ax = axes[i][j]
@@ -203,19 +260,26 @@ def write_report(
 ) -> Path:
     lines = [f"# gc-tuner tuning quality{' (smoke run: numbers mean nothing)' if smoke else ''}", ""]
     lines += [f"Command: `{command}`", ""]
-    lines += ["## Machine", ""] + [f"- {k}: {v}" for k, v in machine.items()] + [f"- during the run: {load}", ""]
+    lines += (
+        ["## Machine", ""] + [f"- {k}: {v}" for k, v in machine.items()] + [f"- during the run: {load}", ""]
+    )
     enforcement = sorted({r.limit_enforcement for r in results})
-    lines += ["## Setup", "",
-              f"- memory limit {s.limit_bytes // MiB} MiB, enforced by: {'; '.join(enforcement)}",
-              f"- each run {s.duration_s:g} s, one process at a time; workload live set flag -live-mib "
-              f"{s.live_mib}, {s.garbage_bytes // 1024} KiB garbage per request",
-              f"- gc-tuner: `gc-tuner local --mode enforce` through the agent endpoint, interval "
-              f"{s.interval_s} s, window {s.window_s} s, cooldown {s.cooldown_s} s, bounds 25..1000, "
-              f"attached {s.warmup_s:g} s after the workload listened",
-              "- GC CPU = `/cpu/classes/gc/total` − `/cpu/classes/gc/mark/idle` (the workload's exit "
-              "summary); GC CPU % = its share of `/cpu/classes/total` over the run; STW p99 from "
-              "`/sched/pauses/total/gc:seconds`; breaches = times usage reached the limit (cgroup "
-              "failcnt), or peak above the limit without a cgroup", ""]
+    lines += [
+        "## Setup",
+        "",
+        f"- memory limit {s.limit_bytes // MiB} MiB, enforced by: {'; '.join(enforcement)}",
+        f"- each run {s.duration_s:g} s, one process at a time; workload live set flag -live-mib "
+        f"{s.live_mib}, {s.garbage_bytes // 1024} KiB garbage per request",
+        f"- gc-tuner: `gc-tuner local --mode enforce` through the agent endpoint, interval "
+        f"{s.interval_s} s, window {s.window_s} s, cooldown {s.cooldown_s} s, min change 10, "
+        f"bounds 25..1000; started {s.tuner_lead_s:g} s before the workload (as an operator runs "
+        "before a pod starts), times are from the workload's start",
+        "- GC CPU = `/cpu/classes/gc/total` − `/cpu/classes/gc/mark/idle` (the workload's exit "
+        "summary); GC CPU % = its share of `/cpu/classes/total` over the run; STW p99 from "
+        "`/sched/pauses/total/gc:seconds`; breaches = times usage reached the limit (cgroup "
+        "failcnt), or peak above the limit without a cgroup",
+        "",
+    ]
     for c in CONTENDERS:
         lines.append(f"- **{c.label}**: {c.note}")
     lines.append("")
@@ -227,7 +291,9 @@ def write_report(
         lines.append(f"- **{mark}**: {g.text} ({g.detail})")
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     run_notes = [f"- {r.scenario}/{r.contender}: {n}" for r in results for n in r.notes]
-    run_notes += [f"- {r.scenario}/{r.contender}: exit {r.exit}" for r in results if not r.exit.startswith("clean")]
+    run_notes += [
+        f"- {r.scenario}/{r.contender}: exit {r.exit}" for r in results if not r.exit.startswith("clean")
+    ]
     if notes or run_notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + run_notes + [""]
     path = out / ("quality_smoke.md" if smoke else "quality.md")

@@ -1,10 +1,10 @@
 """One benchmark run: the reference workload under one contender in one scenario, measured.
 
-    start the workload (in its own memory cgroup where possible) on its own 127.0.0.N
-    -> attach the contender (gc-tuner contenders: the real `gc-tuner local` loop, enforcing
-       through the workload's agent endpoint)
-    -> sample the agent's GET (GOGC, heap, GC CPU, pauses) and the cgroup's usage on a timer
-    -> SIGTERM the workload, read its one-line JSON summary, read the cgroup's peak and counters.
+gc-tuner contenders: start the real `gc-tuner local` loop first, enforcing through the agent
+   endpoint the workload is about to serve (an operator runs before a pod starts, too)
+-> start the workload (in its own memory cgroup where possible) on its own 127.0.0.N
+-> sample the agent's GET (GOGC, heap, GC CPU, pauses) and the cgroup's usage on a timer
+-> SIGTERM the workload, read its one-line JSON summary, read the cgroup's peak and counters.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import queue
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,13 @@ class RunResult:
     @property
     def peak_fraction(self) -> float | None:
         return self.peak_bytes / self.limit_bytes if self.peak_bytes is not None else None
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _gc_tuner_cmd() -> list[str]:
@@ -180,19 +188,21 @@ class _Sampler(threading.Thread):
                     doc = http.get(self.base + "/debug/gctuner", headers=self.headers).json()
                     m = doc["metrics"]
                     limit = int(doc["memoryLimitBytes"])
-                    self.points.append(Point(
-                        t=tick - self.t0,
-                        gogc=int(doc["gogc"]),
-                        limit_bytes=None if limit >= (1 << 63) - 1 else limit,
-                        live_bytes=int(m["/gc/heap/live:bytes"]),
-                        goal_bytes=int(m["/gc/heap/goal:bytes"]),
-                        go_total_bytes=int(m["/memory/classes/total:bytes"])
-                        - int(m["/memory/classes/heap/released:bytes"]),
-                        gc_busy_s=float(m[_GC_TOTAL]) - float(m[_GC_IDLE]),
-                        cpu_total_s=float(m[_CPU_TOTAL]),
-                        pause_p99_s=doc["pauses"].get("p99Seconds"),
-                        mem_bytes=self._mem(),
-                    ))
+                    self.points.append(
+                        Point(
+                            t=tick - self.t0,
+                            gogc=int(doc["gogc"]),
+                            limit_bytes=None if limit >= (1 << 63) - 1 else limit,
+                            live_bytes=int(m["/gc/heap/live:bytes"]),
+                            goal_bytes=int(m["/gc/heap/goal:bytes"]),
+                            go_total_bytes=int(m["/memory/classes/total:bytes"])
+                            - int(m["/memory/classes/heap/released:bytes"]),
+                            gc_busy_s=float(m[_GC_TOTAL]) - float(m[_GC_IDLE]),
+                            cpu_total_s=float(m[_CPU_TOTAL]),
+                            pause_p99_s=doc["pauses"].get("p99Seconds"),
+                            mem_bytes=self._mem(),
+                        )
+                    )
                     if n % 5 == 0:
                         self._requests(http)
                 except (httpx.HTTPError, ValueError, KeyError):
@@ -214,13 +224,15 @@ def _tuner_events(lines: queue.Queue[tuple[float, str]], t0: float) -> list[Tune
             continue
         conds = {c.get("type"): c for c in status.get("conditions", [])}
         leak = conds.get("LeakSuspected", {})
-        events.append(TunerEvent(
-            t=t - t0,
-            recommended=(status.get("recommendation") or {}).get("gogc"),
-            applied=(status.get("applied") or {}).get("gogc"),
-            leak=leak.get("status") == "True",
-            reason=str(leak.get("message", ""))[:300],
-        ))
+        events.append(
+            TunerEvent(
+                t=t - t0,
+                recommended=(status.get("recommendation") or {}).get("gogc"),
+                applied=(status.get("applied") or {}).get("gogc"),
+                leak=leak.get("status") == "True",
+                reason=str(leak.get("message", ""))[:300],
+            )
+        )
 
 
 def _longest_above(points: Sequence[Point], threshold: float, window_s: float = 5.0) -> float:
@@ -282,8 +294,9 @@ def run_one(
     result = RunResult(scenario.name, contender.key, s.limit_bytes, enforcement)
     if use_cgroup:
         try:
-            cg = create_memory_cgroup(f"gctuner-bench-{os.getpid()}-{scenario.name}-{contender.key}",
-                                      s.limit_bytes)
+            cg = create_memory_cgroup(
+                f"gctuner-bench-{os.getpid()}-{scenario.name}-{contender.key}", s.limit_bytes
+            )
             result.limit_enforcement = cg.description
         except NoCgroup as e:
             result.notes.append(f"no memory cgroup ({e}); peak above the limit counts as a breach")
@@ -293,27 +306,40 @@ def run_one(
     tuner: subprocess.Popen[str] | None = None
     proc: subprocess.Popen[str] | None = None
     try:
-        args = ["-listen", f"{host}:0", *scenario.args]
+        port = _free_port(host)
+        base = f"http://{host}:{port}"
+        tuner_lines: queue.Queue[tuple[float, str]] = queue.Queue()
+        if contender.kind == "gc-tuner":
+            policy = workdir / f"{scenario.name}-{contender.key}.policy.yaml"
+            policy.write_text(yaml.safe_dump(policy_for(contender, s, port), sort_keys=False))
+            cmd = [
+                *_gc_tuner_cmd(),
+                "local",
+                "--target",
+                base,
+                "--mode",
+                "enforce",
+                "--policy",
+                str(policy),
+                "--memory-limit",
+                f"{s.limit_bytes // MiB}Mi",
+                "--keep",
+                "--format",
+                "json",
+            ]
+            tuner = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=tuner_log, text=True)
+            assert tuner.stdout is not None
+            threading.Thread(target=_reader, args=(tuner.stdout, tuner_lines), daemon=True).start()
+            time.sleep(s.tuner_lead_s)  # its imports; its first cycles then find no process yet
+
+        args = ["-listen", f"{host}:{port}", *scenario.args]
         proc = _start_workload(binary, args, env, cg, log)
         assert proc.stdout is not None
         out: queue.Queue[tuple[float, str]] = queue.Queue()
         threading.Thread(target=_reader, args=(proc.stdout, out), daemon=True).start()
-        addr, t0 = _wait_listening(out, proc)
-        base = f"http://{addr}"
+        _, t0 = _wait_listening(out, proc)
         sampler = _Sampler(base, t0, s.sample_every_s, cg, proc.pid, token)
         sampler.start()
-
-        tuner_lines: queue.Queue[tuple[float, str]] = queue.Queue()
-        if contender.kind == "gc-tuner":
-            time.sleep(s.warmup_s)
-            port = int(addr.rsplit(":", 1)[1])
-            policy = workdir / f"{scenario.name}-{contender.key}.policy.yaml"
-            policy.write_text(yaml.safe_dump(policy_for(contender, s, port), sort_keys=False))
-            cmd = [*_gc_tuner_cmd(), "local", "--target", base, "--mode", "enforce", "--policy", str(policy),
-                   "--memory-limit", f"{s.limit_bytes // MiB}Mi", "--keep", "--format", "json"]
-            tuner = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=tuner_log, text=True)
-            assert tuner.stdout is not None
-            threading.Thread(target=_reader, args=(tuner.stdout, tuner_lines), daemon=True).start()
 
         deadline = t0 + s.duration_s
         while time.monotonic() < deadline and proc.poll() is None:
@@ -367,7 +393,9 @@ def _fill(
 ) -> None:
     pts = sampler.points
     if len(pts) >= 2 and pts[-1].cpu_total_s > pts[0].cpu_total_s:
-        r.gc_cpu_fraction = (pts[-1].gc_busy_s - pts[0].gc_busy_s) / (pts[-1].cpu_total_s - pts[0].cpu_total_s)
+        r.gc_cpu_fraction = (pts[-1].gc_busy_s - pts[0].gc_busy_s) / (
+            pts[-1].cpu_total_s - pts[0].cpu_total_s
+        )
     if pts and pts[-1].pause_p99_s is not None:
         r.pause_p99_ms = pts[-1].pause_p99_s * 1000
     if summary is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["CONTENDERS", "Contender", "Scale", "Scenario", "scale", "scenarios"]
+__all__ = ["CONTENDERS", "Contender", "Scale", "Scenario", "policy_for", "scale", "scenarios"]
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -28,14 +28,36 @@ class Scale:
     interval_s: int  # gc-tuner's sampling interval
     window_s: int
     cooldown_s: int
-    warmup_s: float  # the tuner attaches this long after the workload listens
+    tuner_lead_s: float  # gc-tuner starts this long before the workload, as an operator runs before a pod
     sample_every_s: float  # the harness's own timeline sampling
 
 
-FULL = Scale(duration_s=65, limit_bytes=GiB, live_mib=127, qps=1000, garbage_bytes=128 << 10,
-             leak_mib_per_s=4.0, interval_s=3, window_s=30, cooldown_s=15, warmup_s=2, sample_every_s=1)
-SMOKE = Scale(duration_s=5, limit_bytes=256 * MiB, live_mib=16, qps=200, garbage_bytes=32 << 10,
-              leak_mib_per_s=2.0, interval_s=1, window_s=4, cooldown_s=2, warmup_s=0.5, sample_every_s=0.5)
+FULL = Scale(
+    duration_s=65,
+    limit_bytes=GiB,
+    live_mib=110,
+    qps=1000,
+    garbage_bytes=128 << 10,
+    leak_mib_per_s=6.0,
+    interval_s=3,
+    window_s=30,
+    cooldown_s=15,
+    tuner_lead_s=3,
+    sample_every_s=1,
+)
+SMOKE = Scale(
+    duration_s=5,
+    limit_bytes=256 * MiB,
+    live_mib=16,
+    qps=200,
+    garbage_bytes=32 << 10,
+    leak_mib_per_s=2.0,
+    interval_s=1,
+    window_s=4,
+    cooldown_s=2,
+    tuner_lead_s=1,
+    sample_every_s=0.5,
+)
 
 
 def scale(smoke: bool) -> Scale:
@@ -56,8 +78,19 @@ def scenarios(s: Scale) -> list[Scenario]:
         Scenario(
             "burst",
             f"square wave {s.qps // 3} ↔ {5 * (s.qps // 3)} QPS (5×), 20 s period",
-            (*common, "-load", "burst", "-qps", str(s.qps // 3), "-burst-qps", str(5 * (s.qps // 3)),
-             "-burst-period", "20s", "-burst-duty", "0.5"),
+            (
+                *common,
+                "-load",
+                "burst",
+                "-qps",
+                str(s.qps // 3),
+                "-burst-qps",
+                str(5 * (s.qps // 3)),
+                "-burst-period",
+                "20s",
+                "-burst-duty",
+                "0.5",
+            ),
         ),
         Scenario(
             "leak",
@@ -81,12 +114,28 @@ class Contender:
 CONTENDERS = [
     Contender("gogc100", "static GOGC=100", "static", note="the default"),
     Contender("memlimit90", "GOMEMLIMIT=90%", "static", note="automemlimit's behaviour, GOGC stays 100"),
-    Contender("bytedance", "bytedance gctuner", "bytedance",
-              note="github.com/bytedance/gopkg/util/gctuner in-process, threshold 70% of the limit"),
-    Contender("formula", "gc-tuner Formula", "gc-tuner", strategy="Formula", budget_percent=90,
-              note="the article's formula through the agent endpoint, GOMEMLIMIT 90%"),
-    Contender("budget", "gc-tuner Budget", "gc-tuner", strategy="Budget", budget_percent=85,
-              note="Budget strategy through the agent endpoint, budget and GOMEMLIMIT 85%"),
+    Contender(
+        "bytedance",
+        "bytedance gctuner",
+        "bytedance",
+        note="github.com/bytedance/gopkg/util/gctuner in-process, threshold 70% of the limit",
+    ),
+    Contender(
+        "formula",
+        "gc-tuner Formula",
+        "gc-tuner",
+        strategy="Formula",
+        budget_percent=90,
+        note="the article's formula through the agent endpoint, GOMEMLIMIT 90%",
+    ),
+    Contender(
+        "budget",
+        "gc-tuner Budget",
+        "gc-tuner",
+        strategy="Budget",
+        budget_percent=85,
+        note="Budget strategy through the agent endpoint, budget and GOMEMLIMIT 85%",
+    ),
 ]
 
 
@@ -95,7 +144,8 @@ def policy_for(c: Contender, s: Scale, port: int) -> dict[str, Any]:
     assert c.strategy is not None
     strategy: dict[str, Any] = {"type": c.strategy}
     if c.strategy == "Budget":
-        strategy["budget"] = {"leakMinSpanSeconds": s.window_s}
+        # The fit spans a little less than the window, so "sustained" is two thirds of it.
+        strategy["budget"] = {"leakMinSpanSeconds": 2 * s.window_s // 3}
     return {
         "apiVersion": "gctuner.io/v1alpha1",
         "kind": "GCPolicy",

@@ -8,6 +8,7 @@ env    print `export KUBECONFIG=... PATH=...` for the running cluster (eval "$(p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,7 +27,10 @@ _USAGE = __doc__ or ""
 
 
 def _state_path() -> Path:
-    return cache_dir() / "cluster-state.json"
+    # E2E_CLUSTER_STATE lets a test run its own `up`/`down` without touching a cluster a person
+    # started by hand (there is one state file per cache dir otherwise).
+    override = os.environ.get("E2E_CLUSTER_STATE")
+    return Path(override) if override else cache_dir() / "cluster-state.json"
 
 
 def _pid_matches(pid: int, name: str) -> bool:
@@ -65,11 +69,14 @@ def cmd_up() -> int:
         return 0
     if state:
         cmd_down()
-    build.ensure_built()
     t0 = time.monotonic()
+    # Progress goes to stderr: stdout carries only the `export` lines, so `eval "$(... up)"` works.
     try:
-        cluster = start_cluster(attached=False)
-    except ClusterStartError as e:
+        with contextlib.redirect_stdout(sys.stderr):
+            build.ensure_built()
+            t0 = time.monotonic()
+            cluster = start_cluster(attached=False)
+    except (build.BuildError, ClusterStartError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     record("control_plane_up", cluster.cp.started_in_s)

@@ -105,10 +105,25 @@ def _run(cmd: list[str], cwd: Path, what: str) -> str:
         done.set()
         t.join()
     if proc.returncode != 0:
-        # `go mod download -json` reports a refused module in its JSON on stdout, not on stderr.
+        refused = _json_error(proc.stdout)
+        if refused:
+            raise BuildError(
+                f"{what} failed: Go could not fetch a module: {refused}\n({' '.join(cmd)} in {cwd})"
+            )
         detail = "\n".join(x for x in (proc.stderr.strip(), proc.stdout.strip()[-4000:]) if x)
         raise BuildError(f"{what} failed ({' '.join(cmd)} in {cwd}):\n{detail}")
     return proc.stdout
+
+
+def _json_error(stdout: str) -> str | None:
+    """The "Error" of `go mod download -json` output: it reports a refused module there, on stdout,
+    with nothing on stderr."""
+    try:
+        doc = json.loads(stdout)
+    except ValueError:
+        return None
+    error = doc.get("Error") if isinstance(doc, dict) else None
+    return str(error) if error else None
 
 
 def staging_replaces(k8s_version: str = K8S_VERSION, work: Path | None = None) -> list[str]:
@@ -121,8 +136,6 @@ def staging_replaces(k8s_version: str = K8S_VERSION, work: Path | None = None) -
         f"download k8s.io/kubernetes@{k8s_version}",
     )
     info = json.loads(out)
-    if info.get("Error"):
-        raise BuildError(f"the module proxy refused k8s.io/kubernetes@{k8s_version}: {info['Error']}")
     gomod = Path(info["GoMod"]).read_text()
     mods = re.findall(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/src/", gomod, flags=re.MULTILINE)
     if not mods:

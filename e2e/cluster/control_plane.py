@@ -29,6 +29,7 @@ from e2e.cluster.procs import Proc, spawn
 __all__ = [
     "ClusterStartError",
     "ControlPlane",
+    "admin_ssl",
     "copy_logs",
     "free_port",
     "start_control_plane",
@@ -114,7 +115,7 @@ def _wait_https(url: str, ctx: ssl.SSLContext, proc: Proc, deadline: float) -> N
     raise ClusterStartError(f"{proc.name} not healthy at {url} in time ({last}):\n{proc.log_tail()}")
 
 
-def _admin_ssl(pki: Pki) -> ssl.SSLContext:
+def admin_ssl(pki: Pki) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(pki.ca.cert))
     ctx.load_cert_chain(str(pki.admin.cert), str(pki.admin.key))
     return ctx
@@ -269,7 +270,7 @@ def _start_all(
         attached=attached,
     )
     cp.procs.append(apiserver)
-    _wait_https(f"{cp.server}/readyz", _admin_ssl(pki), apiserver, deadline)
+    _wait_https(f"{cp.server}/readyz", admin_ssl(pki), apiserver, deadline)
 
     kcm_cfg = write_kubeconfig(
         cp.dir / "controller-manager.kubeconfig", cp.server, pki.ca.cert, pki.controller_manager, "kcm"

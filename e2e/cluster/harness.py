@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import sys
 import time
 import urllib.error
@@ -18,6 +17,7 @@ from e2e.cluster.certs import issue_kubelet_serving
 from e2e.cluster.control_plane import (
     ClusterStartError,
     ControlPlane,
+    admin_ssl,
     free_port,
     start_control_plane,
     write_kubeconfig,
@@ -60,8 +60,7 @@ class Cluster:
 
 
 def _wait_node_ready(cp: ControlPlane, kubelet: Proc, node: str, deadline: float) -> None:
-    ctx = ssl.create_default_context(cafile=str(cp.pki.ca.cert))
-    ctx.load_cert_chain(str(cp.pki.admin.cert), str(cp.pki.admin.key))
+    ctx = admin_ssl(cp.pki)
     url = f"{cp.server}/api/v1/nodes/{node}"
     last = ""
     while time.monotonic() < deadline:

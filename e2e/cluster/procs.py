@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["Proc", "kill_pid", "live_procs", "spawn", "stop_all"]
+__all__ = ["Proc", "kill_pid", "live_procs", "pid_alive", "spawn", "stop_all"]
 
 _PR_SET_PDEATHSIG = 1
 _live: list[Proc] = []
@@ -72,13 +72,13 @@ def kill_pid(pid: int, grace: float, wait: Callable[[float], object] | None = No
             return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return
         time.sleep(0.05)
     signal_group(signal.SIGKILL)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -88,9 +88,12 @@ func main() {
 
 // report prints the runtime's own view (cycle counts, GOGC, limit, live heap) as JSON on stdout.
 func report() {
-	// Allocation has stopped, so no new cycle starts; the pause lets a cycle still in flight finish
-	// and print its gctrace line, so the counts below match the trace exactly.
+	// Allocation has stopped, so no new cycle starts. A cycle still in flight prints its gctrace line
+	// after runtime.GC() or mark termination returns; ReadMemStats stops the world, which waits for
+	// that line to be written, so the counts below match the trace exactly even on a loaded machine.
 	time.Sleep(100 * time.Millisecond)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
 	names := []string{
 		"/gc/cycles/total:gc-cycles",
 		"/gc/cycles/forced:gc-cycles",

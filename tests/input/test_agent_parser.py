@@ -7,13 +7,22 @@ here one hand-written document of that shape is broken one field at a time.
 from __future__ import annotations
 
 import copy
+import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from gc_tuner.cli.gobuild import repo_root
 from gc_tuner.input.agent import NO_LIMIT, AgentSettings, parse_agent, parse_lease, parse_settings
 from gc_tuner.input.errors import SourceFormatError
+
+
+def readme_json_examples() -> list[dict[str, Any]]:
+    """The JSON examples of agent/README.md, in order: GET body, POST body, POST and DELETE answers."""
+    text = (repo_root() / "agent" / "README.md").read_text()
+    return [json.loads(block) for block in re.findall(r"^```json\n(.*?)^```", text, re.M | re.S)]
 
 
 def _doc() -> dict[str, Any]:
@@ -80,6 +89,16 @@ def test_maps_every_field() -> None:
     assert status.bounds.min_gogc == 10 and status.bounds.max_lease_seconds == 1800
     assert status.writes_enabled is True
     assert (status.gogc, status.memory_limit_bytes) == (150, 268435456)
+
+
+def test_the_readme_get_example_parses() -> None:
+    # The parser follows agent/README.md; a field renamed on one side only fails here.
+    [get] = [doc for doc in readme_json_examples() if "goVersion" in doc]
+    sample, status = parse_agent(get, t=0.0)
+    assert (sample.gogc, status.startup) == (150, AgentSettings(100, None))
+    assert status.lease is not None and status.lease.owner == "gc-tuner/default/checkout"
+    assert sample.live_heap_bytes == get["metrics"]["/gc/heap/live:bytes"]
+    assert sample.pause_p99_s == get["pauses"]["p99Seconds"]
 
 
 def test_gogc_off_no_lease_and_no_pauses() -> None:

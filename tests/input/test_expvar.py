@@ -45,10 +45,10 @@ class Server:
         return dict(r.json())
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
+@contextlib.contextmanager
+def serve(gogc: str) -> Iterator[Server]:
     binary = build("expvarsrv", system_toolchain())
-    env = {**os.environ, "GOGC": str(GOGC)}
+    env = {**os.environ, "GOGC": gogc}
     env.pop("GOMEMLIMIT", None)
     proc = subprocess.Popen([str(binary), "-addr", "127.0.0.1:0"], stdout=subprocess.PIPE, env=env)
     try:
@@ -60,6 +60,12 @@ def server() -> Iterator[Server]:
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with serve(str(GOGC)) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +137,17 @@ def test_a_restart_or_first_sample_counts_every_pause_the_ring_holds(server: Ser
     assert len(restarted.new_pauses_s) == len(first.new_pauses_s) == min(num_gc, PAUSE_RING)
     same = parse_expvar(raw, t=2.0, previous=first)
     assert same.new_pauses_s == () and same.pause_max_s is None and same.pause_p99_s is None
+
+
+@pytest.mark.go
+def test_gc_off_has_no_goal_and_no_estimate() -> None:
+    with serve("off") as off:
+        raw = off.vars()
+    mem = json.loads(raw)["memstats"]
+    assert mem["NextGC"] > 1 << 62  # the runtime's "no goal" with GC off and no memory limit
+    s = parse_expvar(raw, t=0.0)
+    assert s.heap_goal_bytes is None and s.live_heap_bytes is None and not s.live_heap_estimated
+    assert s.gc_cycles == mem["NumGC"] >= 1  # the program's own runtime.GC() still runs
 
 
 def test_ring_index_arithmetic() -> None:

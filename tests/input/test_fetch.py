@@ -31,6 +31,7 @@ from gc_tuner.input.errors import (
     UnreachableError,
 )
 from gc_tuner.input.fetch import fetch_agent
+from gc_tuner.input.promql import fetch_promql
 from tests.input.test_agent_parser import _doc
 
 
@@ -215,3 +216,19 @@ async def test_non_json_success_is_a_format_error() -> None:
             with pytest.raises(SourceFormatError) as exc:
                 await fetch_agent(client, url)
     assert (exc.value.source, exc.value.field) == ("agent", "body")
+
+
+@pytest.mark.parametrize(("status", "error"), [(401, AuthError), (400, RejectedError), (503, ProtocolError)])
+async def test_promql_goes_through_the_same_mapping(status: int, error: type[FetchError]) -> None:
+    body = json.dumps({"status": "error", "error": f"explained {status}"}).encode()
+    with http_peer(status, body) as (url, _):
+        async with httpx.AsyncClient() as client:
+            with pytest.raises(error) as exc:
+                await fetch_promql(client, url, "up")
+    assert type(exc.value) is error and f"explained {status}" in exc.value.message
+
+
+async def test_promql_refused_connection_is_unreachable() -> None:
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(UnreachableError):
+            await fetch_promql(client, f"http://127.0.0.1:{_closed_port()}", "up")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gc_tuner.input.gctrace import MAX_LINE, GCTraceParser, iter_lines, parse_gctrace
+from gc_tuner.input.gctrace import MAX_LINE, SKIP_KINDS, GCTraceParser, iter_lines, parse_gctrace
 from gc_tuner.input.sample import GCCycle
 
 # The real lines of go-gc-facts.md section 1, with what each must parse to.
@@ -255,6 +255,7 @@ def test_arbitrary_bytes_never_raise(lines: list[bytes]) -> None:
     recs = list(p.parse(lines))
     assert p.lines == len(lines)
     assert len(recs) + p.skipped_total <= len(lines)
+    assert set(p.skipped) <= set(SKIP_KINDS)
 
 
 @FUZZ

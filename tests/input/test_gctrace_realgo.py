@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
+import os
 import statistics
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,12 +115,37 @@ def test_gogc_settings(gcload: Path, env: dict[str, str], gogc: int) -> None:
     assert parser.skipped_total == 0 and parser.skipped["resync"] == 0
 
 
+def test_streaming_from_a_live_pipe(gcload: Path) -> None:
+    # The way `gc-tuner analyze -` reads: records come out while the program still runs.
+    env = {k: v for k, v in os.environ.items() if k not in {"GOGC", "GOMEMLIMIT", "GODEBUG"}}
+    proc = subprocess.Popen(
+        [str(gcload), "-forced", "2", "-churn-mib", "512"], env={**env, "GODEBUG": "gctrace=1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None and proc.stdout is not None
+    parser = GCTraceParser()
+    cycles = list(parser.parse(iter_lines(proc.stderr)))
+    report = json.loads(proc.stdout.read())
+    assert proc.wait(timeout=60) == 0
+    assert_matches_self_report(GCRun(b"", report), cycles, parser)
+
+
 def test_forced_cycles(gcload: Path) -> None:
     run = run_gcload(gcload, "-forced", "6", "-churn-mib", "1024")
     cycles, parser = parse(run)
     assert_matches_self_report(run, cycles, parser)
     assert sum(c.forced for c in cycles) == run.report["user_gc_calls"] == 7  # 6 + the last one
     assert_effective_gogc(cycles, 100)  # a forced cycle still runs on the goal its predecessor set
+
+
+def test_gc_off(gcload: Path) -> None:
+    # Only the program's runtime.GC() calls run; the goal is the memory limit's, near MaxInt64.
+    run = run_gcload(gcload, "-forced", "2", "-churn-mib", "256", env={"GOGC": "off"})
+    cycles, parser = parse(run)
+    assert_matches_self_report(run, cycles, parser)
+    assert run.metrics["/gc/gogc:percent"] == 2**64 - 1
+    assert all(c.forced for c in cycles) and len(cycles) == 3
+    assert all(c.goal_mb > 2**42 for c in cycles), [c.goal_mb for c in cycles]  # a big integer, in MiB
 
 
 def test_memory_limit_binding(gcload: Path) -> None:

@@ -233,7 +233,7 @@ def test_arbitrary_text_raises_only_the_typed_error(
 
 
 @pytest.mark.go
-@settings(FUZZ, suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=300)
+@settings(FUZZ, suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=100)
 @given(st.data())
 def test_real_exposition_with_random_damage(runtime_text: str, data: st.DataObject) -> None:
     lines = runtime_text.splitlines()

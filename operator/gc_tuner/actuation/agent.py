@@ -21,6 +21,7 @@ from gc_tuner.input.fetch import (
     DEFAULT_TIMEOUT,
     auth_headers,
     check_status,
+    join_url,
     json_body,
     mapped_errors,
 )
@@ -61,7 +62,7 @@ async def apply(
         "leaseSeconds": lease_seconds,
         "owner": owner,
     }
-    url = base_url.rstrip("/") + path
+    url = join_url(base_url, path)
     with mapped_errors(url):
         response = await client.post(url, json=body, headers=auth_headers(token), timeout=timeout)
     check_status(response)
@@ -82,7 +83,7 @@ async def release(
     With `owner`, another owner's lease is left alone (RejectedError, 409). Without a lease the
     call succeeds and changes nothing (`released` is False).
     """
-    url = base_url.rstrip("/") + path
+    url = join_url(base_url, path)
     params = {"owner": owner} if owner else None
     with mapped_errors(url):
         response = await client.delete(url, params=params, headers=auth_headers(token), timeout=timeout)

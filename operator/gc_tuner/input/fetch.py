@@ -48,6 +48,7 @@ __all__ = [
     "fetch_agent",
     "fetch_expvar",
     "fetch_prometheus",
+    "join_url",
     "json_body",
     "mapped_errors",
 ]
@@ -115,7 +116,8 @@ def auth_headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def _join(base_url: str, path: str) -> str:
+def join_url(base_url: str, path: str) -> str:
+    """base_url + path with exactly one slash between them, whichever side has one."""
     return base_url.rstrip("/") + "/" + path.lstrip("/")
 
 
@@ -128,7 +130,7 @@ async def fetch_agent(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> tuple[RuntimeSample, AgentStatus]:
     """GET the agent's state: one `RuntimeSample` (source "agent") and the `AgentStatus`."""
-    url = _join(base_url, path)
+    url = join_url(base_url, path)
     with mapped_errors(url):
         response = await client.get(url, headers=auth_headers(token), timeout=timeout)
     t = time.time()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any, BinaryIO
 
@@ -64,49 +64,55 @@ _RUNTIME_PREFIXES = (
 )
 
 
-class _FloatMemo(dict[str, float]):
-    """A bounded str -> float memo. Clock and CPU times have two significant digits, so a long log
-    repeats a few hundred spellings; a dict hit costs a fraction of float()."""
+class _Memo(dict[str, Any]):
+    """A bounded str -> number memo. Clock and CPU times have two significant digits and a process's
+    heap sizes stay in a narrow band, so a long log repeats the same few thousand spellings; a dict
+    hit costs a fraction of int() or float()."""
 
-    __slots__ = ()
-    _CAP = 8192
+    __slots__ = ("_convert",)
+    _CAP = 16384
 
-    def __missing__(self, key: str) -> float:
-        value = float(key)
+    def __init__(self, convert: Callable[[str], Any]) -> None:
+        super().__init__()
+        self._convert = convert
+
+    def __missing__(self, key: str) -> Any:
+        value = self._convert(key)
         if len(self) < self._CAP and len(key) <= 24:  # bounded: memory stays flat on any input
             self[key] = value
         return value
 
 
-_F_MEMO = _FloatMemo()
+_FLOATS = _Memo(float)
+_INTS = _Memo(int)
 
 
 def _cycle(g: tuple[Any, ...], forced: bool) -> GCCycle | None:
     """The record of a matched line; None when a number is beyond what int() accepts."""
-    f = _F_MEMO
-    stacks, globals_ = g[16], g[17]
+    n, t, util, leak, c1, c2, c3, p1, p2, p3, p4, p5, h0, h1, h2, goal, stacks, globals_, procs = g[:19]
+    f, i = _FLOATS, _INTS
     try:
         return GCCycle(
-            int(g[0]),
-            float(g[1]),
-            int(g[2]),
-            f[g[4]],
-            f[g[5]],
-            f[g[6]],
-            f[g[7]],
-            f[g[8]],
-            f[g[9]],
-            f[g[10]],
-            f[g[11]],
-            int(g[12]),
-            int(g[13]),
-            int(g[14]),
-            int(g[15]),
-            None if stacks is None else int(stacks),
-            None if globals_ is None else int(globals_),
-            int(g[18]),
+            int(n),
+            float(t),
+            i[util],
+            f[c1],
+            f[c2],
+            f[c3],
+            f[p1],
+            f[p2],
+            f[p3],
+            f[p4],
+            f[p5],
+            i[h0],
+            i[h1],
+            i[h2],
+            i[goal],
+            None if stacks is None else i[stacks],
+            None if globals_ is None else i[globals_],
+            i[procs],
             forced,
-            g[3] is not None,
+            leak is not None,
         )
     except ValueError:
         return None

@@ -15,13 +15,8 @@ from typing import Any
 
 import httpx
 
-from gc_tuner.input.errors import (
-    FetchTimeoutError,
-    ProtocolError,
-    RejectedError,
-    SourceFormatError,
-    UnreachableError,
-)
+from gc_tuner.input.errors import SourceFormatError
+from gc_tuner.input.fetch import check_status, json_body, mapped_errors
 
 __all__ = ["fetch_promql", "parse_promql_vector"]
 
@@ -78,18 +73,9 @@ async def fetch_promql(
 ) -> dict[str | None, float]:
     """Run an instant query against `base_url` (e.g. http://127.0.0.1:9090) and parse the vector."""
     url = base_url.rstrip("/") + "/api/v1/query"
-    try:
+    # The one mapping of the error tree (input/fetch.py): 400/422 (a bad query, Prometheus's message
+    # kept) are RejectedError, 401/403 AuthError, transport failures Unreachable/Timeout.
+    with mapped_errors(url):
         resp = await client.get(url, params={"query": query}, timeout=timeout)
-    except httpx.TimeoutException as e:
-        raise FetchTimeoutError(url, f"timed out after {timeout:g}s ({type(e).__name__})") from None
-    except httpx.TransportError as e:
-        raise UnreachableError(url, f"{type(e).__name__}: {e}") from None
-    if resp.status_code == 400 or resp.status_code == 422:
-        raise RejectedError(url, f"query rejected: {resp.text[:200]}", status=resp.status_code)
-    if resp.status_code != 200:
-        raise ProtocolError(url, f"HTTP {resp.status_code}", status=resp.status_code)
-    try:
-        doc = resp.json()
-    except ValueError:
-        raise SourceFormatError("promql", "$", "response is not JSON") from None
-    return parse_promql_vector(doc, pod_label)
+    check_status(resp)
+    return parse_promql_vector(json_body(resp, "promql"), pod_label)

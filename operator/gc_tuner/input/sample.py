@@ -14,7 +14,9 @@ MiB = 1 << 20
 SourceName = Literal["agent", "expvar", "prometheus", "gctrace"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass pays object.__setattr__ per field, about a third of the parse cost of a
+# gctrace line, and the parser builds one per GC cycle on logs of millions of lines.
+@dataclass(slots=True)
 class GCCycle:
     """One `gc N @T s P%: ...` line of GODEBUG=gctrace=1 output (see go-gc-facts.md, section 1).
 

@@ -212,8 +212,10 @@ class TraceAnalyzer:
         if prev is not None and (c.n <= prev.n or c.t < prev.t):
             self._segment += 1  # a new process (restart, or concatenated logs)
             prev = None
-        if prev is None:
-            # The first goal of a process comes from the runtime's minimum heap, not from GOGC.
+        if prev is None or c.n != prev.n + 1:
+            # The goal on line N was set from cycle N-1's live heap and roots. The first goal of a
+            # process comes from the runtime's minimum heap, and after a lost line the previous cycle
+            # is unknown, so fall back to the single-line form and keep it out of the median.
             eff, reliable = c.effective_gogc, False
             base = c.live_mb + (c.stacks_mb or 0) + (c.globals_mb or 0)
         else:

@@ -166,6 +166,7 @@ async def _read_pod(
 
     parts: list[RuntimeSample] = []
     qps_total: float | None = None
+    counter_doc: RuntimeSample | None = None
     for name, got in results.items():
         if isinstance(got, SourceError):
             reading.failures.append(PodFailure(pod.name, name, got.reason, _message(got)))
@@ -177,12 +178,16 @@ async def _read_pod(
             sample, reading.agent = got
             parts.append(dataclasses.replace(sample, t=t))
         elif name == "qps":
+            # Only the request counter: the runtime series come from the sources the policy chose.
             qps_total = got.requests_total
+            counter_doc = RuntimeSample(t=t, source="prometheus", requests_total=qps_total)
         else:
             sample = dataclasses.replace(got, t=t)
             if name == "expvar":
                 ps.last_expvar = sample
             parts.append(sample)
+    if counter_doc is not None:
+        parts.append(counter_doc)
     if parts:
         merged = merge_samples(parts)
         if "qps" in reading.sources_ok:

@@ -1,0 +1,139 @@
+"""Scenario 5b, QPS from PromQL: a real Prometheus server (Debian's `prometheus`, started here on
+loopback) scrapes the workload pods' /metrics; a policy reading QPS through a PromQL query agrees
+with one reading the pods' counter directly, within 10%."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from kubernetes import client
+
+from e2e.cluster.manifests import WORKLOAD_PORT, workload_deployment
+from e2e.cluster.waits import wait_for
+from e2e.operator_support import (  # noqa: F401  (the *_fixture names register fixtures)
+    OperatorProc,
+    crd_fixture,
+    create_policy,
+    get_policy,
+    make_operator_fixture,
+    operator_fixture,
+    wait_ready,
+)
+
+pytestmark = pytest.mark.e2e
+
+INTERVAL = 2
+QPS = 150.0
+QUERY = 'sum by (pod) (rate(http_requests_total{handler="work"}[10s]))'
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Prometheus:
+    def __init__(self, tmp: Path, targets: dict[str, str]) -> None:
+        exe = shutil.which("prometheus")
+        if exe is None:
+            pytest.fail("the prometheus server is missing: apt-get install prometheus (scripts/test.sh does)")
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [
+                {
+                    "job_name": "workload",
+                    "static_configs": [
+                        {"targets": [f"{ip}:{WORKLOAD_PORT}"], "labels": {"pod": name}}
+                        for name, ip in targets.items()
+                    ],
+                }
+            ],
+        }
+        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.log = (tmp / "prometheus.log").open("wb")
+        self.proc = subprocess.Popen(
+            [
+                exe,
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(
+            lambda: httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200, 60, "Prometheus ready"
+        )
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()
+
+
+@pytest.fixture
+def deployed(namespace: str, kube: Any) -> list[Any]:
+    client.AppsV1Api(kube).create_namespaced_deployment(
+        namespace, workload_deployment("web", replicas=2, env={"WORKLOAD_QPS": str(QPS)})
+    )
+    return wait_ready(kube, namespace, "web", 2)
+
+
+@pytest.fixture
+def prometheus(deployed: list[Any], tmp_path: Path) -> Iterator[Prometheus]:
+    prom = Prometheus(tmp_path, {p.metadata.name: p.status.pod_ip for p in deployed})
+    try:
+        yield prom
+    finally:
+        prom.stop()
+
+
+def test_promql_qps_agrees_with_the_pod_counter(
+    namespace: str, kube: Any, operator: OperatorProc, prometheus: Prometheus
+) -> None:
+    def spec(qps: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "targetRef": {"name": "web"},
+            "sampling": {
+                "intervalSeconds": INTERVAL,
+                "windowSeconds": 30,
+                "sources": {"agent": {"port": 8080}},
+            },
+            "qps": qps,
+        }
+
+    create_policy(
+        kube,
+        namespace,
+        "by-counter",
+        spec({"counter": {"name": "http_requests_total", "matchers": {"handler": "work"}, "port": 8080}}),
+    )
+    create_policy(kube, namespace, "by-promql", spec({"promql": {"url": prometheus.url, "query": QUERY}}))
+
+    def fit(name: str) -> dict[str, Any] | None:
+        f = (get_policy(kube, namespace, name).get("status") or {}).get("fit") or {}
+        return f if f.get("samples", 0) >= 10 and f.get("pods") == 2 else None
+
+    by_counter = wait_for(lambda: fit("by-counter"), 60, "the counter fit")
+    by_promql = wait_for(lambda: fit("by-promql"), 60, "the PromQL fit")
+    assert by_promql["qpsSource"] == "PromQL" and by_counter["qpsSource"] == "Counter"
+    assert by_promql["qps"] == pytest.approx(by_counter["qps"], rel=0.10), (by_promql, by_counter)
+    assert by_promql["qps"] == pytest.approx(QPS, rel=0.15)
+    rec = get_policy(kube, namespace, "by-promql")["status"]["recommendation"]
+    assert rec["inputs"]["qps"] == pytest.approx(by_promql["qps"], rel=0.10)
