@@ -17,6 +17,7 @@ import inspect
 import json
 import os
 import subprocess
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -673,10 +674,9 @@ def test_readme_install_section_examples_are_real(
     assert policies, "the section needs a GCPolicy example"
     # The NOTES helm prints after an install carry one more (indented by five spaces there).
     rendered_notes = helm("install", RELEASE, str(CHART), "--dry-run=client", "-n", namespace).stdout
-    example = rendered_notes[
-        rendered_notes.index("apiVersion: gctuner.io") : rendered_notes.index("YAML\n\n3.")
-    ]
-    policies.append(yaml.safe_load("\n".join(line[5:] for line in example.splitlines())))
+    start = rendered_notes.rindex("\n", 0, rendered_notes.index("apiVersion: gctuner.io")) + 1
+    example = rendered_notes[start : rendered_notes.index("YAML\n\n3.")]
+    policies.append(yaml.safe_load(textwrap.dedent(example)))
     for pol in policies:
         pol["metadata"]["namespace"] = namespace
         proc = kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(pol), check=False)

@@ -133,7 +133,10 @@ def test_promql_qps_agrees_with_the_pod_counter(
     by_counter = wait_for(lambda: fit("by-counter"), 60, "the counter fit")
     by_promql = wait_for(lambda: fit("by-promql"), 60, "the PromQL fit")
     assert by_promql["qpsSource"] == "PromQL" and by_counter["qpsSource"] == "Counter"
-    assert by_promql["qps"] == pytest.approx(by_counter["qps"], rel=0.10), (by_promql, by_counter)
+    seen = httpx.get(f"{prometheus.url}/api/v1/query", params={"query": QUERY}, timeout=5).json()
+    health = httpx.get(f"{prometheus.url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+    why = (by_promql, by_counter, seen, [(t["labels"], t["health"], t["lastError"]) for t in health])
+    assert by_promql["qps"] == pytest.approx(by_counter["qps"], rel=0.10), why
     assert by_promql["qps"] == pytest.approx(QPS, rel=0.15)
     rec = get_policy(kube, namespace, "by-promql")["status"]["recommendation"]
     assert rec["inputs"]["qps"] == pytest.approx(by_promql["qps"], rel=0.10)
