@@ -686,3 +686,68 @@ def test_readme_install_section_examples_are_real(
     columns = [c["name"].upper() for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
     header = next(line for line in section.splitlines() if line.startswith("NAMESPACE   NAME"))
     assert header.split() == ["NAMESPACE", "NAME", *columns]
+
+
+# ---- replicas > 1: peering with per-pod priorities, and the PodDisruptionBudget ---------------------
+@pytest.mark.slow
+def test_two_replicas_one_active_one_standby_under_a_pdb(
+    helm: Helm, kube: Any, kubectl: Any, namespace: str, release: list[str]
+) -> None:
+    from kubernetes import client
+
+    from e2e.cluster.manifests import workload_deployment
+    from e2e.operator_support import create_policy, get_policy, ready_pods
+
+    install(
+        helm, namespace, "-f", str(CHART / "ci" / "peering-ha-values.yaml"),
+        "--set", f"operator.watchNamespaces={{{namespace}}}",
+    )  # fmt: skip
+    release.append(namespace)
+    core = client.CoreV1Api(kube)
+
+    def operator_pods() -> list[Any]:
+        pods = core.list_namespaced_pod(namespace, label_selector=SELECTOR).items
+        running = [p for p in pods if p.status.phase == "Running" and p.metadata.deletion_timestamp is None]
+        return running if len(running) == 2 else []
+
+    pods = wait_for(operator_pods, 120, "two operator pods running")
+    assert all("--priority=auto" in p.spec.containers[0].args for p in pods)
+    # The disruption controller counts both and allows one voluntary eviction at a time.
+    pdb = wait_for(
+        lambda: (
+            (
+                b := client.PolicyV1Api(kube).read_namespaced_pod_disruption_budget(RELEASE, namespace)
+            ).status.expected_pods
+            == 2
+            and b
+        ),
+        60,
+        "the PodDisruptionBudget's status",
+    )
+    assert pdb.spec.min_available == 1 and pdb.status.disruptions_allowed == 1
+
+    client.AppsV1Api(kube).create_namespaced_deployment(namespace, workload_deployment("web", replicas=1))
+    wait_for(lambda: len(ready_pods(kube, namespace, "web")) == 1, 90, "the workload pod")
+    spec = {
+        "targetRef": {"name": "web"},
+        "sampling": {"intervalSeconds": 2, "windowSeconds": 30, "sources": {"prometheus": {"port": 8080}}},
+        "qps": {"counter": {"name": "http_requests_total", "matchers": {"handler": "work"}}},
+    }
+    create_policy(kube, namespace, "web", spec)
+    wait_for(
+        lambda: get_policy(kube, namespace, "web").get("status", {}).get("recommendation"),
+        60,
+        "a recommendation",
+    )
+
+    def logs(p: Any) -> str:
+        return str(kubectl("logs", "-n", namespace, p.metadata.name).stdout)
+
+    # Distinct priorities: the lower one pauses in favour of the other; nobody pauses "all operators".
+    paused = wait_for(
+        lambda: [p for p in pods if "Pausing operations in favour of" in logs(p)] or None,
+        30,
+        "a paused standby",
+    )
+    assert len(paused) == 1
+    assert not any("Pausing all operators" in logs(p) for p in pods)

@@ -124,6 +124,15 @@ def test_promql_qps_agrees_with_the_pod_counter(
         "by-counter",
         spec({"counter": {"name": "http_requests_total", "matchers": {"handler": "work"}, "port": 8080}}),
     )
+
+    # rate() over [10s] divides by the whole range: a series younger than that reads low. Start the
+    # PromQL policy once Prometheus holds a full range for both pods.
+    def full_range() -> bool:
+        q = 'count_over_time(http_requests_total{handler="work"}[12s]) >= 10'
+        r = httpx.get(f"{prometheus.url}/api/v1/query", params={"query": q}, timeout=5).json()
+        return len(r["data"]["result"]) == 2
+
+    wait_for(full_range, 60, "12 s of scrapes of both pods in Prometheus")
     create_policy(kube, namespace, "by-promql", spec({"promql": {"url": prometheus.url, "query": QUERY}}))
 
     def fit(name: str) -> dict[str, Any] | None:

@@ -161,17 +161,17 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--sizes", default=None, help="comma-separated fleet sizes [500,2000,5000; smoke 20,50]")
+    ap.add_argument("--sizes", default=None, help="comma-separated fleet sizes [500,2000,5000; smoke 20]")
     ap.add_argument("--interval", type=int, default=None, help="sampling interval s [15; smoke 1]")
     ap.add_argument("--cycles", type=int, default=None, help="measured cycles per size [5; smoke 2]")
-    ap.add_argument("--rollout-pods", type=int, default=None, help="[100; smoke 20]")
+    ap.add_argument("--rollout-pods", type=int, default=None, help="[100; smoke 10]")
     ap.add_argument("--concurrency", type=int, default=64, help="sampling.maxConcurrency of the policy")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = ap.parse_args(argv)
-    sizes = [int(x) for x in (args.sizes or ("20,50" if args.smoke else "500,2000,5000")).split(",")]
+    sizes = [int(x) for x in (args.sizes or ("20" if args.smoke else "500,2000,5000")).split(",")]
     interval = args.interval or (1 if args.smoke else 15)
     cycles = args.cycles or (2 if args.smoke else 5)
-    rollout_pods = args.rollout_pods or (20 if args.smoke else 100)
+    rollout_pods = args.rollout_pods or (10 if args.smoke else 100)
 
     args.out.mkdir(parents=True, exist_ok=True)
     machine = machine_info()

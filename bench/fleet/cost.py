@@ -228,7 +228,7 @@ def run_fleet(
         run.pods_sampled = sum(int(d["status"].get("pods", {}).get("sampled", 0)) for _, d in measured)
         run.pods_per_s = run.pods_sampled / run.wall_s
         run.cycle_s = [t - float(d["time"]) for t, d in outputs]
-        run.failures = sum(len(d["status"].get("pods", {}).get("failing", []) or []) for _, d in measured)
+        run.failures = sum(int(d["status"].get("pods", {}).get("failing", 0) or 0) for _, d in measured)
         run.fleet_gets = int(fleet.stats(since=10**9)["gets"])
     finally:
         if proc is not None and proc.poll() is None:

@@ -27,7 +27,7 @@ class NoCgroup(Exception):
 @dataclass(frozen=True, slots=True)
 class CgroupReading:
     peak_bytes: int
-    limit_hits: int  # v1 failcnt / v2 memory.events "max": times usage reached the limit
+    limit_hits: int  # v1 failcnt (memory or memory+swap) / v2 memory.events "max": usage reached the limit
     oom_kills: int
 
 
@@ -81,10 +81,13 @@ class MemoryCgroup:
     def read(self) -> CgroupReading:
         if self.version == 1:
             oom = _kv(self.path / "memory.oom_control")
+            # With swap accounting the memory+swap limit (set equal) is hit first and counts there.
+            hits = [int((self.path / "memory.failcnt").read_text())]
+            memsw = self.path / "memory.memsw.failcnt"
+            if memsw.exists():
+                hits.append(int(memsw.read_text()))
             return CgroupReading(
-                int((self.path / "memory.max_usage_in_bytes").read_text()),
-                int((self.path / "memory.failcnt").read_text()),
-                oom.get("oom_kill", 0),
+                int((self.path / "memory.max_usage_in_bytes").read_text()), max(hits), oom.get("oom_kill", 0)
             )
         events = _kv(self.path / "memory.events")
         peak_file = self.path / "memory.peak"  # Linux 5.19+

@@ -44,9 +44,16 @@ def result_rows(results: Sequence[RunResult], scenario: str) -> list[list[str]]:
         flagged = "-" if r.leak_flagged_at_s is None else f"{r.leak_flagged_at_s:.0f} s"
         if not any(c.key == r.contender and c.kind == "gc-tuner" for c in CONTENDERS):
             flagged = "n/a"
+        label = _LABEL.get(r.contender, r.contender)
+        if not r.exit.startswith("clean"):
+            label += (
+                f" (died at {r.duration_s:.0f} s)"
+                if r.oom_kills == 0
+                else f" (OOM-killed at {r.duration_s:.0f} s)"
+            )
         rows.append(
             [
-                _LABEL.get(r.contender, r.contender),
+                label,
                 _f(r.gc_cpu_s, ".2f"),
                 _f(None if r.gc_cpu_fraction is None else 100 * r.gc_cpu_fraction, ".1f"),
                 _f(None if r.peak_bytes is None else r.peak_bytes / MiB, ".0f"),
@@ -117,6 +124,7 @@ def evaluate_goals(results: Sequence[RunResult], s: Scale) -> list[Goal]:
             for r in results
             if r.scenario == sc
             and r.contender != "budget"
+            and r.exit.startswith("clean")  # a killed run's figures cover less time: not comparable
             and r.gc_cpu_s is not None
             and r.peak_bytes is not None
             and r.gc_cpu_s < b.gc_cpu_s

@@ -46,7 +46,7 @@ FULL = Scale(
     sample_every_s=1,
 )
 SMOKE = Scale(
-    duration_s=5,
+    duration_s=3,
     limit_bytes=256 * MiB,
     live_mib=16,
     qps=200,

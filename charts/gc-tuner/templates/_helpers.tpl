@@ -93,6 +93,7 @@ The arguments of `gc-tuner operator` (the image's entrypoint), one per line as a
 {{- end }}
 {{- if $op.peering.enabled }}
 - --peering={{ $op.peering.name }}
+- --priority={{ $op.peering.priority }}
 {{- else }}
 - --standalone
 {{- end }}

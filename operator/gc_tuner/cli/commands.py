@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from gc_tuner.cli.analyze import analyze
+from gc_tuner.cli.demo import demo
 from gc_tuner.cli.local import local
 from gc_tuner.cli.operator import operator
 from gc_tuner.cli.recommend import recommend
@@ -14,3 +15,4 @@ ALL.append(analyze)
 ALL.append(recommend)
 ALL.append(local)
 ALL.append(operator)
+ALL.append(demo)

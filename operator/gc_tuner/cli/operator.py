@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import zlib
 from pathlib import Path
 
 import click
 
 from gc_tuner.cli.errors import CLIError
 
-__all__ = ["operator"]
+__all__ = ["operator", "peering_priority"]
 
 
 @click.command("operator")
@@ -34,6 +36,16 @@ __all__ = ["operator"]
     default="gc-tuner",
     show_default=True,
     help="Peering object name used to coordinate replicas (ignored with --standalone).",
+)
+@click.option(
+    "--priority",
+    "priority_text",
+    default="0",
+    show_default=True,
+    metavar="N|auto",
+    help="kopf peering priority: the live peer with the highest works, the others pause. 'auto' derives "
+    "one from the pod name ($POD_NAME, else the host name) so the replicas of one Deployment differ "
+    "(kopf pauses every peer when two share the highest priority).",
 )
 @click.option(
     "--metrics-port",
@@ -73,6 +85,7 @@ def operator(
     all_namespaces: bool,
     standalone: bool,
     peering_name: str,
+    priority_text: str,
     metrics_port: int,
     liveness_port: int,
     bind_address: str,
@@ -90,6 +103,7 @@ def operator(
 
     The CRD must be installed first: kubectl apply -f crds/gcpolicies.gctuner.io.yaml
     """
+    priority = peering_priority(priority_text, os.environ.get("POD_NAME") or socket.gethostname())
     if bool(namespaces) == all_namespaces:
         raise CLIError("give --namespace NS (repeatable) or --all-namespaces, not both and not neither")
     if kubeconfig is not None:
@@ -128,11 +142,22 @@ def operator(
     kopf.run(
         standalone=standalone,
         peering_name=None if standalone else peering_name,
+        priority=priority,
         clusterwide=all_namespaces,
         namespaces=list(namespaces),
         liveness_endpoint=liveness,
         memo=kopf.Memo(config=OperatorConfig(dry_run=dry_run), metrics=metrics),
     )
+
+
+def peering_priority(text: str, identity: str) -> int:
+    """An integer priority, or for 'auto' a stable one in 1..2^31-1 from `identity` (a pod name)."""
+    if text == "auto":
+        return zlib.crc32(identity.encode()) % (2**31 - 1) + 1
+    try:
+        return int(text)
+    except ValueError:
+        raise CLIError(f"--priority {text!r}: want an integer or 'auto'") from None
 
 
 def _configure_client() -> None:

@@ -1,0 +1,31 @@
+"""`gc-tuner operator --priority`: kopf pauses every peer when two share the highest priority, so the
+replicas of one Deployment need distinct ones; 'auto' derives a stable one from the pod name."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from gc_tuner.cli.errors import CLIError
+from gc_tuner.cli.main import main
+from gc_tuner.cli.operator import peering_priority
+
+
+def test_auto_is_stable_per_pod_and_differs_between_replicas() -> None:
+    a = peering_priority("auto", "gc-tuner-7d64c4bc9c-gj896")
+    b = peering_priority("auto", "gc-tuner-7d64c4bc9c-ljm28")
+    assert a == peering_priority("auto", "gc-tuner-7d64c4bc9c-gj896")
+    assert a != b and min(a, b) >= 1 and max(a, b) <= 2**31 - 1
+
+
+def test_integers_pass_through_and_garbage_is_named() -> None:
+    assert peering_priority("100", "x") == 100
+    assert peering_priority("-5", "x") == -5
+    with pytest.raises(CLIError, match="--priority 'high'"):
+        peering_priority("high", "x")
+
+
+def test_bad_priority_is_exit_2_without_traceback() -> None:
+    res = CliRunner().invoke(main, ["operator", "-n", "shop", "--priority", "high"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "want an integer or 'auto'" in res.output
