@@ -5,6 +5,7 @@ renewed every interval."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -136,3 +137,29 @@ def test_endpoint_sets_every_process_live_and_new_pods_on_first_sample(
         core.read_namespaced_pod(new.metadata.name, namespace).status.container_statuses[0].restart_count == 0
     )
     assert 'gctuner_applied_changes_total{method="Endpoint"}' in operator.metrics()
+
+
+def test_operator_dry_run_kill_switch_applies_nothing(
+    namespace: str, kube: Any, make_operator: Callable[..., OperatorProc]
+) -> None:
+    apps = client.AppsV1Api(kube)
+    secret = token_secret(kube, namespace)
+    apps.create_namespaced_deployment(
+        namespace, endpoint_deployment("web", 1, {"WORKLOAD_QPS": "1200"}, secret)
+    )
+    (pod,) = wait_for(lambda: len(p := ready_pods(kube, namespace, "web")) == 1 and p, 90, "1 ready pod")
+    make_operator("--dry-run")
+    create_policy(kube, namespace, "web", endpoint_policy(secret))
+    pol = wait_for(
+        lambda: (
+            (o := get_policy(kube, namespace, "web")) and "recommendation" in (o.get("status") or {}) and o
+        ),
+        60,
+        "a recommendation",
+    )
+    time.sleep(2 * INTERVAL)
+    pol = get_policy(kube, namespace, "web")
+    assert (condition(pol, "Applied") or {}).get("reason") == "OperatorDryRun"
+    assert "applied" not in pol["status"]
+    state = agent_get(pod.status.pod_ip)
+    assert state["lease"] is None and state["gogc"] == 100

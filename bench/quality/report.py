@@ -28,6 +28,7 @@ HEADER = [
     "req/s",
     "p99 latency ms",
     "leak flagged at",
+    "load",
 ]
 _LABEL = {c.key: c.label for c in CONTENDERS}
 
@@ -65,6 +66,7 @@ def result_rows(results: Sequence[RunResult], scenario: str) -> list[list[str]]:
                 _f(r.requests_per_s, ".0f"),
                 _f(r.p99_latency_ms, ".2f"),
                 flagged,
+                f"{r.load_1m:.1f}",
             ]
         )
     return rows
@@ -286,6 +288,9 @@ def write_report(
         "summary); GC CPU % = its share of `/cpu/classes/total` over the run; STW p99 from "
         "`/sched/pauses/total/gc:seconds`; breaches = times usage reached the limit (cgroup "
         "failcnt), or peak above the limit without a cgroup",
+        "- the runtime estimates its CPU classes from the time its Ps spend in each state, so on a "
+        "loaded machine (other processes taking the 2 cores) GC CPU reads higher: `load` is the "
+        "1-minute load average at the end of each run; compare runs of similar load",
         "",
     ]
     for c in CONTENDERS:

@@ -86,6 +86,7 @@ class RunResult:
     load_dropped: int | None = None
     leak_flagged_at_s: float | None = None  # gc-tuner contenders: first LeakSuspected=True
     longest_gc_over_50_s: float = 0.0  # longest stretch with windowed GC CPU above 50%
+    load_1m: float = 0.0  # the machine's 1-min load average at the end of the run (others' work too)
     timeline: list[Point] = field(default_factory=list)
     tuner: list[TunerEvent] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -382,6 +383,7 @@ def run_one(
             cg.remove()
     if cg is None and result.peak_bytes is not None and result.peak_bytes > s.limit_bytes:
         result.breaches = 1
+    result.load_1m = os.getloadavg()[0]
     leaks = [e.t for e in result.tuner if e.leak]
     result.leak_flagged_at_s = leaks[0] if leaks else None
     result.longest_gc_over_50_s = _longest_above(result.timeline, 0.5)

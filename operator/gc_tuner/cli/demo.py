@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ PHASES = (
     Phase("steady", "load: steady 200 QPS", {"schedule": "steady", "qps": "200"}),
     Phase(
         "burst",
-        "load: square wave 200 <-> 1600 QPS every 20s",
+        "load: square wave 200 <-> 1600 QPS, 8 s period",
         {"schedule": "burst", "qps": "200", "burst_qps": "1600", "burst_period": "8s", "burst_duty": "0.5"},
     ),
     Phase(
@@ -70,6 +71,7 @@ class DemoWorkload:
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid = 0
         self.summary: dict[str, Any] | None = None
+        self.stderr: Any = None
 
     @property
     def url(self) -> str:
@@ -88,11 +90,14 @@ class DemoWorkload:
                 "GC_TUNER_TOKEN": self.token,
             }
         )
+        # stderr to a file (never a pipe nobody drains), read back only to explain a failure.
+        self._close_stderr()
+        self.stderr = tempfile.NamedTemporaryFile(prefix="gc-tuner-demo-", suffix=".log")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [str(self.binary)],
             env=env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.stderr,
             start_new_session=True,
         )
         assert self.proc.stdout is not None
@@ -104,11 +109,22 @@ class DemoWorkload:
             self.stop()
             raise CLIError(f"the workload did not start: {line.strip() or 'no output'}") from None
 
-    def stop(self) -> dict[str, Any] | None:
+    def _close_stderr(self) -> None:
+        if self.stderr is not None:
+            self.stderr.close()  # a NamedTemporaryFile: closing deletes it
+            self.stderr = None
+
+    def stop(self, *, quiet: bool = False) -> dict[str, Any] | None:
         """SIGTERM and the workload's one-line JSON summary."""
         if self.proc is None:
             return None
         proc, self.proc = self.proc, None
+        # Stop the built-in load first: the server's graceful shutdown then has no requests to wait for.
+        with contextlib.suppress(Exception):
+            import httpx
+
+            httpx.post(f"{self.url}/load", params={"schedule": "off"}, timeout=2)
+            time.sleep(0.3)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         try:
@@ -121,7 +137,18 @@ class DemoWorkload:
                 doc = json.loads(line)
                 if isinstance(doc, dict) and doc.get("event") != "listening":
                     self.summary = doc
+                    self._close_stderr()
                     return doc
+        err: list[str] = []
+        if self.stderr is not None:
+            err = Path(self.stderr.name).read_text(errors="replace").strip().splitlines()[-3:]
+        self._close_stderr()
+        if not quiet:
+            print(
+                f"the workload (pid {self.pid}) exited with {proc.returncode} and no summary: "
+                + " | ".join(err),
+                file=sys.stderr,
+            )
         return None
 
 
@@ -243,7 +270,8 @@ async def _run(
         phase, prev = PHASES[phase_i], PHASES[phase_i - 1]
         phase_started = time.monotonic()
         if workload.proc is None or phase.leak != prev.leak:
-            old = workload.stop()
+            old = workload.proc is not None
+            workload.stop(quiet=True)
             workload.start(phase)
             view.note(
                 f"phase → {phase.name}: {phase.note} (pid {workload.pid})"

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from gc_tuner.actuation.envpatch import EnvPatchError
 from gc_tuner.input.errors import SourceError
 from gc_tuner.logic.analysis import analyze_cycles
-from gc_tuner.logic.decision import decide
-from gc_tuner.logic.memlimit import parse_gomemlimit
 from gc_tuner.loop.act import endpoint_push
+from gc_tuner.loop.decide import decide_change
 from gc_tuner.loop.discovery import WorkloadInfo
 from gc_tuner.loop.fitting import fit_deployment, fit_pod, leak_verdict
 from gc_tuner.loop.gather import PodReading, gather, read_promql
@@ -69,6 +68,8 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
     o.failures.extend(inp.extra_failures)
     if inp.target_error is not None:
         o.target_error = inp.target_error
+        err = inp.target_error
+        o.failures.append(PodFailure(spec.target_ref.name, "target", err.reason, err.message))
         _failure_events(o, state)
         return o
     state.resize(float(spec.sampling.window_seconds))
@@ -185,7 +186,7 @@ def _observed_gogc(readings: Sequence[PodReading]) -> int | None:
     return int(statistics.median_low(values)) if values else None
 
 
-def _decide(
+def _decision(
     spec: GCPolicySpec,
     state: PolicyState,
     o: CycleOutcome,
@@ -195,46 +196,15 @@ def _decide(
 ) -> DecisionInfo | None:
     if o.recommendation_gogc is None:
         return None
-    r = spec.rollout
-    d = decide(
+    return decide_change(
+        spec,
         o.recommendation_gogc,
         current=current,
-        min_gogc=spec.bounds.min_gogc,
-        max_gogc=spec.bounds.max_gogc,
-        min_change=r.min_gogc_change,
-        cooldown_s=float(r.cooldown_seconds),
-        last_applied_at=state.last_change_at,
+        current_mem=current_mem,
+        mem=mem,
+        last_change_at=state.last_change_at,
         now=o.time,
     )
-    info = DecisionInfo(d.action, d.gogc, d.code, d.reason)
-    mem_changed = mem.rendered is not None and not _same_limit(mem.rendered, current_mem)
-    if d.action == "hold" and mem_changed:
-        waited = o.time - state.last_change_at if state.last_change_at is not None else None
-        if waited is not None and waited < r.cooldown_seconds:
-            info = DecisionInfo(
-                "hold",
-                d.gogc,
-                "CoolingDown",
-                f"GOMEMLIMIT {mem.rendered} waits: last change {waited:.0f}s ago, "
-                f"cooldown {r.cooldown_seconds}s; {d.reason}",
-            )
-        else:
-            info = DecisionInfo(
-                "apply",
-                d.gogc,
-                "MemoryLimitChanged",
-                f"GOMEMLIMIT {current_mem or 'unset'} -> {mem.rendered} ({mem.note}); {d.reason}",
-            )
-    return info
-
-
-def _same_limit(a: str, b: str | None) -> bool:
-    if b is None:
-        return False
-    try:
-        return parse_gomemlimit(a) == parse_gomemlimit(b)
-    except ValueError:
-        return False
 
 
 async def _act_endpoint(
@@ -248,7 +218,7 @@ async def _act_endpoint(
 ) -> None:
     prior = state.applied if state.applied is not None and state.applied.method == "Endpoint" else None
     current = prior.gogc if prior is not None else _observed_gogc(readings)
-    o.decision = _decide(spec, state, o, current, prior.gomemlimit if prior else None, mem)
+    o.decision = _decision(spec, state, o, current, prior.gomemlimit if prior else None, mem)
     if o.decision is not None:
         io.metrics.decision(o.decision.action)
     if (
@@ -327,7 +297,7 @@ async def _act_envpatch(
     current = _template_gogc(w)
     if current is None:
         current = _observed_gogc(readings)
-    o.decision = _decide(spec, state, o, current, w.env.get("GOMEMLIMIT"), mem)
+    o.decision = _decision(spec, state, o, current, w.env.get("GOMEMLIMIT"), mem)
     if o.decision is not None:
         io.metrics.decision(o.decision.action)
     conflicts = set(w.env_value_from)
@@ -370,23 +340,15 @@ async def _act_envpatch(
             o.apply_verdict = Verdict(
                 "False", "RolloutInProgress", f"patched: {changes}; waiting for the rollout"
             )
-    new_conflicts = conflicts - state.conflicts_reported
-    for var in sorted(new_conflicts):
-        o.events.append(
-            LoopEvent(
-                "Warning",
-                "ValueFromConflict",
-                f"deployment/{w.name}: {var} is set through valueFrom; gc-tuner leaves it alone",
-            )
-        )
-    state.conflicts_reported = frozenset(conflicts)
     if conflicts:
         o.failures.append(
             PodFailure(
                 w.name,
                 "apply",
                 "ValueFromConflict",
-                f"{', '.join(sorted(conflicts))} set through valueFrom: not overwritten",
+                # A failure like any other: one Warning Event when it appears, Degraded while it lasts.
+                f"{', '.join(sorted(conflicts))} of container {w.container} set through valueFrom; "
+                "gc-tuner leaves it alone",
             )
         )
         o.apply_verdict = Verdict(

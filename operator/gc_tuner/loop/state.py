@@ -40,7 +40,6 @@ class PolicyState:
     applied: AppliedState | None = None
     last_change_at: float | None = None  # the cooldown clock: time of the last applied change
     failing: set[tuple[str, str, str]] = field(default_factory=set)  # (pod, source, reason) last cycle
-    conflicts_reported: frozenset[str] = frozenset()
     restored: bool = False
     cycles: int = 0
 
