@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(VENV)/bin/gc-tuner demo
+	$(VENV)/bin/gc-tuner demo --enforce
 
 test: $(STAMP)
 	bash scripts/test.sh

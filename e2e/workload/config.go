@@ -28,6 +28,7 @@ type config struct {
 	Load            schedule
 	LoadConcurrency int
 	Duration        time.Duration
+	ShutdownTimeout time.Duration
 
 	Token               string
 	TokenFile           string
@@ -131,6 +132,7 @@ func (c *config) flags() []envFlag {
 		{"ramp-duration", "WORKLOAD_RAMP_DURATION", "ramp: time to go linearly from qps to ramp-to-qps, then hold", durationVar(&l.RampDuration), "60s"},
 		{"load-concurrency", "WORKLOAD_LOAD_CONCURRENCY", "most /work requests the built-in driver has in flight (excess ticks are dropped)", intVar(&c.LoadConcurrency), "16"},
 		{"duration", "WORKLOAD_DURATION", "exit by itself (with the summary) after this long; 0 runs until SIGTERM", durationVar(&c.Duration), "0s"},
+		{"shutdown-timeout", "WORKLOAD_SHUTDOWN_TIMEOUT", "on SIGTERM, how long the built-in load's requests, then the server's open requests, may take to finish before their connections are closed", durationVar(&c.ShutdownTimeout), defaultShutdownTimeout.String()},
 		{"gctuner-token", "GC_TUNER_TOKEN", "bearer token the agent at /debug/gctuner requires", stringVar(&c.Token), ""},
 		{"gctuner-token-file", "GC_TUNER_TOKEN_FILE", "file holding that token (re-read when it changes); overrides -gctuner-token", stringVar(&c.TokenFile), ""},
 		{"gctuner-allow-unauthenticated-writes", "GC_TUNER_ALLOW_UNAUTHENTICATED_WRITES", "let the agent accept writes without a token when none is configured", boolVar(&c.AllowUnauthWrites), "false"},
@@ -204,6 +206,8 @@ func (c *config) validate() error {
 		return errors.New("-leak-mib-per-sec and -leak-max-mib must be >= 0")
 	case c.LoadConcurrency < 1:
 		return errors.New("-load-concurrency must be >= 1")
+	case c.ShutdownTimeout <= 0:
+		return errors.New("-shutdown-timeout must be > 0")
 	case c.MinGOGC < 0 || c.MaxGOGC < c.MinGOGC:
 		return errors.New("need 0 <= -gctuner-min-gogc <= -gctuner-max-gogc")
 	case c.MaxLease < time.Second:

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"expvar"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,10 @@ import (
 
 	"github.com/gctuner/gc-tuner/agent"
 )
+
+// defaultShutdownTimeout is the default of -shutdown-timeout. Stopping takes at most twice it
+// (the driver's drain, then the server's), well inside Kubernetes' default 30 s grace period.
+const defaultShutdownTimeout = 5 * time.Second
 
 // tunerName and startTuner are replaced by the gctuner_bytedance build.
 var (
@@ -55,6 +60,7 @@ func run(cfg config) error {
 	addr := ln.Addr().(*net.TCPAddr)
 	svc := newService(cfg)
 	drv := newDriver(loadTarget(addr), cfg.LoadConcurrency, cfg.Load)
+	drv.drain = cfg.ShutdownTimeout
 
 	srv := &http.Server{Handler: routes(cfg, svc, drv, logger), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -80,13 +86,29 @@ func run(cfg config) error {
 	case err := <-served:
 		return err
 	}
-	bg.Wait() // the driver waits for its requests in flight, so they count in the summary
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	// The driver stops first and waits for its requests in flight, so they count in the summary
+	// and hold none of the server's connections during its shutdown.
+	bg.Wait()
+	if err := shutdown(srv, cfg.ShutdownTimeout, logger); err != nil {
+		return err
 	}
 	printJSON(buildSummary(start, svc, peak, drv))
+	return nil
+}
+
+// shutdown stops srv gracefully, giving open requests up to grace to finish, then closes the
+// connections still open. A client that holds a slow request or an idle connection past the
+// deadline is not a failure of the service: the exit stays clean and the summary is printed.
+func shutdown(srv *http.Server, grace time.Duration, logger *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := srv.Shutdown(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	logger.Warn("requests still open after the shutdown timeout; closing their connections", "timeout", grace)
+	// Close's error can only come from closing the listener again, which Shutdown already did.
+	_ = srv.Close()
 	return nil
 }
 
