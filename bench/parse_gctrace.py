@@ -23,10 +23,18 @@ from gc_tuner.input.gctrace import GCTraceParser, iter_lines
 
 
 def _ms(v: float) -> str:
-    """Go's fmtNSAsMS: integers from 10 ms, "0" under 1 µs, otherwise two significant digits."""
-    if v < 0.001:
+    """Milliseconds as the runtime's fmtNSAsMS prints them: whole ms from 10 ms, "0" under 1 µs,
+    otherwise the microseconds cut to two significant digits (0.014, 0.44, 2.5, 1.0)."""
+    ns = int(v * 1e6)
+    if ns >= 10_000_000:
+        return str(ns // 1_000_000)
+    x, dec = ns // 1000, 3
+    if x == 0:
         return "0"
-    return str(int(v)) if v >= 10 else f"{v:#.2g}"
+    while x >= 100:
+        x, dec = x // 10, dec - 1
+    digits = str(x).rjust(dec + 1, "0")
+    return f"{digits[:-dec]}.{digits[-dec:]}"
 
 
 class _Process:
@@ -38,6 +46,8 @@ class _Process:
         self.live = rng.uniform(20, 2000)
         self.stacks, self.globals, self.procs = rng.randint(0, 16), rng.randint(0, 40), rng.choice((2, 8, 64))
         self.pre118 = rng.random() < 0.1
+        self.cpu = 0.0  # cumulative GC CPU %: moves slowly, as a running average does
+        self.cpu_level = rng.uniform(0, 25)
 
     def line(self) -> str:
         rng, prev = self.rng, self.live
@@ -54,8 +64,9 @@ class _Process:
             f"{_ms(rng.uniform(0.01, 4))}+{_ms(rng.uniform(0, 30))}/{_ms(rng.uniform(0.1, 60))}"
             f"/{_ms(rng.uniform(0, 60))}+{_ms(rng.uniform(0.001, 1))}"
         )
+        self.cpu += (self.cpu_level - self.cpu) * 0.05 + rng.uniform(-0.3, 0.3)
         text = (
-            f"gc {self.n} @{self.t:.3f}s {rng.randint(0, 25)}%"
+            f"gc {self.n} @{self.t:.3f}s {max(0, int(self.cpu))}%"
             f"{' (checking for goroutine leaks)' if leak else ''}: {clock} ms clock, {cpu} ms cpu, "
             f"{start}->{end}->{int(self.live)} MB, {goal} MB goal, {roots}{self.procs} P"
             f"{' (forced)' if forced else ''}"

@@ -163,3 +163,62 @@ def test_operator_dry_run_kill_switch_applies_nothing(
     assert "applied" not in pol["status"]
     state = agent_get(pod.status.pod_ip)
     assert state["lease"] is None and state["gogc"] == 100
+
+
+def test_min_interval_floor_raises_the_interval_window_and_lease_of_a_policy(
+    namespace: str, kube: Any, make_operator: Callable[..., OperatorProc]
+) -> None:
+    apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
+    secret = token_secret(kube, namespace)
+    apps.create_namespaced_deployment(
+        namespace, endpoint_deployment("web", 1, {"WORKLOAD_QPS": "1200"}, secret)
+    )
+    (pod,) = wait_for(lambda: len(p := ready_pods(kube, namespace, "web")) == 1 and p, 90, "1 ready pod")
+    floor = 3
+    op = make_operator("--min-interval-seconds", str(floor))
+    # Valid for the CRD: a 1 s interval, a 3 s window and a 2 s lease. At the floor's 3 s cadence that
+    # lease would lapse between two renewals, and the window would hold a single sample.
+    spec = endpoint_policy(secret)
+    spec["sampling"].update(intervalSeconds=1, windowSeconds=3)
+    spec["rollout"]["leaseSeconds"] = 2
+    create_policy(kube, namespace, "web", spec)
+    pol = wait_for(
+        lambda: (
+            (o := get_policy(kube, namespace, "web"))
+            and (condition(o, "Applied") or {}).get("status") == "True"
+            and o
+        ),
+        60,
+        "Applied=True at the floor's cadence",
+    )
+    assert pol["spec"]["sampling"]["intervalSeconds"] == 1, "the spec stays as written"
+    in_force = pol["status"]["sampling"]
+    assert {k: in_force[k] for k in ("intervalSeconds", "windowSeconds", "leaseSeconds")} == {
+        "intervalSeconds": floor,
+        "windowSeconds": 3 * floor,
+        "leaseSeconds": 2 * floor,
+    }
+    assert "sampling.intervalSeconds 1 -> 3" in in_force["message"]
+
+    # The cadence: one agent read per cycle of the one pod.
+    def agent_reads() -> float:
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in op.metrics().splitlines()
+            if line.startswith('gctuner_samples_total{source="agent"}')
+        )
+
+    before = agent_reads()
+    # Meanwhile the raised lease is renewed before it lapses: the process keeps the applied GOGC.
+    gogc = pol["status"]["applied"]["gogc"]
+    deadline = time.monotonic() + 3 * floor
+    while time.monotonic() < deadline:
+        state = agent_get(pod.status.pod_ip)
+        assert state["lease"] is not None and state["gogc"] == gogc, state
+        time.sleep(0.5)
+    cycles = agent_reads() - before
+    assert 1 <= cycles <= 4, f"{cycles} cycles in {3 * floor} s: the policy asked for one per second"
+
+    # One Warning for the override, not one per cycle.
+    events = core.list_namespaced_event(namespace, field_selector="reason=IntervalRaised").items
+    assert [(e.type, e.message) for e in events] == [("Warning", in_force["message"])]

@@ -26,6 +26,7 @@ from bench.fleet.cost import (
     RolloutRun,
     build_fleetsim,
     decision_timing,
+    profile_fleet,
     run_fleet,
     run_rollout,
 )
@@ -166,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cycles", type=int, default=None, help="measured cycles per size [5; smoke 2]")
     ap.add_argument("--rollout-pods", type=int, default=None, help="[100; smoke 10]")
     ap.add_argument("--concurrency", type=int, default=64, help="sampling.maxConcurrency of the policy")
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="PODS",
+        help="also profile gc-tuner local on this many pods with py-spy and report the hot frames",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = ap.parse_args(argv)
     sizes = [int(x) for x in (args.sizes or ("20" if args.smoke else "500,2000,5000")).split(",")]
@@ -208,6 +216,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[{time.monotonic() - started:4.0f} s] decision timing", flush=True)
     dsizes = [10, 100] if args.smoke else [10, 100, 500, 2000]
     decisions = [decision_timing(p, 20, repeat=3 if args.smoke else 5) for p in dsizes]
+    hot: list[tuple[float, str]] = []
+    hot_note = ""
+    if args.profile:
+        print(f"[{time.monotonic() - started:4.0f} s] profiling {args.profile} pods", flush=True)
+        hot, hot_note = profile_fleet(
+            binary,
+            args.profile,
+            interval_s=interval,
+            seconds=4 * interval,
+            workdir=workdir,
+            concurrency=args.concurrency,
+        )
 
     goals = _goals(runs, decisions, rollouts)
     print("\n== fleet\n" + text_table(_FLEET_HEADER, _fleet_rows(runs)))
@@ -219,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n== goals")
     for text, met, detail in goals:
         print(f"  [{'met' if met else 'NOT MET' if met is False else 'not judged'}] {text}: {detail}")
+    if args.profile:
+        print(f"\n== hot frames ({hot_note})")
+        for pct, frame in hot:
+            print(f"  {pct:5.1f}%  {frame}")
     plot = _plot(runs, args.out)
 
     command = "python -m bench.fleet " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
@@ -265,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         f"- rollout {r.pods}: {n}" for r in rollouts for n in r.notes
     ]
     notes.append(f"- total wall time {time.monotonic() - started:.0f} s")
+    if args.profile:
+        lines += ["## Profile", "", f"{hot_note}; inclusive share of samples per frame:", "", "```"]
+        lines += [f"{pct:5.1f}%  {frame}" for pct, frame in hot] + ["```", ""]
     lines += ["## Notes", "", *notes, ""]
     name = "fleet_smoke" if args.smoke else "fleet"
     report = args.out / f"{name}.md"

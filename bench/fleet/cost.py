@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +37,9 @@ __all__ = [
     "RolloutRun",
     "build_fleetsim",
     "decision_timing",
+    "hot_frames",
     "pod_address",
+    "profile_fleet",
     "run_fleet",
     "run_rollout",
 ]
@@ -369,3 +373,88 @@ def decision_timing(pods: int, samples_per_pod: int, *, repeat: int = 5) -> Deci
     med = statistics.median(times)
     p90 = sorted(times)[min(len(times) - 1, int(0.9 * len(times)))]
     return DecisionTiming(pods, samples_per_pod, med, p90, med / pods)
+
+
+def _py_spy() -> str | None:
+    local = Path(sys.executable).with_name("py-spy")
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+def hot_frames(raw: Path, *, top: int = 25) -> list[tuple[float, str]]:
+    """Inclusive share of samples per frame from a py-spy raw (collapsed stacks) file."""
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        for frame in set(stack.split(";")):
+            inclusive[frame] += n
+    if not total:
+        return []
+    # The frames every sample passes through (main, click, the event loop) say nothing.
+    return [(100 * n / total, f) for f, n in inclusive.most_common() if n < 0.9 * total][:top]
+
+
+def profile_fleet(
+    binary: Path, n: int, *, interval_s: int, seconds: int, workdir: Path, concurrency: int
+) -> tuple[list[tuple[float, str]], str]:
+    """py-spy on `gc-tuner local` sampling N pods: the hot frames, or why there are none."""
+    spy = _py_spy()
+    if spy is None:
+        return [], "py-spy is not installed (pip install py-spy)"
+    flog = (workdir / f"profile-{n}.fleetsim.log").open("w")
+    fleet = _Fleet(binary, n, flog)
+    proc: subprocess.Popen[str] | None = None
+    raw = workdir / f"profile-{n}.raw"
+    try:
+        pol = workdir / f"profile-{n}.policy.yaml"
+        pol.write_text(
+            yaml.safe_dump(
+                policy(
+                    interval_s=interval_s, window_s=20 * interval_s, cooldown_s=300, concurrency=concurrency
+                ),
+                sort_keys=False,
+            )
+        )
+        proc = _start_local(fleet.targets(), pol, workdir, f"profile-{n}")
+        assert proc.stdout is not None
+        proc.stdout.readline()  # the first cycle is done: imports are behind us
+        spied = subprocess.run(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(proc.pid),
+                "--duration",
+                str(seconds),
+                "--rate",
+                "100",
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+                "--nonblocking",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=False,
+        )
+        if spied.returncode != 0 or not raw.exists():
+            return [], f"py-spy failed: {spied.stderr.strip()[-300:]}"
+        return hot_frames(
+            raw
+        ), f"py-spy record --pid, {seconds} s at 100 Hz, {n} pods, {interval_s} s interval"
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        fleet.stop()
+        flog.close()

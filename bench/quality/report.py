@@ -19,6 +19,8 @@ HEADER = [
     "contender",
     "GC CPU s",
     "GC CPU %",
+    "GC cycles",
+    "process CPU s",
     "peak MiB",
     "peak % limit",
     "STW p99 ms",
@@ -57,6 +59,8 @@ def result_rows(results: Sequence[RunResult], scenario: str) -> list[list[str]]:
                 label,
                 _f(r.gc_cpu_s, ".2f"),
                 _f(None if r.gc_cpu_fraction is None else 100 * r.gc_cpu_fraction, ".1f"),
+                "n/a" if r.gc_cycles is None else str(r.gc_cycles),
+                _f(r.process_cpu_s, ".1f"),
                 _f(None if r.peak_bytes is None else r.peak_bytes / MiB, ".0f"),
                 _f(None if r.peak_fraction is None else 100 * r.peak_fraction, ".1f"),
                 _f(r.pause_p99_ms, ".2f"),
@@ -290,7 +294,8 @@ def write_report(
         "failcnt), or peak above the limit without a cgroup",
         "- the runtime estimates its CPU classes from the time its Ps spend in each state, so on a "
         "loaded machine (other processes taking the 2 cores) GC CPU reads higher: `load` is the "
-        "1-minute load average at the end of each run; compare runs of similar load",
+        "1-minute load average at the end of each run; GC cycles and the process's CPU seconds "
+        "(counted by the kernel) do not have that bias",
         "",
     ]
     for c in CONTENDERS:

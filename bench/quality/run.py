@@ -75,6 +75,8 @@ class RunResult:
     exit: str = ""
     gc_cpu_s: float | None = None
     gc_cpu_fraction: float | None = None  # Δ busy GC CPU / Δ /cpu/classes/total over the run
+    gc_cycles: int | None = None
+    process_cpu_s: float | None = None  # the kernel's count (rusage), not an estimate
     peak_bytes: int | None = None
     peak_source: str = ""
     pause_p99_ms: float | None = None
@@ -403,6 +405,8 @@ def _fill(
     if summary is not None:
         r.exit = "clean (SIGTERM summary)"
         r.gc_cpu_s = float(summary["gc_cpu_seconds"])
+        r.gc_cycles = int(summary["cycles"])
+        r.process_cpu_s = float(summary["process_cpu_seconds"])
         r.requests = int(summary["requests"])
         r.requests_per_s = r.requests / float(summary["uptime_seconds"])
         r.p99_latency_ms = float(summary["p99_latency_ms"])

@@ -144,8 +144,8 @@ def policy_for(c: Contender, s: Scale, port: int) -> dict[str, Any]:
     assert c.strategy is not None
     strategy: dict[str, Any] = {"type": c.strategy}
     if c.strategy == "Budget":
-        # The fit spans a little less than the window, so "sustained" is two thirds of it.
-        strategy["budget"] = {"leakMinSpanSeconds": 2 * s.window_s // 3}
+        # "Sustained" = growth across the whole window (the fit spans one interval less than it).
+        strategy["budget"] = {"leakMinSpanSeconds": s.window_s - s.interval_s}
     return {
         "apiVersion": "gctuner.io/v1alpha1",
         "kind": "GCPolicy",

@@ -34,7 +34,8 @@ _ANY = ("0.0.0.0", "::", "[::]")
 def resolve(_image: str) -> Program:
     return Program(
         (sys.executable, "-m", "e2e.kubelet.operator_image"),
-        env={"PYTHONPATH": str(repo_root())},
+        # PYTHONUNBUFFERED as the image's ENV sets it (Dockerfile): output reaches the log as written.
+        env={"PYTHONPATH": str(repo_root()), "PYTHONUNBUFFERED": "1"},
         listen_env=LISTEN_ENV,
     )
 

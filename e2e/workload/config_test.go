@@ -27,7 +27,7 @@ func TestConfigPrecedence(t *testing.T) {
 	if c.Load.BurstQPS != 28 {
 		t.Errorf("burst-qps default is 4 x qps, got %v", c.Load.BurstQPS)
 	}
-	if c.GarbageBytes != 65536 || c.LiveMiB != 32 || c.MaxLease != 30*time.Minute {
+	if c.GarbageBytes != 65536 || c.LiveMiB != 32 || c.MaxLease != 30*time.Minute || c.ShutdownTimeout != defaultShutdownTimeout {
 		t.Errorf("defaults: %+v", c)
 	}
 }
@@ -44,6 +44,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{map[string]string{"GC_TUNER_MIN_MEMORY_LIMIT": "64MB"}, nil, "GC_TUNER_MIN_MEMORY_LIMIT"},
 		{nil, []string{"-live-mib", "-1"}, "-live-mib must be >= 0"},
 		{nil, []string{"-load-concurrency", "0"}, "-load-concurrency"},
+		{nil, []string{"-shutdown-timeout", "0s"}, "-shutdown-timeout must be > 0"},
+		{map[string]string{"WORKLOAD_SHUTDOWN_TIMEOUT": "5"}, nil, `WORKLOAD_SHUTDOWN_TIMEOUT="5": not a duration`},
 		{nil, []string{"-gctuner-min-gogc", "500", "-gctuner-max-gogc", "100"}, "-gctuner-min-gogc"},
 		{nil, []string{"-bytedance-threshold", "1.5"}, "-bytedance-threshold"},
 		{nil, []string{"-nope"}, "flag provided but not defined"},

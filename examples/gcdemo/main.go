@@ -13,8 +13,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"time"
 )
@@ -88,12 +90,6 @@ func main() {
 
 // report prints the runtime's own view (cycle counts, GOGC, limit, live heap) as JSON on stdout.
 func report() {
-	// Allocation has stopped, so no new cycle starts. A cycle still in flight prints its gctrace line
-	// after runtime.GC() or mark termination returns; ReadMemStats stops the world, which waits for
-	// that line to be written, so the counts below match the trace exactly even on a loaded machine.
-	time.Sleep(100 * time.Millisecond)
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
 	names := []string{
 		"/gc/cycles/total:gc-cycles",
 		"/gc/cycles/forced:gc-cycles",
@@ -106,7 +102,22 @@ func report() {
 	for i, n := range names {
 		samples[i].Name = n
 	}
-	metrics.Read(samples)
+	counts := []metrics.Sample{{Name: names[0]}, {Name: names[1]}}
+	var ms runtime.MemStats
+	metrics.Read(samples) // the settings and heap as the program ran
+
+	// Then no new cycle may start: with a binding memory limit the heap stays above the goal, so any
+	// allocation here would start one, and the process could exit before that cycle's gctrace line
+	// is out. SetGCPercent(-1) waits for a cycle in flight to finish marking; its line is printed at
+	// the end of mark termination while the runtime still holds the world semaphore, and
+	// ReadMemStats stops the world, so it waits for that line. After it the cycle counts below match
+	// the trace exactly, even on a loaded machine.
+	debug.SetMemoryLimit(math.MaxInt64)
+	debug.SetGCPercent(-1)
+	runtime.ReadMemStats(&ms)
+	metrics.Read(counts)
+	copy(samples, counts)
+
 	out := map[string]uint64{}
 	for _, s := range samples {
 		if s.Value.Kind() == metrics.KindUint64 {

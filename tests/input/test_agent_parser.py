@@ -6,6 +6,7 @@ here one hand-written document of that shape is broken one field at a time.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -13,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gc_tuner.cli.gobuild import repo_root
 from gc_tuner.input.agent import NO_LIMIT, AgentSettings, parse_agent, parse_lease, parse_settings
@@ -168,6 +171,9 @@ _DELETE = object()
         ("pauses|count", _DELETE, "pauses.count"),
         ("pauses|p99Seconds", -0.1, "pauses.p99Seconds"),
         ("pauses|p50Seconds", "fast", "pauses.p50Seconds"),
+        ("pauses|maxSeconds", float("inf"), "pauses.maxSeconds"),
+        pytest.param("lease|remainingSeconds", 10**400, "lease.remainingSeconds", id="beyond-float64"),
+        ("metrics|/cpu/classes/total:cpu-seconds", float("nan"), "metrics./cpu/classes/total:cpu-seconds"),
     ],
 )
 def test_malformed_field_is_named(path: str, value: Any, field: str) -> None:
@@ -198,3 +204,47 @@ def test_input_is_not_modified() -> None:
     before = copy.deepcopy(doc)
     parse_agent(doc, t=0.0)
     assert doc == before
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(10**300, 10**400)  # beyond float64
+    | st.floats()
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=10,
+)
+
+
+def _paths(d: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        out.append(prefix + k)
+        if isinstance(v, dict):
+            out += _paths(v, prefix + k + "|")
+    return out
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.lists(st.tuples(st.sampled_from(_paths(_doc())), _json), min_size=1, max_size=3))
+def test_any_damage_raises_only_the_typed_error_naming_it(changes: list[tuple[str, Any]]) -> None:
+    doc = _doc()
+    damaged = []
+    for path, value in changes:
+        with contextlib.suppress(KeyError, TypeError):  # a parent replaced by an earlier change
+            _set(doc, path, value)
+            damaged.append(path.replace("|", "."))
+    try:
+        parse_agent(doc, t=0.0)
+    except SourceFormatError as e:
+        f = e.field
+        assert any(f == d or f.startswith(d + ".") or d.startswith(f + ".") for d in damaged), (f, damaged)
+
+
+@settings(deadline=None)
+@given(_json)
+def test_arbitrary_json_raises_only_the_typed_error(doc: object) -> None:
+    with pytest.raises(SourceFormatError):
+        parse_agent(doc, t=0.0)

@@ -205,6 +205,7 @@ BREAKAGES: list[tuple[tuple[str | int, ...], object, str]] = [
     (("memstats", "GCCPUFraction"), math.nan, "memstats.GCCPUFraction"),
     (("memstats", "GCCPUFraction"), -0.5, "memstats.GCCPUFraction"),
     (("memstats", "GCCPUFraction"), "0.1", "memstats.GCCPUFraction"),
+    (("memstats", "GCCPUFraction"), 10**400, "memstats.GCCPUFraction"),  # beyond float64
     (("memstats", "PauseNs"), _DELETE, "memstats.PauseNs"),
     (("memstats", "PauseNs"), [0] * 255, "memstats.PauseNs"),
     (("memstats", "PauseNs"), "0" * 256, "memstats.PauseNs"),
@@ -247,7 +248,12 @@ def test_arbitrary_bytes_raise_only_the_typed_error(doc: bytes) -> None:
 
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(10**300, 10**400)  # beyond float64
+    | st.floats()
+    | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
     max_leaves=30,
 )

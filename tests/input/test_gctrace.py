@@ -249,6 +249,25 @@ def test_every_rendered_cycle_parses_back_exactly(c: GCCycle) -> None:
 
 
 @FUZZ
+@given(st.lists(_cycles, min_size=1, max_size=4))
+def test_feed_and_parse_agree_on_new_and_repeated_spellings(cycles: list[GCCycle]) -> None:
+    # The second round finds every number spelling memoised: the fast path must give the same records.
+    lines = [_render(c) for c in cycles] * 2
+    assert list(GCTraceParser().parse(lines)) == cycles * 2
+    p = GCTraceParser()
+    assert [p.feed(line) for line in lines] == cycles * 2
+
+
+def test_number_memos_stay_bounded() -> None:
+    from gc_tuner.input import gctrace
+
+    lines = (GO124.replace("74->98->49", f"74->98->{10**6 + k}").replace("0.016+33", f"{k}.5+33") for k in
+             range(gctrace._MEMO_CAP + 500))  # fmt: skip
+    assert sum(1 for _ in parse_gctrace(lines)) == gctrace._MEMO_CAP + 500
+    assert len(gctrace._INT_OF) <= gctrace._MEMO_CAP and len(gctrace._FLOAT_OF) <= gctrace._MEMO_CAP
+
+
+@FUZZ
 @given(st.lists(st.binary(max_size=300), max_size=30))
 def test_arbitrary_bytes_never_raise(lines: list[bytes]) -> None:
     p = GCTraceParser()

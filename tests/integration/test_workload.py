@@ -357,3 +357,36 @@ async def test_sigterm_prints_a_one_line_summary(binary: Path) -> None:
     assert 0 < summary["p50_latency_ms"] <= summary["p99_latency_ms"]
     assert summary["gogc"] == 100 and summary["tuner"] == "none"
     assert len(w.stdout_lines) == 2  # the listening line and the summary, nothing else
+
+
+async def test_sigterm_under_high_load_with_slow_clients_exits_cleanly(binary: Path) -> None:
+    """Stopped at 2000 QPS of built-in load while external clients hold slow requests open, the
+    workload drains its driver, gives open requests the shutdown timeout, closes what is left,
+    and still exits 0 with its summary: a slow client is not a failure of the service."""
+    env = {
+        "WORKLOAD_LOAD": "steady",
+        "WORKLOAD_QPS": "2000",
+        "WORKLOAD_LIVE_MIB": "4",
+        "WORKLOAD_SHUTDOWN_TIMEOUT": "1s",
+    }
+    for _ in range(3):
+        w = Workload(binary, "127.0.0.6", env)
+        try:
+            async with httpx.AsyncClient(timeout=30) as client:
+                slow = [
+                    asyncio.create_task(client.get(f"{w.base_url}/work", params={"delay_ms": 60_000}))
+                    for _ in range(3)
+                ]
+                await asyncio.sleep(1.0)
+                summary = await asyncio.to_thread(w.terminate, 15)
+                outcomes = await asyncio.gather(*slow, return_exceptions=True)
+        finally:
+            w.kill()
+        assert summary["event"] == "summary"
+        assert (
+            summary["load_sent"] >= 200
+            and summary["requests"] >= summary["load_sent"] - summary["load_failed"]
+        )
+        assert len(w.stdout_lines) == 2
+        # The slow requests were cut off by the server, not answered after their 60 s.
+        assert all(isinstance(o, httpx.TransportError) for o in outcomes), outcomes

@@ -129,6 +129,13 @@ def test_infinite_inputs_hit_the_clamps() -> None:
     assert r.clamps == ("qps_factor", "slope_factor", "gogc")
 
 
+def test_extreme_inputs_keep_the_explanation_short() -> None:
+    r = formula_gogc(1e300, 1e300)
+    assert (r.gogc, r.qps_factor, r.slope_factor) == (25, 0.5, 0.3)
+    assert "qps_factor -5e+296 clamped to 0.5" in r.explanation
+    assert len(r.explanation) < 300 and "\n" not in r.explanation
+
+
 finite = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False)
 
 

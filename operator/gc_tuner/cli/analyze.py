@@ -33,12 +33,12 @@ class _Prefixed:
         self._head = io.BytesIO(head)
         self._rest = rest
 
-    def readline(self, limit: int = -1) -> bytes:
-        part = self._head.readline(limit)
-        if part.endswith(b"\n") or (limit >= 0 and len(part) >= limit):
+    def read1(self, size: int = -1) -> bytes:
+        part = self._head.read1(size)
+        if part:
             return part
-        more = self._rest.readline(limit - len(part) if limit >= 0 else -1)
-        return part + more
+        rest = self._rest
+        return rest.read1(size) if hasattr(rest, "read1") else rest.read(size)
 
 
 @contextmanager
@@ -116,18 +116,65 @@ def _fmt(v: float | None, spec: str = ".3g", none: str = "-") -> str:
     return none if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def _table_line(r: dict[str, Any]) -> str:
+    stacks, globals_, eff, assist = r["stacks_mb"], r["globals_mb"], r["effective_gogc"], r["assist_share"]
+    return (
+        f"{r['n']:>6} {r['t']:>9.3f} {r['cpu_pct']:>4} {r['heap_start_mb']:>6} {r['heap_end_mb']:>6} "
+        f"{r['live_mb']:>6} {r['goal_mb']:>6} {'-' if stacks is None else stacks:>6} "
+        f"{'-' if globals_ is None else globals_:>5} {r['procs']:>3} {r['stw_ms']:>8.3f} "
+        f"{'-' if eff is None else format(eff, '.0f'):>8} "
+        f"{'-' if assist is None else format(assist, '.0%'):>6}{' yes' if r['forced'] else ''}"
+    )
+
+
+def _write_lines(lines: Iterator[str]) -> None:
+    """Write many lines in large writes: one click.echo per row costs more than formatting it."""
+    out = sys.stdout
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= 4096:
+            out.write("\n".join(batch) + "\n")
+            batch.clear()
+    if batch:
+        out.write("\n".join(batch) + "\n")
+    out.flush()
+
+
+def _print_json(a: Analysis, label: str) -> None:
+    """The JSON contract, one cycle per line, streamed: a log of a million cycles never becomes a
+    million dicts at once."""
+    rest = a.as_dict(cycles=False)
+
+    def lines() -> Iterator[str]:
+        yield "{"
+        yield f" {json.dumps('source')}: {json.dumps(label)},"
+        rows = a.table.rows()
+        first = next(rows, None)
+        if first is None:
+            yield ' "cycles": [],'
+        else:
+            yield ' "cycles": ['
+            prev = json.dumps(first, allow_nan=False)
+            for row in rows:
+                yield f"  {prev},"
+                prev = json.dumps(row, allow_nan=False)
+            yield f"  {prev}"
+            yield " ],"
+        items = list(rest.items())
+        for i, (key, value) in enumerate(items):
+            text = json.dumps(value, indent=1, allow_nan=False).replace("\n", "\n ")
+            yield f" {json.dumps(key)}: {text}{',' if i < len(items) - 1 else ''}"
+        yield "}"
+
+    _write_lines(lines())
+
+
 def _print_table(a: Analysis, label: str) -> None:
     header = (f"{'n':>6} {'t(s)':>9} {'cpu%':>4} {'start':>6} {'end':>6} {'live':>6} {'goal':>6} "
               f"{'stacks':>6} {'glob':>5} {'P':>3} {'stw_ms':>8} {'eff_gogc':>8} {'assist':>6} forced")
     click.echo(header)
-    for r in a.table.rows():
-        click.echo(
-            f"{r['n']:>6} {r['t']:>9.3f} {r['cpu_pct']:>4} {r['heap_start_mb']:>6} {r['heap_end_mb']:>6} "
-            f"{r['live_mb']:>6} {r['goal_mb']:>6} {_fmt(r['stacks_mb'], 'd'):>6} "
-            f"{_fmt(r['globals_mb'], 'd'):>5} "
-            f"{r['procs']:>3} {r['stw_ms']:>8.3f} {_fmt(r['effective_gogc'], '.0f'):>8} "
-            f"{_fmt(r['assist_share'], '.0%'):>6} {'yes' if r['forced'] else ''}"
-        )
+    _write_lines(map(_table_line, a.table.rows()))
     s = a.summary
     click.echo(f"\nSummary of {label}")
     rows = [
@@ -154,7 +201,7 @@ def _print_table(a: Analysis, label: str) -> None:
             click.echo(f"      {an.fact_note}")
     rec = a.recommendation
     click.echo("\nRecommendation")
-    click.echo(f"  GOGC {rec.gogc}: {rec.explanation}")
+    click.echo(f"  {rec.explanation}")
     for note in rec.notes:
         click.echo(f"  note: {note}")
 
@@ -223,8 +270,7 @@ def analyze(
         click.echo(f"wrote {plot_path}", err=True)
 
     if fmt == "json":
-        doc: dict[str, Any] = {"source": label, **result.as_dict()}
-        click.echo(json.dumps(doc, indent=1, allow_nan=False))
+        _print_json(result, label)
     else:
         _print_table(result, label)
 

@@ -119,12 +119,7 @@ class DemoWorkload:
         if self.proc is None:
             return None
         proc, self.proc = self.proc, None
-        # Stop the built-in load first: the server's graceful shutdown then has no requests to wait for.
-        with contextlib.suppress(Exception):
-            import httpx
-
-            httpx.post(f"{self.url}/load", params={"schedule": "off"}, timeout=2)
-            time.sleep(0.3)
+        # SIGTERM alone stops cleanly: the workload drains its own load, then the server.
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         try:

@@ -6,13 +6,15 @@ import logging
 import os
 import socket
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
 
 from gc_tuner.cli.errors import CLIError
+from gc_tuner.loop.floor import MAX_MIN_INTERVAL_SECONDS
 
-__all__ = ["operator", "peering_priority"]
+__all__ = ["operator", "peer_identity", "peering_priority"]
 
 
 @click.command("operator")
@@ -73,6 +75,19 @@ __all__ = ["operator", "peering_priority"]
     help="Kill switch: every GCPolicy only recommends, whatever its mode; nothing is applied.",
 )
 @click.option(
+    "--min-interval-seconds",
+    type=click.IntRange(1, MAX_MIN_INTERVAL_SECONDS),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Floor under every GCPolicy's sampling.intervalSeconds: a policy asking for a shorter interval "
+    "is sampled every N s (its windowSeconds kept at >= 3 intervals and, in Enforce/Endpoint, its "
+    "leaseSeconds above one), shown in status.sampling with a Warning Event IntervalRaised. Protects "
+    "the apiserver and the pods from policies with intervalSeconds: 1. The default, 1, is no floor. "
+    "There is no operator-side default interval or window: the CRD's schema defaults (15 s, 300 s) "
+    "are written into every policy by the apiserver.",
+)
+@click.option(
     "--kubeconfig",
     type=click.Path(dir_okay=False),
     default=None,
@@ -90,6 +105,7 @@ def operator(
     liveness_port: int,
     bind_address: str,
     dry_run: bool,
+    min_interval_seconds: int,
     kubeconfig: str | None,
     verbose: bool,
 ) -> None:
@@ -100,10 +116,14 @@ def operator(
       gc-tuner operator --namespace shop --standalone
       gc-tuner operator --all-namespaces --metrics-port 9100 --bind-address 0.0.0.0
       gc-tuner operator -A --dry-run          # every policy recommends only
+      gc-tuner operator -A --min-interval-seconds 10   # no policy samples more often than every 10 s
 
     The CRD must be installed first: kubectl apply -f crds/gcpolicies.gctuner.io.yaml
     """
     priority = peering_priority(priority_text, os.environ.get("POD_NAME") or socket.gethostname())
+    identity = peer_identity(os.environ)
+    if identity is not None:
+        os.environ["POD_ID"] = identity  # kopf names this peer by $POD_ID
     if bool(namespaces) == all_namespaces:
         raise CLIError("give --namespace NS (repeatable) or --all-namespaces, not both and not neither")
     if kubeconfig is not None:
@@ -139,6 +159,13 @@ def operator(
                 f"cannot serve metrics on {bind_address}:{metrics_port}: {e.strerror or e}"
             ) from None
     liveness = f"http://{bind_address}:{liveness_port}/healthz" if liveness_port else None
+    if not standalone:
+        # kopf logs a pause only when a working replica turns standby; one that starts as the standby
+        # stays silent, so say here how this replica takes part.
+        logging.getLogger("gc_tuner.operator").info(
+            f"peering {peering_name!r} as {identity or 'a generated id'} with priority {priority}: "
+            "the live peer with the highest priority works, the others stand by"
+        )
     kopf.run(
         standalone=standalone,
         peering_name=None if standalone else peering_name,
@@ -146,8 +173,21 @@ def operator(
         clusterwide=all_namespaces,
         namespaces=list(namespaces),
         liveness_endpoint=liveness,
-        memo=kopf.Memo(config=OperatorConfig(dry_run=dry_run), metrics=metrics),
+        memo=kopf.Memo(
+            config=OperatorConfig(dry_run=dry_run, min_interval_seconds=min_interval_seconds),
+            metrics=metrics,
+        ),
     )
+
+
+def peer_identity(environ: Mapping[str, str]) -> str | None:
+    """The name this replica has in the peering object: $POD_ID (kopf's own variable), else $POD_NAME.
+
+    kopf otherwise makes one up (user@host/start-time/random), and then `kubectl get kopfpeering -o yaml`
+    cannot tell which pod holds which priority, i.e. which replica works and which stands by.
+    None outside a pod: kopf's default is right for an operator run by hand.
+    """
+    return environ.get("POD_ID") or environ.get("POD_NAME") or None
 
 
 def peering_priority(text: str, identity: str) -> int:

@@ -63,6 +63,11 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **
     )
     if config.dry_run:
         logger.warning("--dry-run: every GCPolicy only recommends; nothing is applied")
+    if config.min_interval_seconds > 1:
+        logger.info(
+            f"--min-interval-seconds: no GCPolicy is sampled more often than every "
+            f"{config.min_interval_seconds} s"
+        )
 
 
 @kopf.on.cleanup()

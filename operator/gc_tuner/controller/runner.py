@@ -20,6 +20,7 @@ from gc_tuner.controller.metrics import OperatorMetrics
 from gc_tuner.loop.act import endpoint_release
 from gc_tuner.loop.cycle import CycleInputs, run_cycle
 from gc_tuner.loop.discovery import PodInfo, WorkloadInfo, targets_for, workload_info
+from gc_tuner.loop.floor import apply_interval_floor, floor_event, sampling_status
 from gc_tuner.loop.ports import CycleIO
 from gc_tuner.loop.records import LoopEvent, PodFailure, Verdict
 from gc_tuner.loop.signals import policy_signals
@@ -35,6 +36,7 @@ INVALID_SPEC_RETRY_S = 30.0
 @dataclass(frozen=True, slots=True)
 class OperatorConfig:
     dry_run: bool = False  # the global kill switch: every policy behaves as DryRun
+    min_interval_seconds: int = 1  # the floor under every policy's sampling.intervalSeconds (loop/floor.py)
     http_timeout_s: float = 10.0
     max_connections: int = 100
 
@@ -104,6 +106,8 @@ class PolicyRunner:
         except PolicyError as e:
             await self._write(ctx, self._invalid_status(previous, str(e), generation), previous, logger)
             return INVALID_SPEC_RETRY_S
+        floored = apply_interval_floor(spec, ctx.config.min_interval_seconds)
+        spec = floored.spec  # from here on, the cadence in force
         if self.state is None:
             self.state = PolicyState(float(spec.sampling.window_seconds))
             annotations = ((deployment or {}).get("metadata") or {}).get("annotations") or {}
@@ -138,8 +142,10 @@ class PolicyRunner:
         outcome = await run_cycle(spec, self.state, inputs, io)
         ctx.metrics.signals(self.namespace, self.name, policy_signals(outcome))
         status = build_status(outcome, previous, generation=generation)
+        status["sampling"] = sampling_status(floored)
         await self._write(ctx, status, previous, logger)
-        for ev in outcome.events:
+        raised = floor_event(floored, previous)
+        for ev in (*outcome.events, *([raised] if raised is not None else [])):
             post_event(ev)
         return float(spec.sampling.interval_seconds)
 

@@ -7,6 +7,8 @@ Anything else malformed raises `SourceFormatError("agent", <field path>, ...)`.
 
 from __future__ import annotations
 
+import math
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -187,6 +189,10 @@ def _bounds(obj: Mapping[str, Any]) -> AgentBounds:
     )
 
 
+def _show(value: object) -> str:
+    return reprlib.repr(value)  # bounded: a malformed value may be a huge number or array
+
+
 def _path(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
@@ -200,14 +206,14 @@ def _obj(doc: object, field: str) -> Mapping[str, Any]:
 def _str(obj: Mapping[str, Any], key: str, *, prefix: str = "") -> str:
     v = obj.get(key)
     if not isinstance(v, str) or not v:
-        raise SourceFormatError(SOURCE, _path(prefix, key), f"expected a non-empty string, got {v!r}")
+        raise SourceFormatError(SOURCE, _path(prefix, key), f"expected a non-empty string, got {_show(v)}")
     return v
 
 
 def _bool(obj: Mapping[str, Any], key: str) -> bool:
     v = obj.get(key)
     if not isinstance(v, bool):
-        raise SourceFormatError(SOURCE, key, f"expected true or false, got {v!r}")
+        raise SourceFormatError(SOURCE, key, f"expected true or false, got {_show(v)}")
     return v
 
 
@@ -215,15 +221,22 @@ def _int(obj: Mapping[str, Any], key: str, *, prefix: str = "", minimum: int = 0
     v = obj.get(key)
     # bool is an int subclass in Python; JSON true is never a count.
     if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise SourceFormatError(SOURCE, _path(prefix, key), f"expected an integer >= {minimum}, got {v!r}")
+        message = f"expected an integer >= {minimum}, got {_show(v)}"
+        raise SourceFormatError(SOURCE, _path(prefix, key), message)
     return v
 
 
 def _float(obj: Mapping[str, Any], key: str, prefix: str) -> float:
     v = obj.get(key)
-    if not isinstance(v, int | float) or isinstance(v, bool) or v != v:
-        raise SourceFormatError(SOURCE, _path(prefix, key), f"expected a number, got {v!r}")
-    return float(v)
+    number = None
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        try:
+            number = float(v)
+        except OverflowError:  # an integer beyond float64: no duration or CPU time
+            number = None
+    if number is None or not math.isfinite(number):
+        raise SourceFormatError(SOURCE, _path(prefix, key), f"expected a finite number, got {_show(v)}")
+    return number
 
 
 def _opt_float(obj: Mapping[str, Any], key: str, prefix: str) -> float | None:
@@ -231,7 +244,7 @@ def _opt_float(obj: Mapping[str, Any], key: str, prefix: str) -> float | None:
         return None
     v = _float(obj, key, prefix)
     if v < 0:
-        raise SourceFormatError(SOURCE, _path(prefix, key), f"negative duration {v!r}")
+        raise SourceFormatError(SOURCE, _path(prefix, key), f"negative duration {_show(v)}")
     return v
 
 
@@ -244,5 +257,5 @@ def _metric_float(metrics: Mapping[str, Any], name: str) -> float | None:
         return None
     v = _float(metrics, name, "metrics")
     if v < 0:
-        raise SourceFormatError(SOURCE, f"metrics.{name}", f"negative CPU time {v!r}")
+        raise SourceFormatError(SOURCE, f"metrics.{name}", f"negative CPU time {_show(v)}")
     return v

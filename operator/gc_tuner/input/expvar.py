@@ -60,9 +60,21 @@ def _fraction(mem: Mapping[str, object], key: str) -> float:
     if key not in mem:
         raise _fail(f"memstats.{key}", "missing")
     value = mem[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+    number = _finite(value)
+    if number is None or number < 0:
         raise _fail(f"memstats.{key}", f"expected a finite non-negative number, got {_show(value)}")
-    return float(value)
+    return number
+
+
+def _finite(value: object) -> float | None:
+    """A JSON number as a finite float; None for anything else (an integer beyond float, NaN, bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _pause_ring(mem: Mapping[str, object]) -> list[int]:

@@ -18,15 +18,15 @@ A write made only of digits that lands next to a number of the gc line is indist
 number; no parser can detect it. Go's fmt and log packages write whole messages, so it takes a
 program printing bare numbers to stderr in separate writes.
 
-Memory is bounded: a line is at most `MAX_LINE` bytes (`iter_lines` drops the excess) and the parser
-keeps at most two records between calls.
+Memory is bounded: a line is at most `MAX_LINE` bytes (`iter_lines` drops the excess), the parser
+keeps at most two records between calls, and its number memos are capped.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any, BinaryIO
 
@@ -40,10 +40,12 @@ MAX_LINE = 64 * 1024
 SKIP_KINDS = ("gc_forced", "scav", "pacer", "scan", "checkfinalizers", "app", "garbled", "resync")
 """Keys of `GCTraceParser.skipped`. `resync` counts recovered records, not dropped lines."""
 
-# `\d+\.?\d*` is the fastest form that only matches what float() accepts; re.ASCII keeps Unicode
-# digits out. int() refuses digit strings over 4300 characters, so _cycle catches ValueError.
-_I = r"(\d+)"
-_F = r"(\d+\.?\d*)"
+# The numbers are captured loosely (`[\d.]`, ASCII digits only) and float()/int() decide: "1.2.3"
+# fails there and the line counts as garbled. int() refuses digit strings over 4300 characters, so
+# the conversions catch ValueError. Possessive `++` (no backtracking state; every number is followed
+# by a character it cannot contain, so the match is the same) saves a tenth of the match time.
+_I = r"(\d++)"
+_F = r"([\d.]++)"
 _GC_LINE = re.compile(
     rf"gc {_I} @{_F}s {_I}%( \(checking for goroutine leaks\))?: "
     rf"{_F}\+{_F}\+{_F} ms clock, "
@@ -63,57 +65,52 @@ _RUNTIME_PREFIXES = (
     ("checkfinalizers: ", "checkfinalizers"),
 )
 
-
-class _Memo(dict[str, Any]):
-    """A bounded str -> number memo. Clock and CPU times have two significant digits and a process's
-    heap sizes stay in a narrow band, so a long log repeats the same few thousand spellings; a dict
-    hit costs a fraction of int() or float()."""
-
-    __slots__ = ("_convert",)
-    _CAP = 16384
-
-    def __init__(self, convert: Callable[[str], Any]) -> None:
-        super().__init__()
-        self._convert = convert
-
-    def __missing__(self, key: str) -> Any:
-        value = self._convert(key)
-        if len(self) < self._CAP and len(key) <= 24:  # bounded: memory stays flat on any input
-            self[key] = value
-        return value
+# Memos of number spellings. Clock and CPU times have two significant digits and a process's heap
+# sizes stay in a narrow band, so a long log repeats the same few thousand spellings, and a plain dict
+# hit costs a fraction of int() or float(). Bounded, so memory stays flat on any input. `None` (the
+# absent stacks/globals of a pre-1.18 line) maps to itself so the hot path needs no test for it.
+_MEMO_CAP = 16384
+_FLOAT_OF: dict[str, float] = {}
+_INT_OF: dict[Any, Any] = {None: None}  # str -> int, None -> None
 
 
-_FLOATS = _Memo(float)
-_INTS = _Memo(int)
+def _memo_float(s: str) -> float:
+    v = _FLOAT_OF.get(s)
+    if v is None:
+        v = float(s)
+        if len(_FLOAT_OF) < _MEMO_CAP and len(s) <= 24:
+            _FLOAT_OF[s] = v
+    return v
+
+
+def _memo_int(s: str | None) -> Any:
+    if s is None:
+        return None
+    v = _INT_OF.get(s)
+    if v is None:
+        v = int(s)
+        if len(_INT_OF) < _MEMO_CAP and len(s) <= 24:
+            _INT_OF[s] = v
+    return v
 
 
 def _cycle(g: tuple[Any, ...], forced: bool) -> GCCycle | None:
-    """The record of a matched line; None when a number is beyond what int() accepts."""
+    """The record of a matched line; None when a number is not one (`1.2.3`, beyond int()'s limit)."""
     n, t, util, leak, c1, c2, c3, p1, p2, p3, p4, p5, h0, h1, h2, goal, stacks, globals_, procs = g[:19]
-    f, i = _FLOATS, _INTS
+    f, i = _FLOAT_OF, _INT_OF
     try:
         return GCCycle(
-            int(n),
-            float(t),
-            i[util],
-            f[c1],
-            f[c2],
-            f[c3],
-            f[p1],
-            f[p2],
-            f[p3],
-            f[p4],
-            f[p5],
-            i[h0],
-            i[h1],
-            i[h2],
-            i[goal],
-            None if stacks is None else i[stacks],
-            None if globals_ is None else i[globals_],
-            i[procs],
-            forced,
-            leak is not None,
-        )
+            int(n), float(t), i[util], f[c1], f[c2], f[c3], f[p1], f[p2], f[p3], f[p4], f[p5],
+            i[h0], i[h1], i[h2], i[goal], i[stacks], i[globals_], i[procs], forced, leak is not None,
+        )  # fmt: skip
+    except (KeyError, ValueError):
+        pass
+    try:  # a spelling not memoised yet (or a bad number): convert one by one
+        fl, it = _memo_float, _memo_int
+        return GCCycle(
+            int(n), float(t), it(util), fl(c1), fl(c2), fl(c3), fl(p1), fl(p2), fl(p3), fl(p4), fl(p5),
+            it(h0), it(h1), it(h2), it(goal), it(stacks), it(globals_), it(procs), forced, leak is not None,
+        )  # fmt: skip
     except ValueError:
         return None
 
@@ -163,8 +160,33 @@ class GCTraceParser:
         return self._queue.popleft() if self._queue else None
 
     def parse(self, lines: Iterable[str | bytes]) -> Iterator[GCCycle]:
+        # `feed`'s hot path once more, inlined with locals: `gc-tuner analyze` spends its time here.
+        match, f, i, queue = _GC_LINE.match, _FLOAT_OF, _INT_OF, self._queue
         for line in lines:
-            rec = self.feed(line)
+            self.lines += 1
+            text = (line.decode("utf-8", "replace") if isinstance(line, bytes) else line).rstrip("\r\n")
+            if not queue and text.startswith("gc "):
+                m = match(text)
+                if m is not None:
+                    g = m.groups()
+                    n, t, u, lk, c1, c2, c3, p1, p2, p3, p4, p5, h0, h1, h2, go, st, gl, ps, fo, tail = g
+                    if not tail:
+                        try:
+                            rec: GCCycle | None = GCCycle(
+                                int(n), float(t), i[u], f[c1], f[c2], f[c3], f[p1], f[p2], f[p3], f[p4],
+                                f[p5], i[h0], i[h1], i[h2], i[go], i[st], i[gl], i[ps], fo is not None,
+                                lk is not None,
+                            )  # fmt: skip
+                        except (KeyError, ValueError):
+                            rec = _cycle(g, fo is not None)
+                        if rec is not None:
+                            last, num = self._last_n, rec.n
+                            if last is not None and num > last + 1:
+                                self.missing_cycles += num - last - 1
+                            self._last_n = num
+                            yield rec
+                            continue
+            rec = self._slow(text)
             if rec is not None:
                 yield rec
         rec = self.flush()
@@ -229,25 +251,37 @@ def parse_gctrace(lines: Iterable[str | bytes]) -> Iterator[GCCycle]:
     return GCTraceParser().parse(lines)
 
 
+_CHUNK = 64 * 1024
+
+
 def iter_lines(stream: BinaryIO, *, max_line: int = MAX_LINE) -> Iterator[bytes]:
     """Lines of a binary stream without their newline, each cut to `max_line` bytes.
 
-    `readline` with a limit never buffers more than the limit, so a stream without newlines (a binary
-    file, a runaway stdin) costs `max_line` bytes of memory, not its length. A pipe yields each line as
-    soon as it is complete.
+    The stream is read in chunks of at most 64 KiB with `read1` (one system call, returning what is
+    there), so a pipe yields each line as soon as it is complete, and at most a chunk plus `max_line`
+    bytes are held: a stream without newlines (a binary file, a runaway stdin) costs that much memory,
+    not its length.
     """
+    read = getattr(stream, "read1", None) or stream.read
+    head = b""  # the start of the current line, at most max_line bytes
+    cut = False  # the current line is longer than max_line; the excess is being dropped
     while True:
-        line = stream.readline(max_line + 1)
-        if not line:
-            return
-        if line.endswith(b"\n"):
-            yield line[:-1]
-            continue
-        if len(line) <= max_line:  # the last line, without a newline
-            yield line
-            return
-        while True:  # drop the rest of the over-long line
-            rest = stream.readline(max_line)
-            if not rest or rest.endswith(b"\n"):
-                break
-        yield line[:max_line]
+        chunk = read(_CHUNK)
+        if not chunk:
+            break
+        parts = chunk.split(b"\n")
+        last = parts.pop()
+        if parts:
+            first = parts[0]
+            if head or cut:
+                first = head if cut else (head + first)
+            yield first[:max_line]
+            for line in parts[1:]:
+                yield line if len(line) <= max_line else line[:max_line]
+            head, cut = b"", False
+        if not cut:
+            head += last
+            if len(head) > max_line:
+                head, cut = head[:max_line], True
+    if head or cut:
+        yield head  # the last line, without a newline

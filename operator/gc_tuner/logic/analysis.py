@@ -62,37 +62,57 @@ _NONE = -1  # stacks/globals absent (pre-1.18 lines)
 
 
 class CycleTable:
-    """Per-cycle rows in typed columns: bounded per-row cost, cheap numpy views for the summary."""
+    """Per-cycle rows in typed columns: bounded per-row cost, cheap numpy views for the summary.
+
+    Rows are buffered as tuples and moved into the columns a batch at a time (one C-level extend per
+    column instead of a Python call per field), which keeps `append` cheap on logs of a million
+    cycles; every reader flushes the buffer first.
+    """
 
     _INT = ("n", "cpu_pct", "heap_start_mb", "heap_end_mb", "live_mb", "goal_mb", "stacks_mb",
             "globals_mb", "procs", "segment", "flags", "base_mb")
     _FLOAT = ("t", "stw_ms", "effective_gogc", "assist_share", "reclaimed_fraction")
+    _BATCH = 4096
 
     def __init__(self) -> None:
-        self.cols: dict[str, array[Any]] = {name: array("q") for name in self._INT}
-        self.cols.update({name: array("d") for name in self._FLOAT})
+        self._cols: dict[str, array[Any]] = {name: array("q") for name in self._INT}
+        self._cols.update({name: array("d") for name in self._FLOAT})
+        self._order = [self._cols[name] for name in (*self._INT, *self._FLOAT)]
+        self._pending: list[tuple[Any, ...]] = []
+
+    @property
+    def cols(self) -> dict[str, array[Any]]:
+        self._flush()
+        return self._cols
+
+    def _flush(self) -> None:
+        if self._pending:
+            for col, values in zip(self._order, zip(*self._pending, strict=True), strict=True):
+                col.extend(values)
+            self._pending.clear()
 
     def __len__(self) -> int:
-        return len(self.cols["n"])
+        return len(self._cols["n"]) + len(self._pending)
 
     def append(
         self, c: GCCycle, *, segment: int, effective_gogc: float | None, base_mb: int, reliable: bool
     ) -> None:
-        cols = self.cols
-        for name in ("n", "cpu_pct", "heap_start_mb", "heap_end_mb", "live_mb", "goal_mb", "procs"):
-            cols[name].append(getattr(c, name))
-        cols["stacks_mb"].append(_NONE if c.stacks_mb is None else c.stacks_mb)
-        cols["globals_mb"].append(_NONE if c.globals_mb is None else c.globals_mb)
-        cols["segment"].append(segment)
-        cols["base_mb"].append(base_mb)  # the live + roots the goal was derived from
-        cols["flags"].append((_FORCED if c.forced else 0) | (_LEAK_CHECK if c.leak_check else 0)
-                             | (_RELIABLE if reliable else 0))
-        cols["t"].append(c.t)
-        cols["stw_ms"].append(c.stw_ms)
-        cols["effective_gogc"].append(math.nan if effective_gogc is None else effective_gogc)
         share, reclaimed = c.assist_share, c.reclaimed_fraction
-        cols["assist_share"].append(math.nan if share is None else share)
-        cols["reclaimed_fraction"].append(math.nan if reclaimed is None else reclaimed)
+        flags = (_FORCED if c.forced else 0) | (_LEAK_CHECK if c.leak_check else 0)
+        flags |= _RELIABLE if reliable else 0
+        self._pending.append((
+            c.n, c.cpu_pct, c.heap_start_mb, c.heap_end_mb, c.live_mb, c.goal_mb,
+            _NONE if c.stacks_mb is None else c.stacks_mb,
+            _NONE if c.globals_mb is None else c.globals_mb,
+            c.procs, segment,
+            flags, base_mb,  # the live + roots the goal was derived from
+            c.t, c.stw_ms,
+            math.nan if effective_gogc is None else effective_gogc,
+            math.nan if share is None else share,
+            math.nan if reclaimed is None else reclaimed,
+        ))  # fmt: skip
+        if len(self._pending) >= self._BATCH:
+            self._flush()
 
     def np(self, name: str) -> np.ndarray:
         col = self.cols[name]
@@ -101,37 +121,43 @@ class CycleTable:
     def row(self, i: int) -> dict[str, Any]:
         """One cycle as the JSON contract's `cycles[]` entry."""
         c = self.cols
-
-        def opt_int(name: str) -> int | None:
-            v = c[name][i]
-            return None if v == _NONE else int(v)
-
-        def opt_float(name: str, digits: int) -> float | None:
-            v = c[name][i]
-            return None if math.isnan(v) else round(v, digits)
-
-        return {
-            "n": c["n"][i],
-            "t": c["t"][i],
-            "cpu_pct": c["cpu_pct"][i],
-            "heap_start_mb": c["heap_start_mb"][i],
-            "heap_end_mb": c["heap_end_mb"][i],
-            "live_mb": c["live_mb"][i],
-            "goal_mb": c["goal_mb"][i],
-            "stacks_mb": opt_int("stacks_mb"),
-            "globals_mb": opt_int("globals_mb"),
-            "procs": c["procs"][i],
-            "forced": bool(c["flags"][i] & _FORCED),
-            "stw_ms": round(c["stw_ms"][i], 6),
-            "effective_gogc": opt_float("effective_gogc", 1),
-            "assist_share": opt_float("assist_share", 4),
-            "reclaimed_fraction": opt_float("reclaimed_fraction", 4),
-            "leak_check": bool(c["flags"][i] & _LEAK_CHECK),
-            "segment": c["segment"][i],
-        }
+        return _row(tuple(c[name][i] for name in _ROW_COLUMNS))
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        return (self.row(i) for i in range(len(self)))
+        """Every row as `row` gives it, converted a chunk at a time (memory stays bounded)."""
+        c = self.cols
+        n = len(self)
+        for start in range(0, n, self._BATCH):
+            chunk = [c[name][start : start + self._BATCH].tolist() for name in _ROW_COLUMNS]
+            yield from map(_row, zip(*chunk, strict=True))
+
+
+_ROW_COLUMNS = ("n", "t", "cpu_pct", "heap_start_mb", "heap_end_mb", "live_mb", "goal_mb", "stacks_mb",
+                "globals_mb", "procs", "flags", "stw_ms", "effective_gogc", "assist_share",
+                "reclaimed_fraction", "segment")
+
+
+def _row(v: tuple[Any, ...]) -> dict[str, Any]:
+    n, t, cpu, start, end, live, goal, stacks, globals_, procs, flags, stw, eff, share, reclaimed, seg = v
+    return {
+        "n": n,
+        "t": t,
+        "cpu_pct": cpu,
+        "heap_start_mb": start,
+        "heap_end_mb": end,
+        "live_mb": live,
+        "goal_mb": goal,
+        "stacks_mb": None if stacks == _NONE else stacks,
+        "globals_mb": None if globals_ == _NONE else globals_,
+        "procs": procs,
+        "forced": bool(flags & _FORCED),
+        "stw_ms": round(stw, 6),
+        "effective_gogc": None if eff != eff else round(eff, 1),  # NaN: not derivable
+        "assist_share": None if share != share else round(share, 4),
+        "reclaimed_fraction": None if reclaimed != reclaimed else round(reclaimed, 4),
+        "leak_check": bool(flags & _LEAK_CHECK),
+        "segment": seg,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,16 +211,16 @@ class Analysis:
     anomalies: tuple[Anomaly, ...]
     recommendation: Recommendation
 
-    def as_dict(self) -> dict[str, Any]:
-        """The `gc-tuner analyze --format json` contract (docs/analyze.md)."""
+    def as_dict(self, *, cycles: bool = True) -> dict[str, Any]:
+        """The `gc-tuner analyze --format json` contract (docs/analyze.md); without `cycles[]` when
+        the caller streams the rows itself (`table.rows()`)."""
         rec = asdict(self.recommendation)
         rec["notes"] = list(self.recommendation.notes)
-        return {
-            "cycles": list(self.table.rows()),
-            "summary": asdict(self.summary),
-            "anomalies": [asdict(a) for a in self.anomalies],
-            "recommendation": rec,
-        }
+        doc: dict[str, Any] = {"cycles": list(self.table.rows())} if cycles else {}
+        doc["summary"] = asdict(self.summary)
+        doc["anomalies"] = [asdict(a) for a in self.anomalies]
+        doc["recommendation"] = rec
+        return doc
 
 
 class TraceAnalyzer:

@@ -70,6 +70,11 @@ class FormulaResult:
     clamps: tuple[str, ...] = ()  # which clamps applied: qps, heap_slope, qps_factor, slope_factor, gogc
 
 
+def _short(v: float, decimals: int = 3) -> str:
+    """Fixed decimals for the usual magnitudes; an extreme input (QPS 1e300) must not print 300 digits."""
+    return f"{v:.{decimals}f}" if abs(v) < 1e6 else f"{v:.3g}"
+
+
 def formula_gogc(
     qps: float, heap_slope_mb_per_s: float, params: FormulaParams = DEFAULT_FORMULA_PARAMS
 ) -> FormulaResult:
@@ -98,19 +103,19 @@ def formula_gogc(
     qps_factor = max(p.qps_factor_min, min(p.qps_factor_max, qps_raw))
     if qps_factor != qps_raw:
         clamps.append("qps_factor")
-        notes.append(f"qps_factor {qps_raw:.3f} clamped to {qps_factor:g}")
+        notes.append(f"qps_factor {_short(qps_raw)} clamped to {qps_factor:g}")
 
     slope_raw = 1.0 / (1.0 + p.slope_coefficient * slope_used)
     slope_factor = max(p.slope_factor_min, slope_raw)
     if slope_factor != slope_raw:
         clamps.append("slope_factor")
-        notes.append(f"slope_factor {slope_raw:.3f} clamped to {slope_factor:g}")
+        notes.append(f"slope_factor {_short(slope_raw)} clamped to {slope_factor:g}")
 
     raw = p.base_gogc * qps_factor * slope_factor  # the formula's order: 100 * qpsFactor * slopeFactor
     bounded = max(p.gogc_min, min(p.gogc_max, raw))
     if bounded != raw:
         clamps.append("gogc")
-        notes.append(f"GOGC {raw:.1f} clamped to [{p.gogc_min}, {p.gogc_max}]")
+        notes.append(f"GOGC {_short(raw, 1)} clamped to [{p.gogc_min}, {p.gogc_max}]")
     gogc = int(bounded)
 
     explanation = (

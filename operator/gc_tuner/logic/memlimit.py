@@ -3,13 +3,19 @@ from a container's memory limit.
 
 A malformed GOMEMLIMIT is a fatal error at Go program start (exit 2), so an operator that writes one
 into a Deployment crash-loops every pod. `parse_gomemlimit` mirrors the runtime's `readGOMEMLIMIT` and
-`parseByteCount` (src/runtime/mgcpacer.go, src/runtime/string.go, Go 1.19-1.27), rule for rule:
+`parseByteCount` (src/runtime/mgcpacer.go, src/runtime/string.go, Go 1.19-1.27), rule for rule, and
+accepts what EVERY one of those releases accepts, since gc-tuner cannot know which Go built a pod:
 
 - `off` means no limit (math.MaxInt64); any other spelling of it (`OFF`, `Off`) is malformed.
-- Otherwise: a decimal integer as Go's strconv.ParseInt(s, 10, 64) reads it — an optional leading
-  `+` or `-` (so `+1MiB` and `-0` are accepted, `-1` is not), ASCII digits only, no underscores, no
-  spaces, no hex — then an optional suffix `B`, `KiB`, `MiB`, `GiB` or `TiB` (case-sensitive).
+- Otherwise: a decimal integer — an optional leading `-` (only `-0` survives the sign check), ASCII
+  digits only, no underscores, no spaces, no hex — then an optional suffix `B`, `KiB`, `MiB`, `GiB`
+  or `TiB` (case-sensitive).
 - The value must fit int64 both before and after multiplying by the unit.
+
+Where releases differ, the stricter one wins. Go 1.22's runtime reads the digits with its own
+`atoi64`, which has no `+` and takes a lone `-` as 0; Go 1.26 and 1.27 use strconv.ParseInt, which
+takes a leading `+` and refuses a lone `-`. So `+1MiB` (fatal on 1.22) and `-KiB` (fatal on 1.26)
+are both refused here.
 
 One deliberate difference: Go treats an empty GOMEMLIMIT as unset; `parse_gomemlimit("")` rejects it,
 because an empty string is never a limit gc-tuner should write.
@@ -38,7 +44,8 @@ GO_NO_LIMIT = MAX_INT64  # what GOMEMLIMIT=off and an unset limit read as in Go
 
 _KiB = 1 << 10
 _UNITS: tuple[tuple[str, int], ...] = (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", _KiB))
-_GO_INT = re.compile(r"[+-]?[0-9]+\Z")  # strconv.ParseInt(s, 10, 64) syntax; \Z refuses a trailing "\n"
+# What both the old runtime atoi64 and strconv.ParseInt(s, 10, 64) read; \Z refuses a trailing "\n".
+_GO_INT = re.compile(r"-?[0-9]+\Z")
 
 
 class GoMemLimitError(ValueError):
@@ -48,9 +55,10 @@ class GoMemLimitError(ValueError):
 def _go_parse_int(digits: str, whole: str) -> int:
     # str.isdigit() and int() accept Unicode digits, "_" and surrounding spaces; Go does not.
     if not _GO_INT.match(digits):
+        plus = " (Go 1.22's runtime refuses a leading '+')" if digits.startswith("+") else ""
         raise GoMemLimitError(
-            f"malformed GOMEMLIMIT {whole!r}: {digits!r} is not a decimal integer "
-            "(Go accepts ASCII digits with an optional sign, then B, KiB, MiB, GiB or TiB)"
+            f"malformed GOMEMLIMIT {whole!r}: {digits!r} is not a decimal integer{plus} "
+            "(Go accepts ASCII digits, then B, KiB, MiB, GiB or TiB)"
         )
     n = int(digits)
     if n > MAX_INT64 or n < -(1 << 63):
