@@ -63,6 +63,9 @@ def machine_info() -> dict[str, str]:
         "kernel": f"{platform.system()} {platform.release()}",
         "go": _first_line(["go", "version"]),
         "python": sys.version.split()[0],
+        "gc-tuner source": _first_line(
+            ["git", "-C", str(RESULTS_DIR.parent.parent), "describe", "--always", "--dirty"]
+        ),
         "load average at start (1/5/15 min)": f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}",
     }
 

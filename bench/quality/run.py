@@ -214,28 +214,35 @@ class _Sampler(threading.Thread):
                 self.stop.wait(max(0.0, self.every - (time.monotonic() - tick)))
 
 
-def _tuner_events(lines: queue.Queue[tuple[float, str]], t0: float) -> list[TunerEvent]:
+def _tuner_events(lines: queue.Queue[tuple[float, str]], t0: float, keep: Path) -> list[TunerEvent]:
+    """The loop's status per cycle, reduced to what the report shows; every line is kept in `keep`."""
     events = []
-    while True:
-        try:
-            t, line = lines.get_nowait()
-        except queue.Empty:
-            return events
-        try:
-            status = json.loads(line)["status"]
-        except (ValueError, KeyError, TypeError):
-            continue
-        conds = {c.get("type"): c for c in status.get("conditions", [])}
-        leak = conds.get("LeakSuspected", {})
-        events.append(
-            TunerEvent(
-                t=t - t0,
-                recommended=(status.get("recommendation") or {}).get("gogc"),
-                applied=(status.get("applied") or {}).get("gogc"),
-                leak=leak.get("status") == "True",
-                reason=str(leak.get("message", ""))[:300],
-            )
-        )
+    with keep.open("w") as out:
+        while True:
+            try:
+                t, line = lines.get_nowait()
+            except queue.Empty:
+                return events
+            out.write(line)
+            event = _tuner_event(line, t - t0)
+            if event is not None:
+                events.append(event)
+
+
+def _tuner_event(line: str, t: float) -> TunerEvent | None:
+    try:
+        status = json.loads(line)["status"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    conds = {c.get("type"): c for c in status.get("conditions", [])}
+    leak = conds.get("LeakSuspected", {})
+    return TunerEvent(
+        t=t,
+        recommended=(status.get("recommendation") or {}).get("gogc"),
+        applied=(status.get("applied") or {}).get("gogc"),
+        leak=leak.get("status") == "True",
+        reason=str(leak.get("message", ""))[:300],
+    )
 
 
 def _longest_above(points: Sequence[Point], threshold: float, window_s: float = 5.0) -> float:
@@ -357,7 +364,9 @@ def run_one(
         sampler.join(5)
         if tuner is not None:
             _stop(tuner)
-        result.tuner = _tuner_events(tuner_lines, t0)
+        result.tuner = _tuner_events(
+            tuner_lines, t0, workdir / f"{scenario.name}-{contender.key}.status.jsonl"
+        )
         result.timeline = sampler.points
         if sampler.errors:
             result.notes.append(f"{sampler.errors} timeline samples failed")

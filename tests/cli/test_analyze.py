@@ -143,7 +143,7 @@ def test_plot_writes_a_png_timeline(gcdemo: dict[str, Run], tmp_path: Path) -> N
     assert f"wrote {out}" in r.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     img = imread(out)
-    assert img.shape[:2] == (800, 1100)
+    assert img.shape[:2] == (800, 1200)
     assert float(np.std(img[..., :3])) > 0.05  # something was drawn
     bad = invoke(str(gcdemo["limit"].trace), "--plot", str(tmp_path / "missing-dir" / "x.png"))
     assert_usage_error(bad, "cannot write the plot")
@@ -249,3 +249,52 @@ def test_help_has_examples() -> None:
     assert r.exit_code == 0
     assert "GODEBUG=gctrace=1 ./server 2> gc.log; gc-tuner analyze gc.log" in r.output
     assert "--run-example" in r.output and "--plot" in r.output
+
+
+def _synthetic_lines(n: int) -> list[str]:
+    return [
+        f"gc {i} @{i / 10:.3f}s 3%: 0.01+1.{i % 10}+0.01 ms clock, 0.02+0.1/1.0/0.5+0.02 ms cpu, "
+        f"{200 + i % 7}->{201 + i % 7}->{100 + i % 5} MB, {204 + i % 5} MB goal, "
+        "1 MB stacks, 2 MB globals, 2 P"
+        for i in range(1, n + 1)
+    ]
+
+
+def test_json_streams_one_cycle_per_line(tmp_path: Path) -> None:
+    # A log of a million cycles must not become a million dicts (and one huge string) at once.
+    import contextlib
+    import tracemalloc
+
+    from gc_tuner.cli.analyze import _print_json
+    from gc_tuner.input.gctrace import parse_gctrace
+    from gc_tuner.logic.analysis import analyze_cycles
+
+    n = 20_000
+    a = analyze_cycles(parse_gctrace(_synthetic_lines(n)))
+    out = tmp_path / "out.json"
+    tracemalloc.start()
+    try:
+        with out.open("w") as f, contextlib.redirect_stdout(f):
+            _print_json(a, "synthetic")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 << 20, f"{peak / 2**20:.1f} MiB for {n} cycles"  # all rows at once: over 20 MiB
+    text = out.read_text()
+    doc = json.loads(text)
+    assert [c["n"] for c in doc["cycles"]] == list(range(1, n + 1))
+    assert doc.keys() == {"source", "cycles", "summary", "anomalies", "recommendation"}
+    lines = text.splitlines()
+    assert sum(1 for line in lines if line.startswith('  {"n": ')) == n  # one cycle per line
+
+
+def test_a_real_pipe_with_an_overlong_line(tmp_path: Path) -> None:
+    # 3 MiB without a newline (a binary blob, a runaway log line) on a real pipe, then gc lines.
+    payload = b"x" * (3 << 20) + b"\n" + "\n".join(_synthetic_lines(50)).encode() + b"\n"
+    proc = subprocess.run(
+        [str(GC_TUNER), "analyze", "-", "--format", "json"],
+        input=payload, capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)["summary"]
+    assert (s["cycles"], s["skipped_lines"]) == (50, 1)

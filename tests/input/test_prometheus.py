@@ -96,6 +96,30 @@ def test_runtime_metrics_series(runtime_text: str) -> None:
     assert s.heap_released_bytes == v("go_memory_classes_heap_released_bytes")
     assert s.limiter_last_enabled_cycle == v("go_gc_limiter_last_enabled_gc_cycle")
     assert s.live_heap_bytes is not None and s.live_heap_bytes >= 16 * MiB  # the program holds 16 MiB
+    # The summary has no 0.99 quantile; the runtime histogram gives the bound of the p99 bucket.
+    bucket_line = r'^go_sched_pauses_total_gc_seconds_bucket\{le="([^"]+)"\} (\S+)$'
+    buckets = sorted((float(le), float(n)) for le, n in re.findall(bucket_line, runtime_text, re.M))
+    total = buckets[-1][1]
+    assert total >= 6  # two pauses per cycle, at least the program's three runtime.GC()s
+    assert s.pause_p99_s == next(le for le, n in buckets if n >= math.ceil(0.99 * total))
+    assert s.pause_p50_s == v('go_gc_duration_seconds{quantile="0.5"}')  # the summary still wins
+
+
+def test_pause_p99_from_the_runtime_histogram() -> None:
+    text = (
+        "# TYPE go_sched_pauses_total_gc_seconds histogram\n"
+        'go_sched_pauses_total_gc_seconds_bucket{le="1e-05"} 90\n'
+        'go_sched_pauses_total_gc_seconds_bucket{le="0.0001"} 98\n'
+        'go_sched_pauses_total_gc_seconds_bucket{le="0.001"} 99\n'
+        'go_sched_pauses_total_gc_seconds_bucket{le="+Inf"} 100\n'
+        "go_sched_pauses_total_gc_seconds_sum 0.01\ngo_sched_pauses_total_gc_seconds_count 100\n"
+    )
+    s = parse_prometheus(text, t=0.0)
+    assert (s.pause_p50_s, s.pause_p99_s) == (1e-05, 0.001)
+    overflow = text.replace(' 99\n', ' 98\n')  # the 99th pause is in the +Inf bucket: its lower bound
+    assert parse_prometheus(overflow, t=0.0).pause_p99_s == 0.001
+    empty = re.sub(r"\} \d+", "} 0", text)
+    assert parse_prometheus(empty, t=0.0).pause_p99_s is None
 
 
 @pytest.mark.go

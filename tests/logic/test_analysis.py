@@ -212,3 +212,25 @@ def test_low_reclaim_streak_skips_forced_cycles_and_needs_three() -> None:
     a = analyze_cycles(GCTraceParser().parse(forced_between))
     streak = next(x for x in a.anomalies if x.rule == "low_reclaim_streak")
     assert streak.evidence.startswith("3 consecutive cycles (gc 1..4)")
+
+
+def _goal_line(n: int, live: int, goal: int) -> str:
+    return (
+        f"gc {n} @{n / 10:.3f}s 1%: 0.01+1.0+0.01 ms clock, 0.02+0/1.0/0.5+0.02 ms cpu, "
+        f"{goal}->{goal}->{live} MB, {goal} MB goal, 0 MB stacks, 0 MB globals, 2 P"
+    )
+
+
+@pytest.mark.parametrize(
+    ("goals", "fires"),
+    [
+        ([210] * 10, True),  # 2.1 × live in every cycle
+        ([190] * 10, False),  # 1.9 ×: under the article's threshold
+        ([210] * 8 + [150] * 2, True),  # persistent: 80% of the cycles
+        ([210] * 7 + [150] * 3, False),  # 70% is not persistent
+    ],
+)
+def test_goal_over_2x_live_needs_the_ratio_persistently(goals: list[int], fires: bool) -> None:
+    lines = [_goal_line(n, 100, goal) for n, goal in enumerate(goals, start=1)]
+    a = analyze_cycles(GCTraceParser().parse(lines))
+    assert ("goal_over_2x_live" in rules(a)) is fires

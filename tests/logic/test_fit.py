@@ -111,6 +111,12 @@ def test_one_sample_segments_do_not_count() -> None:
     assert isinstance(fit, InsufficientData) and "no segment between restarts has two" in fit.reason
 
 
+def test_a_single_first_sample_reads_as_warming_up() -> None:
+    fit = fit_segments([([0.0], [5.0])])
+    assert isinstance(fit, InsufficientData)
+    assert fit.reason == "1 sample so far, need at least 4" and fit.n == 1
+
+
 def window(points: list[tuple[float, dict[str, object]]]) -> PodWindow:
     w = PodWindow(300)
     for t, kw in points:

@@ -246,6 +246,7 @@ def analyze(
       gc-tuner analyze --run-example          # trace a bundled Go program and analyze it
 
     Exit code 2 on unusable input (missing, empty, binary, unreadable, no gc lines).
+    The JSON keys and every rule are described in docs/analyze.md.
     """
     if run_example and file is not None:
         raise click.UsageError("give either FILE or --run-example, not both")

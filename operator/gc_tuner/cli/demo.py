@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import secrets
@@ -35,6 +36,17 @@ __all__ = ["PHASES", "demo"]
 
 MiB = 1 << 20
 
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it if the demo dies without stopping it (SIGKILL).
+
+    The workload runs in its own session (Ctrl-C goes to the demo, which stops it with its summary),
+    so nothing else would end it; a leaked workload keeps its port and a core of load.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG (Linux)
 
 class Phase:
     def __init__(self, name: str, note: str, load: dict[str, str], leak: float = 0.0) -> None:
@@ -99,6 +111,7 @@ class DemoWorkload:
             stdout=subprocess.PIPE,
             stderr=self.stderr,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode(errors="replace")
@@ -249,7 +262,8 @@ async def _run(
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: closing the terminal must stop the demo as cleanly as Ctrl-C does.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     spec = parse_policy(_policy(workload.port, "Enforce" if mode == "enforce" else "DryRun", interval))

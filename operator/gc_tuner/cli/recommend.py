@@ -119,7 +119,7 @@ def recommend(
     if fmt == "json":
         doc = {
             "gogc": result.gogc,
-            "qpsFactor": result.qps_factor,
+            "qps_factor": result.qps_factor,
             "slope_factor": result.slope_factor,
             "gomemlimit": gomemlimit,
             "gomemlimit_bytes": limit_bytes,

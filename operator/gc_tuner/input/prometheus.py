@@ -5,6 +5,7 @@ Parsing is prometheus_client's; this module only picks the series of client_gola
 
     go_memstats_heap_alloc_bytes, go_memstats_next_gc_bytes, go_memstats_sys_bytes
     go_gc_duration_seconds{quantile=...} and its _count   pauses, cycles (when nothing better is there)
+    go_sched_pauses_total_gc_seconds (opt-in histogram)  pause quantiles the summary lacks (its p99)
     go_gc_gogc_percent, go_gc_gomemlimit_bytes            GOGC off / no limit read as None
     go_info{version=...}, go_memstats_gc_cpu_fraction (old client_golang)
     opt-in runtime/metrics series: go_gc_heap_live_bytes, go_gc_heap_goal_bytes,
@@ -16,6 +17,10 @@ Parsing is prometheus_client's; this module only picks the series of client_gola
 plus, when asked, one request counter summed over its series that carry every given label.
 
 `gc_cpu_seconds` is GC total minus idle marking (what gctrace's % counts), so it needs both series.
+client_golang's pause summary has quantiles 0, .25, .5, .75 and 1 only; a p99 comes from the opt-in
+runtime histogram (each GC stop-the-world pause counted on its own, as the agent counts them) as
+the upper bound of the bucket holding the 99th-percentile pause, as the agent computes it: coarse
+(the runtime's buckets grow about tenfold), never below the truth.
 A malformed exposition raises `SourceFormatError("prometheus", <metric or line>, <what is wrong>)`
 and nothing else.
 """
@@ -94,6 +99,40 @@ def _quantile(series: _Series, name: str, q: str) -> float | None:
     return None
 
 
+def _histogram_quantile(series: _Series, name: str, q: float) -> float | None:
+    """Upper bound of the bucket holding the q-quantile of a cumulative histogram (for the +Inf
+    bucket, its lower bound); None when the histogram is absent or empty."""
+    buckets: list[tuple[float, float]] = []
+    for labels, count in series.get(f"{name}_bucket", ()):
+        try:
+            bound = float(labels["le"])
+        except (KeyError, ValueError):
+            raise _fail(f"{name}_bucket", f"bucket without a numeric le label: {labels}") from None
+        if not math.isfinite(count) or count < 0:
+            raise _fail(f"{name}_bucket", f"bucket le={labels['le']} has count {count!r}")
+        buckets.append((bound, count))
+    if not buckets:
+        return None
+    buckets.sort()
+    total = buckets[-1][1]
+    if total <= 0:
+        return None
+    rank = max(1, math.ceil(q * total))
+    lower = 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            return bound if math.isfinite(bound) else lower
+        lower = max(lower, bound) if math.isfinite(bound) else lower
+    return lower
+
+
+def _pause_quantile(series: _Series, q: str) -> float | None:
+    value = _quantile(series, "go_gc_duration_seconds", q)
+    if value is None:
+        value = _histogram_quantile(series, "go_sched_pauses_total_gc_seconds", float(q))
+    return value
+
+
 def _same_number(label: str | None, q: str) -> bool:
     try:
         return label is not None and float(label) == float(q)  # "1" and "1.0" are one quantile
@@ -168,8 +207,8 @@ def parse_prometheus(
         gc_cpu_seconds=None if gc_total is None or gc_idle is None else max(0.0, gc_total - gc_idle),
         total_cpu_seconds=_scalar(series, "go_cpu_classes_total_cpu_seconds_total"),
         gc_cpu_fraction=_scalar(series, "go_memstats_gc_cpu_fraction"),
-        pause_p50_s=_quantile(series, "go_gc_duration_seconds", "0.5"),
-        pause_p99_s=_quantile(series, "go_gc_duration_seconds", "0.99"),
+        pause_p50_s=_pause_quantile(series, "0.5"),
+        pause_p99_s=_pause_quantile(series, "0.99"),
         pause_max_s=_quantile(series, "go_gc_duration_seconds", "1"),
         requests_total=None if counter is None else _requests(series, counters, counter, matchers or {}),
         go_version=_go_version(series),

@@ -1,7 +1,8 @@
 """Reverse-derive the pacer from a gctrace log: per-cycle rows, a summary, anomalies, a recommendation.
 
 Feed cycles one at a time (`TraceAnalyzer.add`) straight from the streaming parser; per-cycle rows are
-kept in compact typed columns (about 100 bytes a cycle) because the table and the JSON need them all.
+kept in compact typed columns (17 columns of 8 bytes, about 140 bytes a cycle) because the table and
+the JSON need them all.
 
 Effective GOGC. The goal printed on line N is the goal in force during cycle N, which the runtime set
 at the end of cycle N-1 from that cycle's live heap, stacks and globals. So gc-tuner derives it as

@@ -201,6 +201,8 @@ def fit_segments(
     span = sum(f.span_s for f in fits)
     short = _check(n, span, min_samples, min_span_s)
     if short is not None:
+        if dropped == 1 and n == 0:
+            return InsufficientData(f"1 sample so far, need at least {min_samples}", 1, 0.0, "TooFewSamples")
         if dropped and n == 0:
             return InsufficientData(
                 f"{dropped} samples but no segment between restarts has two of them", 0, 0.0, "TooFewSamples"
