@@ -279,7 +279,7 @@ def test_too_little_data_is_a_reason_not_a_number() -> None:
     ps = PolicyState(60.0).pod("a", now=T0)
     ps.window.add(RuntimeSample(t=T0, source="agent", live_heap_bytes=MiB, requests_total=1))
     f = fit_pod("a", ps, s)
-    assert f.qps is None and f.heap_slope_mb_per_s is None and "samples" in f.note
+    assert f.qps is None and f.heap_slope_mb_per_s is None and "1 sample so far" in f.note
     d = fit_deployment([f], s)
     assert not d.complete and d.insufficient and "a:" in d.insufficient
     assert leak_verdict(d, s).status == "Unknown"

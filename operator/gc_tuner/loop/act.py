@@ -12,7 +12,7 @@ that follows is the Deployment controller's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import httpx
 
@@ -49,36 +49,21 @@ async def endpoint_push(
 ) -> EndpointResult:
     """Write GOGC (and each pod's memory limit) with a lease to every ready pod, concurrently."""
     port, path = _endpoint(spec)
-    sem = asyncio.Semaphore(spec.sampling.max_concurrency)
-    result = EndpointResult()
 
-    async def one(pod: PodTarget) -> None:
-        async with sem:
-            try:
-                async with asyncio.timeout(spec.sampling.timeout_seconds):
-                    await agent_client.apply(
-                        http,
-                        pod.base_url(port),
-                        path=path,
-                        gogc=gogc,
-                        memory_limit_bytes=memory_limits.get(pod.name),
-                        lease_seconds=spec.rollout.lease_seconds,
-                        owner=owner,
-                        token=token,
-                        timeout=float(spec.sampling.timeout_seconds),
-                    )
-            except TimeoutError:
-                result.failures.append(
-                    PodFailure(pod.name, "apply", "Timeout", f"no answer in {spec.sampling.timeout_seconds}s")
-                )
-            except SourceError as e:
-                result.failures.append(PodFailure(pod.name, "apply", e.reason, _msg(e)))
-            else:
-                result.acked.append(pod.name)
+    async def apply(pod: PodTarget) -> object:
+        return await agent_client.apply(
+            http,
+            pod.base_url(port),
+            path=path,
+            gogc=gogc,
+            memory_limit_bytes=memory_limits.get(pod.name),
+            lease_seconds=spec.rollout.lease_seconds,
+            owner=owner,
+            token=token,
+            timeout=float(spec.sampling.timeout_seconds),
+        )
 
-    await asyncio.gather(*(one(p) for p in pods if p.ready))
-    result.acked.sort()
-    return result
+    return await _each_pod([p for p in pods if p.ready], spec, "apply", apply)
 
 
 async def endpoint_release(
@@ -86,25 +71,40 @@ async def endpoint_release(
 ) -> EndpointResult:
     """Release the lease on every pod now, so each process goes back to its startup values."""
     port, path = _endpoint(spec)
+
+    async def release(pod: PodTarget) -> object:
+        return await agent_client.release(
+            http,
+            pod.base_url(port),
+            path=path,
+            owner=owner,
+            token=token,
+            timeout=float(spec.sampling.timeout_seconds),
+        )
+
+    return await _each_pod(list(pods), spec, "release", release)
+
+
+async def _each_pod(
+    pods: Sequence[PodTarget],
+    spec: GCPolicySpec,
+    step: str,
+    call: Callable[[PodTarget], Awaitable[object]],
+) -> EndpointResult:
+    """Run `call` on every pod under the policy's concurrency cap and timeout; failures are per pod."""
     sem = asyncio.Semaphore(spec.sampling.max_concurrency)
+    timeout = spec.sampling.timeout_seconds
     result = EndpointResult()
 
     async def one(pod: PodTarget) -> None:
         async with sem:
             try:
-                async with asyncio.timeout(spec.sampling.timeout_seconds):
-                    await agent_client.release(
-                        http,
-                        pod.base_url(port),
-                        path=path,
-                        owner=owner,
-                        token=token,
-                        timeout=float(spec.sampling.timeout_seconds),
-                    )
+                async with asyncio.timeout(timeout):
+                    await call(pod)
             except TimeoutError:
-                result.failures.append(PodFailure(pod.name, "release", "Timeout", "no answer"))
+                result.failures.append(PodFailure(pod.name, step, "Timeout", f"no answer in {timeout}s"))
             except SourceError as e:
-                result.failures.append(PodFailure(pod.name, "release", e.reason, _msg(e)))
+                result.failures.append(PodFailure(pod.name, step, e.reason, _msg(e)))
             else:
                 result.acked.append(pod.name)
 
