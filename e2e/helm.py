@@ -22,11 +22,11 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from e2e.cluster.build import BuildError, run_go
 from gc_tuner.cli.gobuild import cache_dir
 
 __all__ = [
@@ -43,7 +43,6 @@ HELM_VERSION = "v3.22.0"
 HELM_MODULE = "helm.sh/helm/v3"
 # helm v3.22 links k8s.io/client-go v0.37: its Makefile sets these to 1.37 (client-go minor + 1.x).
 _K8S_MAJOR, _K8S_MINOR = "1", "37"
-_HEARTBEAT_S = 30.0
 CONTROLLER_TOOLS_VERSION = "v0.23.0"
 MONITORING_API = "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring"
 MONITORING_API_VERSION = "v0.95.2"
@@ -107,31 +106,10 @@ def _lock(path: Path) -> Iterator[None]:
 def _go(cmd: list[str], *, cwd: Path, what: str, gobin: Path | None = None) -> None:
     if shutil.which("go") is None:
         raise HelmBuildError("Go toolchain `go` not found on PATH; helm is built from its Go module")
-    env = {
-        **os.environ,
-        "CGO_ENABLED": "0",
-        # A toolchain download is impossible here and would hide a version mismatch.
-        "GOTOOLCHAIN": "local",
-        "GOFLAGS": "-mod=mod",
-    }
-    if gobin is not None:
-        env["GOBIN"] = str(gobin)
-    start = time.monotonic()
-    done = threading.Event()
-
-    def beat() -> None:
-        while not done.wait(_HEARTBEAT_S):
-            _log(f"  ... {what}: {time.monotonic() - start:.0f} s")
-
-    t = threading.Thread(target=beat, daemon=True)
-    t.start()
     try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=cwd)
-    finally:
-        done.set()
-        t.join()
-    if proc.returncode != 0:
-        raise HelmBuildError(f"{what} failed ({' '.join(cmd)}):\n{proc.stderr.strip()}")
+        run_go(cmd, cwd, what, extra_env={"GOBIN": str(gobin)} if gobin is not None else None)
+    except BuildError as e:
+        raise HelmBuildError(str(e)) from None
 
 
 def _go_install(gobin: Path) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "BuildError",
     "binaries",
     "ensure_built",
+    "run_go",
     "staging_replaces",
 ]
 
@@ -88,7 +89,7 @@ def _go_env() -> dict[str, str]:
     return {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": goflags}
 
 
-def _run(cmd: list[str], cwd: Path, what: str) -> str:
+def run_go(cmd: list[str], cwd: Path, what: str, *, extra_env: dict[str, str] | None = None) -> str:
     """Run a go command, printing a heartbeat so a long CI step visibly makes progress."""
     start = time.monotonic()
     done = threading.Event()
@@ -100,7 +101,8 @@ def _run(cmd: list[str], cwd: Path, what: str) -> str:
     t = threading.Thread(target=beat, daemon=True)
     t.start()
     try:
-        proc = subprocess.run(cmd, cwd=cwd, env=_go_env(), capture_output=True, text=True, check=False)
+        env = {**_go_env(), **(extra_env or {})}
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     finally:
         done.set()
         t.join()
@@ -130,7 +132,7 @@ def staging_replaces(k8s_version: str = K8S_VERSION, work: Path | None = None) -
     """The staging modules of k/k at `k8s_version`, read from its real go.mod's `=> ./staging/src/` lines."""
     work = work or k8s_dir()
     work.mkdir(parents=True, exist_ok=True)
-    out = _run(
+    out = run_go(
         ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{k8s_version}"],
         work,
         f"download k8s.io/kubernetes@{k8s_version}",
@@ -205,7 +207,7 @@ def _go_build(src: Path, pkg: str, out: Path, ldflags: str) -> float:
     start = time.monotonic()
     _log(f"building {out.name} ...")
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    _run(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), pkg], src, f"build {out.name}")
+    run_go(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), pkg], src, f"build {out.name}")
     os.replace(tmp, out)
     took = time.monotonic() - start
     _log(f"built {out.name} in {took:.0f} s")
@@ -231,7 +233,7 @@ def _ensure_etcd() -> set[str]:
     src = etcd_dir() / "src"
     _write_etcd_wrapper(src)
     _log(f"resolving go.etcd.io/etcd/server/v3@{ETCD_VERSION} (go mod tidy) ...")
-    _run(["go", "mod", "tidy"], src, "go mod tidy (etcd)")
+    run_go(["go", "mod", "tidy"], src, "go mod tidy (etcd)")
     _go_build(src, ".", b, "-s -w")
     if not _version_ok(b, ETCD_VERSION.lstrip("v")):
         raise BuildError(f"{b} built but `--version` does not report {ETCD_VERSION}")
@@ -248,7 +250,7 @@ def _ensure_k8s() -> set[str]:
     if not (src / "go.sum").exists():
         _write_k8s_wrapper(src)
         _log(f"resolving k8s.io/kubernetes@{K8S_VERSION} and its staging modules (go mod tidy) ...")
-        _run(["go", "mod", "tidy"], src, "go mod tidy (kubernetes)")
+        run_go(["go", "mod", "tidy"], src, "go mod tidy (kubernetes)")
     ldflags = _ldflags()
     for p in missing:
         _go_build(src, f"k8s.io/kubernetes/cmd/{p.name}", p, ldflags)
