@@ -1,17 +1,20 @@
 """Throughput and memory of the gctrace parser on a large synthetic log (target: <= 3 s per 1M lines).
 
-Usage: .venv/bin/python bench/parse_gctrace.py [--lines N] [--seed S]
+Usage: .venv/bin/python bench/parse_gctrace.py [--lines N] [--seed S] [--repeat R]
 
 The log mixes every gc line format gc-tuner accepts (1.19-1.27 with stacks/globals, pre-1.18,
 `(forced)`, the 1.26+ goroutine-leak form) with the runtime lines the parser skips (`scav`, `pacer:`,
 `GC forced`, `scan:`), application output and interleaved lines. It is written to a temporary file
-and read back through `iter_lines`, the path `gc-tuner analyze` takes. Memory must stay flat: the
-parser keeps no per-line state, so the peak RSS after all lines must match the one after a tenth.
+and read back through `iter_lines`, the path `gc-tuner analyze` takes, `--repeat` times (default 3):
+on a machine shared with other work the best parse is the parser's own cost, and every time is
+printed. Memory must stay flat: the parser keeps no per-line state, so the peak RSS after all lines
+must match the one after a tenth of the first parse.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
 import sys
@@ -118,35 +121,55 @@ def max_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def _parse_once(path: Path, checkpoint: int) -> tuple[GCTraceParser, int, float, float, float]:
+    """One full parse: the parser, records, wall and CPU seconds, peak RSS after `checkpoint` lines."""
+    parser = GCTraceParser()
+    rss_early = 0.0
+    records = 0
+    start, start_cpu = time.perf_counter(), time.process_time()
+    with path.open("rb") as f:
+        for rec in parser.parse(iter_lines(f)):
+            records += rec.n > 0
+            if not rss_early and parser.lines >= checkpoint:
+                rss_early = max_rss_mib()
+    return parser, records, time.perf_counter() - start, time.process_time() - start_cpu, rss_early
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="parses of the same log; on a shared machine the best one is the parser's cost")
     args = ap.parse_args()
 
+    load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "gctrace.log"
         write_log(path, args.lines, args.seed)
         size_mib = path.stat().st_size / (1 << 20)
-        parser = GCTraceParser()
         checkpoint = max(1, args.lines // 10)
-        rss_early = 0.0
-        records = 0
-        start, start_cpu = time.perf_counter(), time.process_time()
-        with path.open("rb") as f:
-            for rec in parser.parse(iter_lines(f)):
-                records += rec.n > 0
-                if not rss_early and parser.lines >= checkpoint:
-                    rss_early = max_rss_mib()
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+        runs = [_parse_once(path, checkpoint) for _ in range(max(1, args.repeat))]
     rss_end = max_rss_mib()
+    parser, records, _, _, rss_early = runs[0]  # memory is judged on the first parse
+    walls = sorted(r[2] for r in runs)
+    elapsed, cpu = min((r[2], r[3]) for r in runs)
+    load = os.getloadavg()
     print(f"lines:        {parser.lines:,} ({size_mib:.0f} MiB)")
     print(f"records:      {records:,}")
     print(f"skipped:      {dict(sorted(parser.skipped.items()))}")
-    print(f"elapsed:      {elapsed:.2f} s wall, {cpu:.2f} s CPU")
-    print(f"throughput:   {parser.lines / elapsed:,.0f} lines/s wall, {parser.lines / cpu:,.0f} lines/s CPU")
+    print(f"elapsed:      best {elapsed:.2f} s wall ({cpu:.2f} s CPU) of {len(runs)} parses; "
+          f"all: {', '.join(f'{w:.2f}' for w in walls)} s")
+    print(f"throughput:   {parser.lines / elapsed:,.0f} lines/s wall, "
+          f"{parser.lines / cpu:,.0f} lines/s CPU (best)")
+    per_million = elapsed / parser.lines * 1_000_000
+    verdict = "met" if per_million <= 3.0 else "NOT met"
+    print(f"target:       <= 3 s per 1M lines: {verdict} ({per_million:.2f} s per 1M lines, best wall)")
+    print(f"load average: {load_start[0]:.2f} at start, {load[0]:.2f} at the end (1 min; "
+          f"{os.cpu_count()} logical CPUs)")
     print(f"yardstick:    1M float() calls take {reference_s():.2f} s CPU on this machine")
-    print(f"peak RSS:     {rss_end:.1f} MiB (after {checkpoint:,} lines: {rss_early:.1f} MiB)")
+    print(f"peak RSS:     {rss_end:.1f} MiB "
+          f"(after {checkpoint:,} lines of the first parse: {rss_early:.1f} MiB)")
     flat = rss_end - rss_early < 5
     print(f"memory flat:  {'yes' if flat else 'NO'} (growth {rss_end - rss_early:+.1f} MiB)")
     return 0 if flat else 1

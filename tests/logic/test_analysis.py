@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import statistics
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from gc_tuner.input.gctrace import GCTraceParser, iter_lines
 from gc_tuner.input.sample import GCCycle
 from gc_tuner.logic.analysis import Analysis, TraceAnalyzer, analyze_cycles
 from gc_tuner.logic.formula import formula_gogc
-from tests.gcdemo_runs import Run
+from tests.gcdemo_runs import Run, gogc_tolerance
 
 pytestmark = pytest.mark.go
 
@@ -43,21 +44,28 @@ def test_median_effective_gogc_is_the_gogc_the_program_ran_with(gcdemo: dict[str
     run = gcdemo[name]
     s = analyze(run).summary
     gogc = run.metric("/gc/gogc:percent")
+    cs = list(cycles(run.trace))
+    roots = [(c.stacks_mb or 0) + (c.globals_mb or 0) for c in cs]
+    tolerance = gogc_tolerance([c.live_mb for c in cs], roots)
     assert s.effective_gogc_median is not None
-    assert s.effective_gogc_median == pytest.approx(gogc, rel=0.12)
+    assert s.effective_gogc_median == pytest.approx(gogc, rel=tolerance)
+    assert tolerance < 0.3  # the runs' heaps are big enough to tell 50 from 100 from 400
     assert not s.memory_limit_binding
 
 
 def test_previous_cycle_derivation_beats_the_same_line_form(gcdemo: dict[str, Run]) -> None:
     # The printed goal was set from the previous cycle's live heap; with a growing heap the
     # same-line form reads low. Compare both against the runtime's GOGC over the reliable cycles.
+    # On a small heap MiB rounding moves single values by several points either way, so the two forms
+    # are compared by their mean error over the cycles, not by one median that rounding can hit exactly.
     run = gcdemo["gogc50"]
     cs = list(cycles(run.trace))
+    rows = {r["n"]: r for r in analyze(run).table.rows()}
     pairs = [(p, c) for p, c in itertools.pairwise(cs) if p.live_mb + (p.stacks_mb or 0) >= 8]
-    same = sorted(c.effective_gogc or 0.0 for _, c in pairs)[len(pairs) // 2]
-    s = analyze(run).summary
-    assert s.effective_gogc_median is not None
-    assert abs(s.effective_gogc_median - 50) < abs(same - 50)
+    assert len(pairs) >= 10
+    same = statistics.fmean(abs((c.effective_gogc or 0.0) - 50) for _, c in pairs)
+    prev = statistics.fmean(abs(rows[c.n]["effective_gogc"] - 50) for _, c in pairs)
+    assert prev < same, (prev, same)
 
 
 def test_limit_binding_is_detected_and_named_in_the_advice(gcdemo: dict[str, Run]) -> None:

@@ -64,6 +64,7 @@ _RUNTIME_PREFIXES = (
     ("scan: ", "scan"),
     ("checkfinalizers: ", "checkfinalizers"),
 )
+_ANY_RUNTIME_PREFIX = tuple(prefix for prefix, _ in _RUNTIME_PREFIXES)
 
 # Memos of number spellings. Clock and CPU times have two significant digits and a process's heap
 # sizes stay in a narrow band, so a long log repeats the same few thousand spellings, and a plain dict
@@ -172,15 +173,17 @@ class GCTraceParser:
                     n, t, u, lk, c1, c2, c3, p1, p2, p3, p4, p5, h0, h1, h2, go, st, gl, ps, fo, tail = g
                     if not tail:
                         try:
+                            num = int(n)
                             rec: GCCycle | None = GCCycle(
-                                int(n), float(t), i[u], f[c1], f[c2], f[c3], f[p1], f[p2], f[p3], f[p4],
+                                num, float(t), i[u], f[c1], f[c2], f[c3], f[p1], f[p2], f[p3], f[p4],
                                 f[p5], i[h0], i[h1], i[h2], i[go], i[st], i[gl], i[ps], fo is not None,
                                 lk is not None,
                             )  # fmt: skip
                         except (KeyError, ValueError):
                             rec = _cycle(g, fo is not None)
+                            num = 0 if rec is None else rec.n
                         if rec is not None:
-                            last, num = self._last_n, rec.n
+                            last = self._last_n
                             if last is not None and num > last + 1:
                                 self.missing_cycles += num - last - 1
                             self._last_n = num
@@ -217,7 +220,8 @@ class GCTraceParser:
     def _read(self, text: str) -> None:
         """The slow path: anything but a clean gc line. Queues a record or counts a skip."""
         garbled = False
-        for marker in _MARKER.finditer(text):
+        markers = _MARKER.finditer(text) if "gc " in text else ()  # the substring test is the cheap one
+        for marker in markers:
             m = _GC_LINE.match(text, marker.start())
             rec = None
             if m is not None:
@@ -239,10 +243,11 @@ class GCTraceParser:
         if garbled:
             self.skipped["garbled"] += 1
             return
-        for prefix, kind in _RUNTIME_PREFIXES:
-            if text.startswith(prefix):
-                self.skipped[kind] += 1
-                return
+        if text.startswith(_ANY_RUNTIME_PREFIX):
+            for prefix, kind in _RUNTIME_PREFIXES:
+                if text.startswith(prefix):
+                    self.skipped[kind] += 1
+                    return
         self.skipped["app"] += 1
 
 
