@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=int, default=None, help="sampling interval s [15; smoke 1]")
     ap.add_argument("--cycles", type=int, default=None, help="measured cycles per size [5; smoke 2]")
     ap.add_argument("--rollout-pods", type=int, default=None, help="[100; smoke 10]")
-    ap.add_argument("--concurrency", type=int, default=64, help="sampling.maxConcurrency of the policy")
+    ap.add_argument("--concurrency", type=int, default=16, help="sampling.maxConcurrency [16, the default]")
     ap.add_argument(
         "--profile",
         type=int,

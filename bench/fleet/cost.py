@@ -394,8 +394,15 @@ def hot_frames(raw: Path, *, top: int = 25) -> list[tuple[float, str]]:
             inclusive[frame] += n
     if not total:
         return []
-    # The frames every sample passes through (main, click, the event loop) say nothing.
-    return [(100 * n / total, f) for f, n in inclusive.most_common() if n < 0.9 * total][:top]
+    return [(100 * n / total, f) for f, n in inclusive.most_common() if not _frame_is_plumbing(f)][:top]
+
+
+# Frames every sample passes through (the entry point, click, the event loop) say nothing.
+_PLUMBING = ("asyncio/", "click/", "runpy", "<module>", "gc_tuner/cli/local.py", "threading.py")
+
+
+def _frame_is_plumbing(frame: str) -> bool:
+    return any(p in frame for p in _PLUMBING)
 
 
 def profile_fleet(
