@@ -60,7 +60,9 @@ def _gc_tuner_cmd() -> list[str]:
     return [sys.executable, "-c", "import sys; from gc_tuner.cli.main import main; sys.exit(main())"]
 
 
-def policy(*, interval_s: int, window_s: int, cooldown_s: int, concurrency: int) -> dict[str, Any]:
+def policy(
+    *, interval_s: int, window_s: int, cooldown_s: int, concurrency: int, port: int = FLEET_PORT
+) -> dict[str, Any]:
     return {
         "apiVersion": "gctuner.io/v1alpha1",
         "kind": "GCPolicy",
@@ -69,7 +71,7 @@ def policy(*, interval_s: int, window_s: int, cooldown_s: int, concurrency: int)
             "mode": "Enforce",
             "rollout": {
                 "method": "Endpoint",
-                "endpoint": {"port": FLEET_PORT},
+                "endpoint": {"port": port},
                 "cooldownSeconds": cooldown_s,
                 "leaseSeconds": max(60, 4 * interval_s),
             },
@@ -78,13 +80,13 @@ def policy(*, interval_s: int, window_s: int, cooldown_s: int, concurrency: int)
                 "windowSeconds": window_s,
                 "timeoutSeconds": 5,
                 "maxConcurrency": concurrency,
-                "sources": {"agent": {"port": FLEET_PORT}},
+                "sources": {"agent": {"port": port}},
             },
             "qps": {
                 "counter": {
                     "name": "http_requests_total",
                     "matchers": {"handler": "work"},
-                    "port": FLEET_PORT,
+                    "port": port,
                 }
             },
         },
@@ -97,23 +99,41 @@ def pod_address(i: int) -> str:
 
 
 class _Fleet:
+    # Every pod of a fleet listens on one port across its own addresses; another fleet (a parallel run)
+    # may already hold that port, so try a few before giving up.
+    PORTS = (FLEET_PORT, 19100, 29100, 39100, 49100)
+
     def __init__(self, binary: Path, n: int, log: IO[str]) -> None:
-        self.proc = subprocess.Popen(
-            [str(binary), "-n", str(n), "-port", str(FLEET_PORT)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
+        errors = []
+        for port in self.PORTS:
+            start = log.tell() if log.seekable() else 0
+            self.proc = subprocess.Popen(
+                [str(binary), "-n", str(n), "-port", str(port)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+            assert self.proc.stdout is not None
+            line = self.proc.stdout.readline()
+            if line:
+                break
+            code = self.proc.wait()
+            log.flush()
+            said = Path(log.name).read_text()[start:] if log.seekable() else ""
+            errors.append(f"port {port}: exit {code}: {said.strip()[-200:]}")
+            if "address already in use" not in said:
+                break
+        else:
+            line = ""
         if not line:
-            raise RuntimeError(f"fleetsim exited with {self.proc.wait()} before listening")
+            raise RuntimeError("fleetsim exited before listening: " + "; ".join(errors))
         doc = json.loads(line)
         self.control = f"http://{doc['control']}"
         self.n = n
+        self.port = port
 
     def targets(self) -> list[str]:
-        return [f"http://{pod_address(i)}:{FLEET_PORT}" for i in range(self.n)]
+        return [f"http://{pod_address(i)}:{self.port}" for i in range(self.n)]
 
     def stats(self, since: int = 0) -> dict[str, Any]:
         r = httpx.get(f"{self.control}/stats", params={"since": since}, timeout=10, trust_env=False)
@@ -165,7 +185,7 @@ class FleetRun:
     cycles: int = 0
     wall_s: float = 0.0  # from the first cycle's output to the end
     pods_sampled: int = 0  # summed over the measured cycles
-    pods_per_s: float = 0.0
+    pods_per_s: float = 0.0  # sustained: pods sampled per cycle / time between cycle starts
     cycle_s: list[float] = field(default_factory=list)  # wall time of each cycle (start to output)
     cpu_cores: float = 0.0  # gc-tuner's CPU seconds / wall seconds over the measured cycles
     rss_mib: float = 0.0  # newest RSS
@@ -192,6 +212,7 @@ def run_fleet(
                     window_s=max(3 * interval_s, 20 * interval_s),
                     cooldown_s=300,
                     concurrency=concurrency,
+                    port=fleet.port,
                 ),
                 sort_keys=False,
             )
@@ -230,7 +251,11 @@ def run_fleet(
         run.wall_s = cpu_marks[-1][0] - cpu_marks[0][0]
         run.cpu_cores = (cpu_marks[-1][1] - cpu_marks[0][1]) / run.wall_s
         run.pods_sampled = sum(int(d["status"].get("pods", {}).get("sampled", 0)) for _, d in measured)
-        run.pods_per_s = run.pods_sampled / run.wall_s
+        # A cycle starts every max(interval, previous cycle's duration): the sustained rate is the pods
+        # sampled per cycle over the time between cycle starts (the status "time" of each cycle).
+        starts = [float(d["time"]) for _, d in outputs]
+        sampled = [int(d["status"].get("pods", {}).get("sampled", 0)) for _, d in outputs[:-1]]
+        run.pods_per_s = sum(sampled) / (starts[-1] - starts[0])
         run.cycle_s = [t - float(d["time"]) for t, d in outputs]
         run.failures = sum(int(d["status"].get("pods", {}).get("failing", 0) or 0) for _, d in measured)
         run.fleet_gets = int(fleet.stats(since=10**9)["gets"])
@@ -268,7 +293,11 @@ def run_rollout(binary: Path, n: int, *, interval_s: int, workdir: Path, concurr
         pol.write_text(
             yaml.safe_dump(
                 policy(
-                    interval_s=interval_s, window_s=3 * interval_s, cooldown_s=300, concurrency=concurrency
+                    interval_s=interval_s,
+                    window_s=3 * interval_s,
+                    cooldown_s=300,
+                    concurrency=concurrency,
+                    port=fleet.port,
                 ),
                 sort_keys=False,
             )
@@ -421,7 +450,11 @@ def profile_fleet(
         pol.write_text(
             yaml.safe_dump(
                 policy(
-                    interval_s=interval_s, window_s=20 * interval_s, cooldown_s=300, concurrency=concurrency
+                    interval_s=interval_s,
+                    window_s=20 * interval_s,
+                    cooldown_s=300,
+                    concurrency=concurrency,
+                    port=fleet.port,
                 ),
                 sort_keys=False,
             )

@@ -65,7 +65,7 @@ class MemoryCgroup:
 
     @property
     def description(self) -> str:
-        return f"cgroup v{self.version} memory controller, child {self.path}"
+        return f"cgroup v{self.version} memory controller, a child of {self.path.parent} per run"
 
     def join(self) -> None:
         """Move the calling process into the cgroup; used as preexec_fn between fork and exec."""
