@@ -362,7 +362,7 @@ def decision_timing(pods: int, samples_per_pod: int, *, repeat: int = 5) -> Deci
     import random
 
     from gc_tuner.input.sample import RuntimeSample
-    from gc_tuner.loop.fitting import fit_deployment, fit_pod, leak_verdict
+    from gc_tuner.loop.fitting import fit_deployment, fit_pods, leak_verdict
     from gc_tuner.loop.state import PolicyState
     from gc_tuner.loop.strategy import recommend
     from gc_tuner.model.policy import parse_policy
@@ -392,7 +392,7 @@ def decision_timing(pods: int, samples_per_pod: int, *, repeat: int = 5) -> Deci
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        fits = [fit_pod(name, ps, spec) for name, ps in state.pods.items()]
+        fits = fit_pods(list(state.pods.items()), spec)
         summary = fit_deployment(fits, spec)
         leak_verdict(summary, spec)
         if summary.complete:

@@ -128,3 +128,26 @@ def test_gc_cycle_window_bounds_and_restarts() -> None:
     segs = w.segments()
     assert [[c.n for c in seg] for seg in segs] == [list(range(12, 21)), [1, 2]]
     assert w.resets == 1
+
+
+def test_series_columns_follow_segments_eviction_and_missing_values() -> None:
+    w = PodWindow(60)
+    rows = [(0, 100, 1), (15, 250, None), (30, 400, 3), (45, 20, 4), (60, 170, 5), (75, 320, 6)]
+    for t, req, live in rows:
+        w.add(s(float(t), requests_total=float(req), live_heap_bytes=None if live is None else live * 2**20))
+    # t=0 is evicted (older than 60 s before 75); the reset at 45 splits what is left.
+    req = [(list(t), list(y)) for t, y in w.series("requests")]
+    assert req == [([15.0, 30.0], [250.0, 400.0]), ([45.0, 60.0, 75.0], [20.0, 170.0, 320.0])]
+    (_, live1), (_, live2) = w.series("live_mib")
+    assert math.isnan(live1[0]) and live1[1] == 3.0 and list(live2) == [4.0, 5.0, 6.0]
+    with pytest.raises(ValueError, match="unknown series 'gogc'"):
+        w.series("gogc")
+
+
+def test_estimated_live_heap_is_tracked_through_eviction() -> None:
+    w = PodWindow(30)
+    w.add(RuntimeSample(t=0.0, source="expvar", live_heap_bytes=2**20, live_heap_estimated=True))
+    w.add(s(10.0, live_heap_bytes=2**20))
+    assert w.live_heap_estimated
+    w.add(s(40.0, live_heap_bytes=2**20))  # the estimate at t=0 leaves the window
+    assert not w.live_heap_estimated

@@ -17,6 +17,10 @@ positive span to count; n and span_s are the totals over the counted segments.
 
 Theil–Sen costs O(n²) memory; above `max_points` the series is reduced to per-bin medians first
 (documented thinning; n still reports the points given).
+
+A policy fits two series per pod every cycle, so at fleet scale the per-call overhead of numpy
+dominates the arithmetic. `fit_segments_many` (and the window fits built on it) fits every series
+of equal length in one set of array operations; results are those of the one-series path.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gc_tuner.input.sample import MiB
 from gc_tuner.model.window import PodWindow
 
 __all__ = [
@@ -36,8 +39,11 @@ __all__ = [
     "InsufficientData",
     "TrendFit",
     "fit_heap_slope",
+    "fit_heap_slopes",
     "fit_qps",
+    "fit_qps_many",
     "fit_segments",
+    "fit_segments_many",
     "fit_trend",
 ]
 
@@ -147,13 +153,96 @@ def _theil_sen(t: np.ndarray, y: np.ndarray, max_points: int) -> TrendFit:
     return TrendFit(slope, intercept, r2, n, span, low, high)
 
 
-def _arrays(ts: Sequence[float], ys: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _median_rows(v: np.ndarray) -> np.ndarray:
+    """Row medians of a row-sorted matrix, as `_median_sorted` computes them."""
+    n = v.shape[1]
+    mid = n // 2
+    return v[:, mid] if n % 2 else (v[:, mid - 1] + v[:, mid]) / 2
+
+
+def _theil_sen_rows(t: np.ndarray, y: np.ndarray) -> list[TrendFit]:
+    """`_theil_sen` for every row of (P, n) matrices whose rows have strictly increasing times."""
+    p, n = t.shape
+    i, j = np.triu_indices(n, k=1)
+    slopes = np.sort((y[:, j] - y[:, i]) / (t[:, j] - t[:, i]), axis=1)
+    nt = slopes.shape[1]
+    slope = _median_rows(slopes)
+    ys = np.sort(y, axis=1)
+    intercept = _median_rows(ys) - slope * _median_rows(t)
+    # Sen's tie correction: times are distinct here; equal values (a flat heap) need the per-row term.
+    ties = np.zeros(p)
+    for row in np.flatnonzero(np.any(ys[:, 1:] == ys[:, :-1], axis=1)):
+        ties[row] = _repeat_term(ys[row])
+    sigma = np.sqrt(np.maximum((n * (n - 1) * (2 * n + 5) - ties) / 18.0, 0.0))
+    hi = np.minimum(np.round((nt - _Z_95 * sigma) / 2.0), nt - 1).astype(int)
+    lo = np.maximum(np.round((nt + _Z_95 * sigma) / 2.0) - 1, 0).astype(int)
+    rows = np.arange(p)
+    low, high = slopes[rows, lo], slopes[rows, hi]
+    resid = y - (intercept[:, np.newaxis] + slope[:, np.newaxis] * t)
+    ss_res = np.einsum("ij,ij->i", resid, resid)
+    centered = y - y.mean(axis=1, keepdims=True)
+    ss_tot = np.einsum("ij,ij->i", centered, centered)
+    span = t[:, -1] - t[:, 0]
+    out = []
+    for r in range(p):
+        res, tot = float(ss_res[r]), float(ss_tot[r])
+        r2 = (1.0 if res == 0.0 else 0.0) if tot == 0.0 else max(0.0, 1.0 - res / tot)
+        out.append(
+            TrendFit(
+                float(slope[r]), float(intercept[r]), r2, n, float(span[r]), float(low[r]), float(high[r])
+            )
+        )
+    return out
+
+
+_Values = Sequence[float] | np.ndarray
+
+
+def _arrays(ts: _Values, ys: _Values) -> tuple[np.ndarray, np.ndarray]:
     if len(ts) != len(ys):
         raise ValueError(f"fit_trend needs as many times as values, got {len(ts)} and {len(ys)}")
     t = np.asarray(ts, dtype=float)
     y = np.asarray(ys, dtype=float)
     keep = np.isfinite(t) & np.isfinite(y)  # a NaN from a broken scrape is a missing point, not data
-    return t[keep], y[keep]
+    return (t, y) if keep.all() else (t[keep], y[keep])
+
+
+def _one_segment(ts: _Values, ys: _Values, max_points: int) -> TrendFit | int:
+    t, y = _arrays(ts, ys)
+    if len(t) >= 2 and float(t.max() - t.min()) > 0:
+        return _theil_sen(t, y, max_points)
+    return len(t)
+
+
+def _segment_fits(series: Sequence[tuple[_Values, _Values]], max_points: int) -> list[TrendFit | int]:
+    """Theil–Sen of each (t, y) segment, or, when it cannot be fitted (fewer than two finite points
+    or no time span), the number of its finite points.
+
+    Segments of one length whose points are all finite and in increasing time go through
+    `_theil_sen_rows` together; the rest (a NaN, gctrace's repeated 1 ms times) one by one.
+    """
+    out: list[TrendFit | int] = [0] * len(series)
+    by_len: dict[int, list[int]] = {}
+    for k, (ts, ys) in enumerate(series):
+        if len(ts) != len(ys):
+            raise ValueError(f"fit_trend needs as many times as values, got {len(ts)} and {len(ys)}")
+        by_len.setdefault(len(ts), []).append(k)
+    for n, idx in by_len.items():
+        slow = idx
+        if 2 <= n <= max_points:
+            t = np.array([series[k][0] for k in idx], dtype=float)
+            y = np.array([series[k][1] for k in idx], dtype=float)
+            fast = (
+                np.isfinite(t).all(axis=1) & np.isfinite(y).all(axis=1) & (t[:, 1:] > t[:, :-1]).all(axis=1)
+            )
+            if fast.any():
+                rows = [k for k, ok in zip(idx, fast, strict=True) if ok]
+                for k, fit in zip(rows, _theil_sen_rows(t[fast], y[fast]), strict=True):
+                    out[k] = fit
+            slow = [k for k, ok in zip(idx, fast, strict=True) if not ok]
+        for k in slow:
+            out[k] = _one_segment(*series[k], max_points)
+    return out
 
 
 def fit_trend(
@@ -189,14 +278,37 @@ def fit_segments(
 
     The intercept is the newest counted segment's; r² is the span-weighted mean of the segments'.
     """
-    fits: list[TrendFit] = []
-    dropped = 0
-    for ts, ys in segments:
-        t, y = _arrays(ts, ys)
-        if len(t) >= 2 and float(t.max() - t.min()) > 0:
-            fits.append(_theil_sen(t, y, max_points))
+    return fit_segments_many(
+        [segments], min_samples=min_samples, min_span_s=min_span_s, max_points=max_points
+    )[0]
+
+
+def fit_segments_many(
+    series: Sequence[Sequence[tuple[_Values, _Values]]],
+    *,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+    min_span_s: float = DEFAULT_MIN_SPAN_S,
+    max_points: int = _MAX_POINTS,
+) -> list[TrendFit | InsufficientData]:
+    """`fit_segments` of each entry (one entry = one series' segments), fitted in one batch."""
+    flat: list[tuple[_Values, _Values]] = []
+    owner: list[int] = []
+    for e, segments in enumerate(series):
+        flat.extend(segments)
+        owner.extend([e] * len(segments))
+    fits: list[list[TrendFit]] = [[] for _ in series]
+    dropped = [0] * len(series)
+    for e, got in zip(owner, _segment_fits(flat, max_points), strict=True):
+        if isinstance(got, TrendFit):
+            fits[e].append(got)
         else:
-            dropped += len(t)
+            dropped[e] += got
+    return [_combine(f, d, min_samples, min_span_s) for f, d in zip(fits, dropped, strict=True)]
+
+
+def _combine(
+    fits: list[TrendFit], dropped: int, min_samples: int, min_span_s: float
+) -> TrendFit | InsufficientData:
     n = sum(f.n for f in fits)
     span = sum(f.span_s for f in fits)
     short = _check(n, span, min_samples, min_span_s)
@@ -215,6 +327,32 @@ def fit_segments(
     return TrendFit(slope, fits[-1].intercept, r2, n, span)
 
 
+def _heap_segments(window: PodWindow) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool]:
+    return window.series("live_mib"), window.live_heap_estimated
+
+
+def _qps_segments(window: PodWindow) -> list[tuple[np.ndarray, np.ndarray]]:
+    return window.series("requests")
+
+
+def _window_fits(
+    windows: Sequence[PodWindow],
+    segs: list[list[tuple[np.ndarray, np.ndarray]]],
+    missing: str,
+    min_samples: int,
+    min_span_s: float,
+) -> list[TrendFit | InsufficientData]:
+    # No finite point at all comes back from _combine as NoData; say which figure was missing.
+    return [
+        InsufficientData(missing, 0, w.span_s, "NoData")
+        if isinstance(f, InsufficientData) and f.code == "NoData"
+        else f
+        for w, f in zip(
+            windows, fit_segments_many(segs, min_samples=min_samples, min_span_s=min_span_s), strict=True
+        )
+    ]
+
+
 def fit_heap_slope(
     window: PodWindow,
     *,
@@ -226,22 +364,28 @@ def fit_heap_slope(
     Sources without a live-heap figure (expvar) provide an estimate (NextGC / (1 + GOGC/100)); such
     points are used as they are and the fit is marked `estimated`.
     """
-    segs: list[tuple[list[float], list[float]]] = []
-    estimated = False
-    for seg in window.segments():
-        points = [
-            (s.t, s.live_heap_bytes / MiB, s.live_heap_estimated)
-            for s in seg
-            if s.live_heap_bytes is not None
-        ]
-        estimated = estimated or any(e for _, _, e in points)
-        segs.append(([p[0] for p in points], [p[1] for p in points]))
-    if not any(ts for ts, _ in segs):
-        return InsufficientData("no live-heap figure in the window's samples", 0, window.span_s, "NoData")
-    fit = fit_segments(segs, min_samples=min_samples, min_span_s=min_span_s)
-    if isinstance(fit, TrendFit) and estimated:
-        return dataclasses.replace(fit, estimated=True)
-    return fit
+    return fit_heap_slopes([window], min_samples=min_samples, min_span_s=min_span_s)[0]
+
+
+def fit_heap_slopes(
+    windows: Sequence[PodWindow],
+    *,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+    min_span_s: float = DEFAULT_MIN_SPAN_S,
+) -> list[TrendFit | InsufficientData]:
+    """`fit_heap_slope` of each window, fitted in one batch."""
+    extracted = [_heap_segments(w) for w in windows]
+    fits = _window_fits(
+        windows,
+        [s for s, _ in extracted],
+        "no live-heap figure in the window's samples",
+        min_samples,
+        min_span_s,
+    )
+    return [
+        dataclasses.replace(f, estimated=True) if isinstance(f, TrendFit) and est else f
+        for f, (_, est) in zip(fits, extracted, strict=True)
+    ]
 
 
 def fit_qps(
@@ -251,11 +395,15 @@ def fit_qps(
     min_span_s: float = DEFAULT_MIN_SPAN_S,
 ) -> TrendFit | InsufficientData:
     """Requests per second: the fitted slope of `requests_total`, per segment, weighted by span."""
-    segs: list[tuple[list[float], list[float]]] = []
-    for seg in window.segments():
-        points = [(s.t, s.requests_total) for s in seg if s.requests_total is not None]
-        segs.append(([p[0] for p in points], [float(p[1]) for p in points]))
-    if not any(ts for ts, _ in segs):
-        return InsufficientData("no request counter in the window's samples", 0, window.span_s, "NoData")
-    return fit_segments(segs, min_samples=min_samples, min_span_s=min_span_s)
+    return fit_qps_many([window], min_samples=min_samples, min_span_s=min_span_s)[0]
 
+
+def fit_qps_many(
+    windows: Sequence[PodWindow],
+    *,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+    min_span_s: float = DEFAULT_MIN_SPAN_S,
+) -> list[TrendFit | InsufficientData]:
+    """`fit_qps` of each window, fitted in one batch."""
+    segs = [_qps_segments(w) for w in windows]
+    return _window_fits(windows, segs, "no request counter in the window's samples", min_samples, min_span_s)

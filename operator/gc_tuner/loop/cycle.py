@@ -25,7 +25,7 @@ from gc_tuner.logic.analysis import analyze_cycles
 from gc_tuner.loop.act import endpoint_push
 from gc_tuner.loop.decide import decide_change
 from gc_tuner.loop.discovery import WorkloadInfo
-from gc_tuner.loop.fitting import fit_deployment, fit_pod, leak_verdict
+from gc_tuner.loop.fitting import fit_deployment, fit_pods, leak_verdict
 from gc_tuner.loop.gather import PodReading, gather, read_promql
 from gc_tuner.loop.ports import CycleIO
 from gc_tuner.loop.records import (
@@ -92,7 +92,7 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
 
     # 3. fit
     t0 = time.perf_counter()
-    o.pod_fits = [fit_pod(r.pod.name, state.pods[r.pod.name], spec) for r in readings]
+    o.pod_fits = fit_pods([(r.pod.name, state.pods[r.pod.name]) for r in readings], spec)
     o.fit = fit_deployment(o.pod_fits, spec)
     o.leak = leak_verdict(o.fit, spec)
     o.gctrace = _gctrace_summary(state)

@@ -13,12 +13,12 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from gc_tuner.logic.fit import InsufficientData, TrendFit, fit_heap_slope, fit_qps, fit_segments
+from gc_tuner.logic.fit import InsufficientData, TrendFit, fit_heap_slopes, fit_qps_many, fit_segments
 from gc_tuner.loop.records import FitSummary, PodFit, Verdict
 from gc_tuner.loop.state import PodState
 from gc_tuner.model.policy import GCPolicySpec
 
-__all__ = ["MIN_SAMPLES", "fit_deployment", "fit_pod", "leak_verdict", "min_span_s"]
+__all__ = ["MIN_SAMPLES", "fit_deployment", "fit_pod", "fit_pods", "leak_verdict", "min_span_s"]
 
 MIN_SAMPLES = 3
 
@@ -34,29 +34,48 @@ def _trace_slope(ps: PodState, min_span: float) -> TrendFit | InsufficientData:
 
 
 def fit_pod(name: str, ps: PodState, spec: GCPolicySpec) -> PodFit:
+    return fit_pods([(name, ps)], spec)[0]
+
+
+def fit_pods(pods: Sequence[tuple[str, PodState]], spec: GCPolicySpec) -> list[PodFit]:
+    """Every pod's QPS and heap-slope fit; the windows are fitted together (logic/fit.py batches)."""
     span = min_span_s(spec)
-    notes: list[str] = []
-    heap: TrendFit | InsufficientData = fit_heap_slope(ps.window, min_samples=MIN_SAMPLES, min_span_s=span)
-    if isinstance(heap, InsufficientData) and heap.code == "NoData" and len(ps.trace):
-        heap = _trace_slope(ps, span)
-    if isinstance(heap, InsufficientData):
-        notes.append(f"heap slope: {heap.reason}")
-    qps: float | None
-    if spec.qps.promql is not None:
-        qps = ps.promql_qps
-        if qps is None:
-            notes.append("qps: no PromQL result for this pod")
-    else:
-        q = fit_qps(ps.window, min_samples=MIN_SAMPLES, min_span_s=span)
-        qps = q.slope if isinstance(q, TrendFit) else None
-        if isinstance(q, InsufficientData):
-            notes.append(f"qps: {q.reason}")
+    windows = [ps.window for _, ps in pods]
+    heaps = fit_heap_slopes(windows, min_samples=MIN_SAMPLES, min_span_s=span)
+    by_counter = spec.qps.promql is None
+    counted = fit_qps_many(windows, min_samples=MIN_SAMPLES, min_span_s=span) if by_counter else []
+    out = []
+    for k, (name, ps) in enumerate(pods):
+        notes: list[str] = []
+        heap = heaps[k]
+        if isinstance(heap, InsufficientData) and heap.code == "NoData" and len(ps.trace):
+            heap = _trace_slope(ps, span)
+        if isinstance(heap, InsufficientData):
+            notes.append(f"heap slope: {heap.reason}")
+        qps: float | None
+        if by_counter:
+            q = counted[k]
+            qps = q.slope if isinstance(q, TrendFit) else None
+            if isinstance(q, InsufficientData):
+                notes.append(f"qps: {q.reason}")
+        else:
+            qps = ps.promql_qps
+            if qps is None:
+                notes.append("qps: no PromQL result for this pod")
+        out.append(_pod_fit(name, ps, heap, qps, notes))
+    return out
+
+
+def _pod_fit(
+    name: str, ps: PodState, heap: TrendFit | InsufficientData, qps: float | None, notes: list[str]
+) -> PodFit:
+    fitted = isinstance(heap, TrendFit)
     return PodFit(
         pod=name,
         qps=qps,
         heap_slope_mb_per_s=heap.slope if isinstance(heap, TrendFit) else None,
         r2=heap.r2 if isinstance(heap, TrendFit) else None,
-        samples=heap.n if isinstance(heap, TrendFit) else len(ps.window),
+        samples=heap.n if fitted else len(ps.window),
         note="; ".join(notes),
         sample=ps.window.newest,
         heap_span_s=heap.span_s if isinstance(heap, TrendFit) else None,

@@ -6,6 +6,10 @@ never more than `max_samples` (so a misconfigured scrape interval cannot grow me
 Counter resets split the series. A pod restart sets its cumulative counters back to zero, and a rate
 computed across that drop would be negative and meaningless, so each sample carries a segment id that
 changes whenever a counter goes down; the fits work per segment (see logic/fit.py).
+
+PodWindow also keeps the two fitted series (live heap in MiB, request counter) as float columns,
+missing values as NaN, so a fit reads them as arrays instead of walking sample objects: at fleet
+scale the walk cost more than the fit.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from gc_tuner.input.sample import GCCycle, RuntimeSample
+import numpy as np
+
+from gc_tuner.input.sample import GCCycle, MiB, RuntimeSample
 
 __all__ = ["GCCycleWindow", "PodWindow"]
 
@@ -27,6 +33,10 @@ _COUNTERS = ("gc_cycles", "forced_gc_cycles", "requests_total", "gc_cpu_seconds"
 class _Entry:
     segment: int
     sample: RuntimeSample
+
+
+_NAN = float("nan")
+_SERIES = ("live_mib", "requests")
 
 
 def _check_window(window_s: float, max_samples: int) -> None:
@@ -52,6 +62,10 @@ class PodWindow:
         self._entries: deque[_Entry] = deque()
         self._segment = 0
         self._last_counters: dict[str, float] = {}  # last non-None value of each counter, this segment
+        self._estimated = 0  # entries whose live heap is an estimate
+        # Columns parallel to _entries: time, then each of _SERIES (NaN = missing).
+        self._t: deque[float] = deque()
+        self._cols: dict[str, deque[float]] = {name: deque() for name in _SERIES}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -84,11 +98,41 @@ class PodWindow:
             value = getattr(sample, name)
             if value is not None:
                 self._last_counters[name] = value
+        live = sample.live_heap_bytes
+        req = sample.requests_total
         self._entries.append(_Entry(self._segment, sample))
+        self._t.append(sample.t)
+        self._cols["live_mib"].append(_NAN if live is None else live / MiB)
+        self._cols["requests"].append(_NAN if req is None else float(req))
+        self._estimated += live is not None and sample.live_heap_estimated
         horizon = sample.t - self.window_s
         while self._entries[0].sample.t < horizon or len(self._entries) > self.max_samples:
-            self._entries.popleft()
+            gone = self._entries.popleft().sample
+            self._t.popleft()
+            for col in self._cols.values():
+                col.popleft()
+            self._estimated -= gone.live_heap_bytes is not None and gone.live_heap_estimated
         return True
+
+    @property
+    def live_heap_estimated(self) -> bool:
+        """Some live-heap figure in the window is an estimate (expvar's NextGC-based one)."""
+        return self._estimated > 0
+
+    def series(self, name: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(times, values) per segment, oldest first, for `live_mib` (MiB) or `requests`; NaN = missing."""
+        if name not in _SERIES:
+            raise ValueError(f"unknown series {name!r}, expected one of {_SERIES}")
+        if not self._entries:
+            return []
+        n = len(self._entries)
+        t = np.fromiter(self._t, float, n)
+        y = np.fromiter(self._cols[name], float, n)
+        if self._entries[0].segment == self._entries[-1].segment:
+            return [(t, y)]
+        seg = np.fromiter((e.segment for e in self._entries), int, n)
+        cuts = np.flatnonzero(seg[1:] != seg[:-1]) + 1
+        return list(zip(np.split(t, cuts), np.split(y, cuts), strict=True))
 
     def _is_reset(self, sample: RuntimeSample) -> bool:
         for name in _COUNTERS:
