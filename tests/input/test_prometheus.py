@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gc_tuner.input.errors import SourceFormatError
-from gc_tuner.input.prometheus import parse_prometheus
+from gc_tuner.input.prometheus import parse_counter, parse_prometheus
 from gc_tuner.input.sample import MiB
 from tests.input.goprogs import build, system_toolchain
 
@@ -272,3 +272,62 @@ def test_real_exposition_with_random_damage(runtime_text: str, data: st.DataObje
     except SourceFormatError:
         return
     assert s.requests_total is not None and math.isfinite(s.requests_total)
+
+
+@pytest.mark.go
+@pytest.mark.parametrize(
+    ("counter", "matchers"),
+    [
+        ("http_requests_total", None),
+        ("http_requests", None),
+        ("http_requests_total", {"method": "GET"}),
+        ("http_requests", {"code": "500"}),
+        ("http_requests_total", {"code": "404"}),
+        ("grpc_requests_total", None),
+        ("http_requests_created", None),
+    ],
+)
+def test_counter_only_parse_agrees_with_the_full_parse(
+    runtime_text: str, counter: str, matchers: dict[str, str] | None
+) -> None:
+    try:
+        full: float | str | None = parse_prometheus(
+            runtime_text, t=0.0, counter=counter, matchers=matchers
+        ).requests_total
+    except SourceFormatError as e:
+        full = str(e)
+    try:
+        only: float | str = parse_counter(runtime_text.encode(), counter, matchers)
+    except SourceFormatError as e:
+        only = str(e)
+    assert only == full
+
+
+def test_counter_only_parse_ignores_other_families_but_not_its_own_damage() -> None:
+    text = (
+        "# TYPE go_goroutines gauge\ngo_goroutines{ broken\n"
+        "# HELP http_requests_total Requests.\n# TYPE http_requests_total counter\n"
+        '  http_requests_total{code="200"} 7\nhttp_requests_in_flight 3\n'
+    )
+    assert parse_counter(text, "http_requests_total") == 7.0
+    with pytest.raises(SourceFormatError, match="not the Prometheus text format"):
+        parse_counter(text.replace("} 7", "} seven"), "http_requests_total")
+    with pytest.raises(SourceFormatError, match="not UTF-8"):
+        parse_counter(b"\xff\xfe", "http_requests_total")
+    with pytest.raises(SourceFormatError, match="no series of counter 'http_requests_total'"):
+        parse_counter("<html>nope</html>", "http_requests_total")
+
+
+@FUZZ
+@given(st.text(max_size=1500), _names, st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2))
+def test_counter_only_parse_raises_only_the_typed_error_and_agrees_when_both_parse(
+    text: str, counter: str, matchers: dict[str, str]
+) -> None:
+    if not counter:
+        return
+    try:
+        only = parse_counter(text, counter, matchers)
+    except SourceFormatError:
+        return
+    with contextlib.suppress(SourceFormatError):
+        assert parse_prometheus(text, t=0.0, counter=counter, matchers=matchers).requests_total == only

@@ -240,3 +240,44 @@ def test_invalid_policy_file_names_the_field(tmp_path: Path) -> None:
         "--target", "http://127.0.0.1:1", "--policy", str(envpatch), "--mode", "enforce", timeout=30
     )
     assert proc.returncode == 2 and "EnvPatch needs a Deployment" in proc.stderr
+
+
+async def test_leases_are_renewed_before_they_run_short_not_every_cycle(pair: list[Workload]) -> None:
+    """A pod already running our values under our lease is not written again until the lease's
+    remaining time nears 2 × (interval + timeout); the lease never lapses in between."""
+    w = pair[0]
+    spec = parse_policy(
+        {
+            **default_local_policy(mode="Enforce", port=8080),  # 8080 stands for each URL's own port
+            "sampling": {
+                "intervalSeconds": 1,
+                "windowSeconds": 30,
+                "timeoutSeconds": 1,
+                "sources": {"agent": {"port": 8080}, "prometheus": {"port": 8080}},
+            },
+            "rollout": {
+                "method": "Endpoint",
+                "endpoint": {"port": 8080},
+                "cooldownSeconds": 0,
+                "leaseSeconds": 10,
+            },
+        }
+    )
+    async with httpx.AsyncClient(trust_env=False) as http:
+        loop = LocalLoop(spec, [parse_target(w.base_url)], http, token=TOKEN)
+        expiries: list[str] = []
+        remaining: list[float] = []
+        for _ in range(16):
+            outcome, _ = await loop.step()
+            lease = agent(w)["lease"]
+            if outcome.applied is not None:
+                assert lease is not None and lease["owner"] == "gc-tuner/local/local"
+                assert outcome.applied.pods == 1  # a skipped renewal still counts the pod as in force
+                expiries.append(lease["expiresAt"])
+                remaining.append(lease["remainingSeconds"])
+            await asyncio.sleep(1)
+        await loop.release()
+    writes = len(set(expiries))
+    assert len(expiries) >= 10, expiries
+    assert 2 <= writes < len(expiries) // 2, expiries  # renewed, but not on every cycle
+    assert min(remaining) > 2, remaining  # renewed with time to spare (margin 4 s, 1 s cycles)

@@ -37,7 +37,7 @@ from gc_tuner.input.errors import (
     UnreachableError,
 )
 from gc_tuner.input.expvar import parse_expvar
-from gc_tuner.input.prometheus import parse_prometheus
+from gc_tuner.input.prometheus import parse_counter, parse_prometheus
 from gc_tuner.input.sample import RuntimeSample
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "auth_headers",
     "check_status",
     "fetch_agent",
+    "fetch_counter",
     "fetch_expvar",
     "fetch_prometheus",
     "join_url",
@@ -168,3 +169,18 @@ async def fetch_prometheus(
         response = await client.get(url, headers={"Accept": "text/plain"}, timeout=timeout)
     check_status(response)
     return parse_prometheus(response.text, t=t, counter=counter, matchers=matchers)
+
+
+async def fetch_counter(
+    client: httpx.AsyncClient,
+    url: str,
+    counter: str,
+    *,
+    matchers: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> float:
+    """GET a Prometheus text exposition and read only the request counter (see `parse_counter`)."""
+    with mapped_errors(url):
+        response = await client.get(url, headers={"Accept": "text/plain"}, timeout=timeout)
+    check_status(response)
+    return parse_counter(response.content, counter, matchers)

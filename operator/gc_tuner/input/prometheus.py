@@ -16,6 +16,10 @@ Parsing is prometheus_client's; this module only picks the series of client_gola
 
 plus, when asked, one request counter summed over its series that carry every given label.
 
+`parse_counter` reads only that counter. It hands prometheus_client just the lines of families whose
+name starts with the counter's, so a policy whose runtime figures come from the agent does not pay for
+parsing a whole Go /metrics page (most of a fleet cycle's CPU otherwise).
+
 `gc_cpu_seconds` is GC total minus idle marking (what gctrace's % counts), so it needs both series.
 client_golang's pause summary has quantiles 0, .25, .5, .75 and 1 only; a p99 comes from the opt-in
 runtime histogram (each GC stop-the-world pause counted on its own, as the agent counts them) as
@@ -28,6 +32,7 @@ and nothing else.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,7 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gc_tuner.input.errors import SourceFormatError
 from gc_tuner.input.sample import RuntimeSample
 
-__all__ = ["parse_prometheus"]
+__all__ = ["parse_counter", "parse_prometheus"]
 
 # /gc/gomemlimit:bytes reads math.MaxInt64 without a limit and /gc/gogc:percent reads MaxUint64 with
 # GC off (9.223372036854776e18 and 1.8446744073709552e19 as float64); with GC off and no limit the
@@ -51,13 +56,18 @@ def _fail(field: str, message: str) -> SourceFormatError:
     return SourceFormatError("prometheus", field, message)
 
 
-def _collect(text: str | bytes) -> tuple[_Series, dict[str, str]]:
-    """Every sample by sample name, and each counter family's name by its `_total` sample name."""
+def _decoded(text: str | bytes) -> str:
     if isinstance(text, bytes):
         try:
-            text = text.decode("utf-8")
+            return text.decode("utf-8")
         except UnicodeDecodeError as e:
             raise _fail("<exposition>", f"not UTF-8 at byte {e.start}") from None
+    return text
+
+
+def _collect(text: str | bytes) -> tuple[_Series, dict[str, str]]:
+    """Every sample by sample name, and each counter family's name by its `_total` sample name."""
+    text = _decoded(text)
     series: _Series = {}
     counters: dict[str, str] = {}
     try:
@@ -217,3 +227,18 @@ def parse_prometheus(
         heap_released_bytes=_as_int(_scalar(series, "go_memory_classes_heap_released_bytes")),
         limiter_last_enabled_cycle=_as_int(_scalar(series, "go_gc_limiter_last_enabled_gc_cycle")),
     )
+
+
+def _family_lines(text: str, prefix: str) -> str:
+    """The sample, HELP and TYPE lines of every family whose name starts with `prefix`, in order
+    (leading blanks allowed, as prometheus_client allows them)."""
+    found = re.findall(rf"^[ \t]*(?:# (?:HELP|TYPE) )?{re.escape(prefix)}.*$", text, re.MULTILINE)
+    return "\n".join(found) + "\n" if found else ""
+
+
+def parse_counter(text: str | bytes, counter: str, matchers: Mapping[str, str] | None = None) -> float:
+    """The request counter `counter` (`http_requests_total` or `http_requests`) summed over its series
+    that carry every label in `matchers`; errors as `parse_prometheus` raises them."""
+    prefix = counter.removesuffix("_total")
+    series, counters = _collect(_family_lines(_decoded(text), prefix))
+    return _requests(series, counters, counter, matchers or {})

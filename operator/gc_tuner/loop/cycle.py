@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from gc_tuner.actuation.envpatch import EnvPatchError
 from gc_tuner.input.errors import SourceError
 from gc_tuner.logic.analysis import analyze_cycles
-from gc_tuner.loop.act import endpoint_push
+from gc_tuner.loop.act import endpoint_push, lease_in_force, renew_margin_s
 from gc_tuner.loop.decide import decide_change
 from gc_tuner.loop.discovery import WorkloadInfo
 from gc_tuner.loop.fitting import fit_deployment, fit_pods, leak_verdict
@@ -181,6 +181,31 @@ def _pod_memory_limits(
     return {p.name: desired_memory_limit(spec, p.memory_limit).bytes for p in pods}
 
 
+def _in_force(
+    spec: GCPolicySpec,
+    readings: Sequence[PodReading],
+    gogc: int | None,
+    limits: dict[str, int | None],
+    owner: str,
+    now: float,
+) -> set[str]:
+    margin = renew_margin_s(spec)
+    return {
+        r.pod.name
+        for r in readings
+        if r.sample is not None
+        and lease_in_force(
+            r.agent,
+            owner=owner,
+            gogc=gogc,
+            memory_limit_bytes=limits.get(r.pod.name),
+            read_at=r.sample.t,
+            now=now,
+            margin_s=margin,
+        )
+    }
+
+
 def _observed_gogc(readings: Sequence[PodReading]) -> int | None:
     values = [r.sample.gogc for r in readings if r.sample is not None and r.sample.gogc is not None]
     return int(statistics.median_low(values)) if values else None
@@ -247,14 +272,16 @@ async def _act_endpoint(
         o.apply_verdict = Verdict("Unknown", "NothingApplied", "waiting for a recommendation")
         return
     ready = [p for p in inp.pods if p.ready]
+    limits = _pod_memory_limits(spec, ready, mem)
     res = await endpoint_push(
         io.http,
         ready,
         spec,
         gogc=state.applied.gogc,
-        memory_limits=_pod_memory_limits(spec, ready, mem),
+        memory_limits=limits,
         token=inp.endpoint_token,
         owner=inp.owner,
+        in_force=_in_force(spec, readings, state.applied.gogc, limits, inp.owner, io.clock()),
     )
     o.failures.extend(res.failures)
     a = state.applied

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from gc_tuner.input.agent import AgentStatus
 from gc_tuner.input.errors import FetchTimeoutError, SourceError
-from gc_tuner.input.fetch import fetch_agent, fetch_expvar, fetch_prometheus
+from gc_tuner.input.fetch import fetch_agent, fetch_counter, fetch_expvar, fetch_prometheus
 from gc_tuner.input.gctrace import GCTraceParser
 from gc_tuner.input.promql import fetch_promql
 from gc_tuner.input.sample import GCCycle, RuntimeSample
@@ -145,9 +145,7 @@ async def _read_pod(
             run(
                 "qps",
                 curl,
-                lambda: fetch_prometheus(
-                    io.http, curl, t=t, counter=c.name, matchers=matchers, timeout=timeout
-                ),
+                lambda: fetch_counter(io.http, curl, c.name, matchers=matchers, timeout=timeout),
             )
         )
     results = dict(await asyncio.gather(*calls))
@@ -179,7 +177,7 @@ async def _read_pod(
             parts.append(dataclasses.replace(sample, t=t))
         elif name == "qps":
             # Only the request counter: the runtime series come from the sources the policy chose.
-            qps_total = got.requests_total
+            qps_total = got
             counter_doc = RuntimeSample(t=t, source="prometheus", requests_total=qps_total)
         else:
             sample = dataclasses.replace(got, t=t)
