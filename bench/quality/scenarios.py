@@ -133,8 +133,10 @@ CONTENDERS = [
         "gc-tuner Budget",
         "gc-tuner",
         strategy="Budget",
-        budget_percent=85,
-        note="Budget strategy through the agent endpoint, budget and GOMEMLIMIT 85%",
+        # The same memory target as bytedance gctuner's threshold, so the two adaptive tuners are
+        # compared at equal memory intent.
+        budget_percent=70,
+        note="Budget strategy through the agent endpoint, budget and GOMEMLIMIT 70% (bytedance's threshold)",
     ),
 ]
 

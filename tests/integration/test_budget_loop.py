@@ -28,14 +28,16 @@ def binary() -> Path:
     return workload_binary()
 
 
-def budget_policy(port: int, *, max_gogc: int, window: int, leak_span: int) -> dict[str, Any]:
+def budget_policy(
+    port: int, *, max_gogc: int, window: int, leak_span: int, cooldown: int = 0
+) -> dict[str, Any]:
     return {
         "targetRef": {"name": "budget"},
         "mode": "Enforce",
         "rollout": {
             "method": "Endpoint",
             "endpoint": {"port": port},
-            "cooldownSeconds": 0,
+            "cooldownSeconds": cooldown,
             "leaseSeconds": 30,
         },
         "sampling": {
@@ -96,19 +98,24 @@ async def test_a_leak_holds_gogc_at_the_floor_and_sets_leak_suspected(binary: Pa
     }
     with Workload(binary, "127.0.0.72", env) as w:
         port = int(w.addr.rsplit(":", 1)[1])
-        spec = parse_policy(budget_policy(port, max_gogc=200, window=8, leak_span=4))
+        # A 30 s cooldown (also the prediction's horizon: 8 + 16 × 30 MiB leaves room for a GOGC above
+        # the floor at first): after the first change only the leak hold may move GOGC.
+        spec = parse_policy(budget_policy(port, max_gogc=200, window=8, leak_span=4, cooldown=30))
         target = parse_target(w.base_url, memory_limit="1Gi")
         flagged: dict[str, Any] | None = None
+        codes: list[str] = []
         async with httpx.AsyncClient(trust_env=False) as http:
             loop = LocalLoop(spec, [target], http, token=TOKEN)
             for _ in range(20):
-                _, status = await loop.step()
+                outcome, status = await loop.step()
+                codes += [outcome.decision.code] if outcome.decision is not None else []
                 conds = {c["type"]: c for c in status["conditions"]}
                 if conds["LeakSuspected"]["status"] == "True":
                     flagged = status
                     break
                 await asyncio.sleep(1)
         assert flagged is not None, status
+        assert codes[-1] == "LeakHold" and "Applied" in codes[:-1], codes
         conds = {c["type"]: c for c in flagged["conditions"]}
         assert conds["LeakSuspected"]["reason"] == "HeapGrowing"
         assert "held at bounds.minGOGC 30" in conds["LeakSuspected"]["message"]

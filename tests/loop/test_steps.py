@@ -86,6 +86,17 @@ def test_decide_applies_holds_within_hysteresis_and_in_cooldown() -> None:
     assert later.action == "apply"
 
 
+def test_a_leak_hold_skips_the_cooldown_only_downwards() -> None:
+    s = spec(rollout={"cooldownSeconds": 300, "minGOGCChange": 10})
+    kw: dict[str, Any] = {"current_mem": None, "mem": OFF, "last_change_at": T0, "now": T0 + 60}
+    hold = decide_change(s, 25, current=180, leak_hold=True, **kw)
+    assert (hold.action, hold.gogc, hold.code) == ("apply", 25, "LeakHold")
+    assert "leak is suspected" in hold.reason
+    assert decide_change(s, 25, current=180, **kw).code == "CoolingDown"  # no leak: the cooldown stands
+    up = decide_change(s, 180, current=25, leak_hold=True, **kw)
+    assert (up.action, up.code) == ("hold", "CoolingDown")  # never a raise inside the cooldown
+
+
 def test_decide_never_leaves_the_bounds() -> None:
     s = spec(bounds={"minGOGC": 50, "maxGOGC": 150})
     d = decide_change(s, 30, current=100, current_mem=None, mem=OFF, last_change_at=None, now=T0)

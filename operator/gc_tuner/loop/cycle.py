@@ -229,6 +229,7 @@ def _decision(
         mem=mem,
         last_change_at=state.last_change_at,
         now=o.time,
+        leak_hold=o.recommendation_strategy == "Budget" and o.leak is not None and o.leak.status == "True",
     )
 
 

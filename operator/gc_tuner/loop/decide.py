@@ -4,6 +4,11 @@ one rule GOGC alone does not cover - a GOMEMLIMIT that must follow the container
 A changed limit is applied even when GOGC is held by hysteresis (the limit is not a tuning guess, it
 is derived from the container's), but never inside the cooldown: for EnvPatch every change is a
 restart, and the cooldown is the promise of at most one per period.
+
+One exception to the cooldown: a leak hold. When the strategy suspects a leak and holds GOGC at the
+floor, waiting out the cooldown at a higher GOGC only lets the heap goal run into the memory limit,
+where the runtime spends up to half the CPU on GC. The move to the floor is applied at once (reason
+`LeakHold`); it can happen once per leak, since nothing is below the floor.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ def decide_change(
     mem: MemoryLimitTarget,
     last_change_at: float | None,
     now: float,
+    leak_hold: bool = False,
 ) -> DecisionInfo:
     r = spec.rollout
     d = decide(
@@ -49,6 +55,16 @@ def decide_change(
         now=now,
     )
     info = DecisionInfo(d.action, d.gogc, d.code, d.reason)
+    floor = d.target
+    lowers = current is not None and floor is not None and floor < current
+    if leak_hold and d.code == "CoolingDown" and lowers and floor is not None:
+        return DecisionInfo(
+            "apply",
+            floor,
+            "LeakHold",
+            f"GOGC {current} -> {floor} inside the cooldown: a leak is suspected, and waiting at a higher "
+            "GOGC only runs the heap into the memory limit",
+        )
     if d.action == "apply" or mem.rendered is None or same_limit(mem.rendered, current_mem):
         return info
     waited = now - last_change_at if last_change_at is not None else None
