@@ -258,6 +258,7 @@ type statusView struct {
 	Lease            *leaseView     `json:"lease"`
 	Bounds           boundsView     `json:"bounds"`
 	WritesEnabled    bool           `json:"writesEnabled"`
+	RequestsTotal    *uint64        `json:"requestsTotal,omitempty"`
 	Metrics          map[string]any `json:"metrics"`
 	Pauses           pauseSummary   `json:"pauses"`
 }
@@ -278,6 +279,12 @@ func (a *Agent) status() statusView {
 	a.mu.Unlock()
 	goVersion, procs := runtimeInfo()
 	m, pauses := readMetrics()
+	// Called outside a.mu: it is the application's code, and a slow one must not hold up writes.
+	var requests *uint64
+	if f := a.cfg.requestCounter; f != nil {
+		n := f()
+		requests = &n
+	}
 	return statusView{
 		GoVersion:        goVersion,
 		GOMAXPROCS:       procs,
@@ -292,6 +299,7 @@ func (a *Agent) status() statusView {
 			MaxLeaseSeconds:     int64(a.cfg.maxLease.Seconds()),
 		},
 		WritesEnabled: a.tokens.configured() || a.cfg.unauthenticated,
+		RequestsTotal: requests,
 		Metrics:       m,
 		Pauses:        pauses,
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand"
@@ -68,6 +69,52 @@ func TestGetReportsTheDocumentedShape(t *testing.T) {
 	}
 	if integer(t, r.body, "metrics./gc/cycles/forced:gc-cycles") < 1 {
 		t.Error("forced cycle not counted")
+	}
+}
+
+func TestGetReportsTheRequestCounter(t *testing.T) {
+	counted := func(read func() uint64) []Option { return []Option{WithRequestCounter(read)} }
+	tests := []struct {
+		name   string
+		opts   func(read func() uint64) []Option
+		values []uint64 // what the counter returns on successive calls
+		want   []string // requestsTotal of successive GETs; "" means the key is absent
+	}{
+		{"counter, followed between GETs", counted, []uint64{0, 7, 7, 1 << 40}, []string{"0", "7", "7", "1099511627776"}},
+		{"no counter", func(func() uint64) []Option { return nil }, nil, []string{"", ""}},
+		{"nil counter", func(func() uint64) []Option { return []Option{WithRequestCounter(nil)} }, nil, []string{""}},
+		{"nil after a counter", func(read func() uint64) []Option {
+			return []Option{WithRequestCounter(read), WithRequestCounter(nil)}
+		}, []uint64{3}, []string{""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			startAt(t, "100", "")
+			var calls int
+			read := func() uint64 { calls++; return tt.values[min(calls, len(tt.values))-1] }
+			a, _ := newTestAgent(t, append(tt.opts(read), WithToken(testToken))...)
+			h := a.Handler()
+			// Only a served GET reads the counter: not writes, not a refused GET.
+			do(t, h, http.MethodPost, "/", post("150", "null", 60, "op"), testToken)
+			do(t, h, http.MethodDelete, "/", "", testToken)
+			do(t, h, http.MethodGet, "/", "", "wrong")
+			if calls != 0 {
+				t.Fatalf("counter called %d times before any served GET", calls)
+			}
+			for i, want := range tt.want {
+				r := do(t, h, http.MethodGet, "/", "", testToken)
+				v, present := r.body["requestsTotal"]
+				if want == "" {
+					if present {
+						t.Errorf("GET %d: requestsTotal = %v, want the key absent", i, v)
+					}
+					continue
+				}
+				if n, ok := v.(json.Number); !ok || n.String() != want {
+					t.Errorf("GET %d: requestsTotal = %v (%T), want %s", i, v, v, want)
+				}
+			}
+		})
 	}
 }
 

@@ -6,10 +6,10 @@
 //	mux.Handle("/debug/gctuner", a.Handler())
 //
 // GET reports the runtime's GC state (current and startup GOGC and memory limit, the lease, a
-// runtime/metrics snapshot). POST sets GOGC and/or the memory limit under a lease; when the lease
-// expires without renewal, or on DELETE, the startup values (from the GOGC and GOMEMLIMIT
-// environment variables, else the runtime defaults) are restored. The JSON shapes are documented
-// in README.md.
+// runtime/metrics snapshot) and, with WithRequestCounter, the service's request count. POST
+// sets GOGC and/or the memory limit under a lease; when the lease expires without renewal, or on
+// DELETE, the startup values (from the GOGC and GOMEMLIMIT environment variables, else the
+// runtime defaults) are restored. The JSON shapes are documented in README.md.
 //
 // Reading never changes anything: GOGC is read from the /gc/gogc:percent runtime metric, never via
 // debug.SetGCPercent(-1), which would switch the collector off.

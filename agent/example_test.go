@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gctuner/gc-tuner/agent"
 )
@@ -41,4 +42,33 @@ func Example() {
 	// GET 200 true
 	// POST 422 false
 	// DELETE 200 true
+}
+
+// Count the requests the service handles and let the agent report the count, so gc-tuner reads
+// QPS from the same GET as the GC figures.
+func ExampleWithRequestCounter() {
+	var handled atomic.Uint64
+	mux := http.NewServeMux()
+	mux.HandleFunc("/work", func(w http.ResponseWriter, r *http.Request) {
+		handled.Add(1)
+		fmt.Fprintln(w, "done")
+	})
+	mux.Handle("/debug/gctuner", agent.New(agent.WithRequestCounter(handled.Load)).Handler())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	get := func(path string) string {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	for range 3 {
+		get("/work")
+	}
+	fmt.Println(strings.Contains(get("/debug/gctuner"), `"requestsTotal":3`))
+	// Output: true
 }

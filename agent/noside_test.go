@@ -78,9 +78,11 @@ func TestNegativeConstantDetector(t *testing.T) {
 
 // Concurrent GETs while the program allocates: no call to SetGCPercent at all, every GET sees
 // GOGC 100, and the collector keeps completing cycles (it would stop if a read switched it off).
+// A request counter is configured so its read is on the path under test too.
 func TestReadsHaveNoSideEffects(t *testing.T) {
 	startAt(t, "100", "")
-	a, _ := newTestAgent(t, WithToken(testToken))
+	var served atomic.Uint64
+	a, _ := newTestAgent(t, WithToken(testToken), WithRequestCounter(served.Load))
 	h := a.Handler()
 
 	var calls atomic.Int64
@@ -113,8 +115,9 @@ func TestReadsHaveNoSideEffects(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 50; i++ {
+				served.Add(1)
 				r := do(t, h, http.MethodGet, "/", "", testToken)
-				if r.status != 200 || integer(t, r.body, "gogc") != 100 || integer(t, r.body, "metrics./gc/gogc:percent") != 100 {
+				if r.status != 200 || integer(t, r.body, "requestsTotal") < 1 || integer(t, r.body, "gogc") != 100 || integer(t, r.body, "metrics./gc/gogc:percent") != 100 {
 					t.Errorf("GET %d: %d gogc %v", i, r.status, r.body["gogc"])
 					return
 				}

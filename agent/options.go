@@ -32,6 +32,7 @@ type config struct {
 	maxLease            time.Duration
 	logger              *slog.Logger
 	unauthenticated     bool
+	requestCounter      func() uint64
 }
 
 func defaultConfig() config {
@@ -105,4 +106,15 @@ func WithLogger(l *slog.Logger) Option {
 // it (the default) such writes get 403. It has no effect when a token is configured.
 func AllowUnauthenticatedWrites() Option {
 	return optionFunc(func(c *config) { c.unauthenticated = true })
+}
+
+// WithRequestCounter adds the service's request count to every GET as "requestsTotal", so
+// gc-tuner can derive QPS from the same request as the GC figures instead of also scraping
+// /metrics. f returns the cumulative number of requests the service has handled since the
+// process started; it must never go down. It is called once per GET, concurrently with the
+// service and with other GETs, so it must be cheap and safe for concurrent use: an
+// atomic.Uint64's Load method is ideal. Default, and with a nil f: none, and GET omits the
+// field.
+func WithRequestCounter(f func() uint64) Option {
+	return optionFunc(func(c *config) { c.requestCounter = f })
 }

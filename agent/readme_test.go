@@ -31,7 +31,8 @@ func TestReadmeExamplesHaveTheServedShape(t *testing.T) {
 	}
 
 	startAt(t, "100", "")
-	a, _ := newTestAgent(t, WithToken(testToken))
+	// With a request counter, so GET sends every key it can; README.md documents all of them.
+	a, _ := newTestAgent(t, WithToken(testToken), WithRequestCounter(func() uint64 { return 18342 }))
 	h := a.Handler()
 	posted := do(t, h, http.MethodPost, "/", post("150", "536870912", 60, "op"), testToken)
 	got := do(t, h, http.MethodGet, "/", "", testToken)

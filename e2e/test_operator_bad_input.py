@@ -77,12 +77,24 @@ INVALID = [
     (
         "qps",
         {"counter": {"name": "r", "port": 1}, "promql": {"url": "http://127.0.0.1:9090", "query": "up"}},
-        "exactly one of qps.counter or qps.promql",
+        "exactly one of qps.counter, qps.promql or qps.agent",
     ),
+    ("qps", {"agent": {}, "counter": {"name": "r", "port": 1}}, "exactly one of qps.counter, qps.promql"),
     ("targetRef.name", _DELETE, "spec.targetRef.name"),
     ("targetRef.name", "Web_Service", "spec.targetRef.name"),
     ("rollout", {"leaseSeconds": 1}, "spec.rollout.leaseSeconds"),
 ]
+
+
+def test_an_agent_counter_without_the_agent_source_is_rejected(namespace: str, kube: Any, crd: None) -> None:
+    spec = {**copy.deepcopy(VALID), "qps": {"agent": {}}}
+    spec["sampling"]["sources"] = {"prometheus": {"port": 8080}}
+    with pytest.raises(client.ApiException) as e:
+        client.CustomObjectsApi(kube).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, gcpolicy("bad-agent-qps", spec)
+        )
+    assert e.value.status == 422
+    assert "qps.agent needs sampling.sources.agent" in e.value.body
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -148,10 +149,17 @@ func routes(cfg config, svc *service, drv *driver, logger *slog.Logger) http.Han
 			promhttp.InstrumentHandlerCounter(requests.MustCurryWith(l), h))
 	}
 
+	// The agent reports the same number as http_requests_total{handler="work"} (summed over method
+	// and code), so gc-tuner's QPS is the same whichever of the two it reads. svc.requests would not
+	// do: it leaves out the requests /work refuses.
+	var workRequests atomic.Uint64
 	opts := []agent.Option{
 		agent.WithBounds(cfg.MinGOGC, cfg.MaxGOGC, cfg.MinMemoryLimitBytes),
 		agent.WithMaxLease(cfg.MaxLease),
 		agent.WithLogger(logger),
+	}
+	if cfg.RequestCounter {
+		opts = append(opts, agent.WithRequestCounter(workRequests.Load))
 	}
 	switch {
 	case cfg.TokenFile != "":
@@ -171,7 +179,7 @@ func routes(cfg config, svc *service, drv *driver, logger *slog.Logger) http.Han
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/work", instrument("work", svc))
+	mux.Handle("/work", instrument("work", counted(&workRequests, svc)))
 	mux.Handle("/load", drv)
 	mux.Handle("/debug/gctuner", agent.New(opts...).Handler())
 	mux.Handle("/debug/vars", expvar.Handler())
@@ -180,6 +188,15 @@ func routes(cfg config, svc *service, drv *driver, logger *slog.Logger) http.Han
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	return mux
+}
+
+// counted counts at the point promhttp.InstrumentHandlerCounter does, once h has returned, so a
+// request that panics is left out of both.
+func counted(n *atomic.Uint64, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		n.Add(1)
+	})
 }
 
 func printJSON(v any) {

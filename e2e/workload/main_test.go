@@ -36,6 +36,9 @@ func TestRoutesServeEverySource(t *testing.T) {
 	if code, _ := get("/work?bytes=1000"); code != 200 {
 		t.Errorf("/work: %d", code)
 	}
+	if code, _ := get("/work?bytes=x"); code != 400 {
+		t.Errorf("/work?bytes=x: %d", code)
+	}
 	code, metrics := get("/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics: %d", code)
@@ -45,6 +48,7 @@ func TestRoutesServeEverySource(t *testing.T) {
 		"go_cpu_classes_gc_total_cpu_seconds_total ", "go_cpu_classes_gc_mark_idle_cpu_seconds_total ",
 		"go_gc_cycles_total_gc_cycles_total ", "go_sched_pauses_total_gc_seconds_bucket", "go_memstats_heap_alloc_bytes ",
 		"go_gc_duration_seconds", `http_requests_total{code="200",handler="work",method="get"} 1`,
+		`http_requests_total{code="400",handler="work",method="get"} 1`,
 		`http_request_duration_seconds_count{code="200",handler="work",method="get"} 1`,
 		"workload_load_target_qps ", "workload_leaked_bytes ", "process_cpu_seconds_total ",
 	} {
@@ -60,7 +64,9 @@ func TestRoutesServeEverySource(t *testing.T) {
 	if code, _ := get("/debug/gctuner"); code != 401 {
 		t.Errorf("/debug/gctuner without the token: %d", code)
 	}
-	if code, body := get("/debug/gctuner", "Authorization", "Bearer tok"); code != 200 || !strings.Contains(body, `"writesEnabled":true`) {
+	// requestsTotal counts what http_requests_total{handler="work"} counts, the refused request too.
+	if code, body := get("/debug/gctuner", "Authorization", "Bearer tok"); code != 200 ||
+		!strings.Contains(body, `"writesEnabled":true`) || !strings.Contains(body, `"requestsTotal":2,`) {
 		t.Errorf("/debug/gctuner: %d %.200s", code, body)
 	}
 	if code, body := get("/load"); code != 200 || !strings.Contains(body, `"schedule":"off"`) {

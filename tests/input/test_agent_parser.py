@@ -102,6 +102,16 @@ def test_the_readme_get_example_parses() -> None:
     assert status.lease is not None and status.lease.owner == "gc-tuner/default/checkout"
     assert sample.live_heap_bytes == get["metrics"]["/gc/heap/live:bytes"]
     assert sample.pause_p99_s == get["pauses"]["p99Seconds"]
+    assert sample.requests_total == get["requestsTotal"]
+
+
+def test_the_registered_request_counter_is_the_samples_requests_total() -> None:
+    doc = _doc()
+    assert parse_agent(doc, t=0.0)[0].requests_total is None  # no counter registered: no key
+    doc["requestsTotal"] = 123456
+    assert parse_agent(doc, t=0.0)[0].requests_total == 123456.0
+    doc["requestsTotal"] = None  # null reads as absent, as every optional field does
+    assert parse_agent(doc, t=0.0)[0].requests_total is None
 
 
 def test_gogc_off_no_lease_and_no_pauses() -> None:
@@ -161,6 +171,10 @@ _DELETE = object()
         ("bounds", _DELETE, "bounds"),
         ("bounds|maxLeaseSeconds", 0, "bounds.maxLeaseSeconds"),
         ("writesEnabled", "yes", "writesEnabled"),
+        ("requestsTotal", -1, "requestsTotal"),
+        ("requestsTotal", 1.5, "requestsTotal"),
+        ("requestsTotal", "12", "requestsTotal"),
+        ("requestsTotal", True, "requestsTotal"),
         ("metrics", [], "metrics"),
         ("metrics|/gc/heap/live:bytes", -5, "metrics./gc/heap/live:bytes"),
         ("metrics|/gc/heap/live:bytes", 1.5, "metrics./gc/heap/live:bytes"),

@@ -281,3 +281,36 @@ async def test_leases_are_renewed_before_they_run_short_not_every_cycle(pair: li
     assert len(expiries) >= 10, expiries
     assert 2 <= writes < len(expiries) // 2, expiries  # renewed, but not on every cycle
     assert min(remaining) > 2, remaining  # renewed with time to spare (margin 4 s, 1 s cycles)
+
+
+def _agent_qps_policy() -> dict[str, Any]:
+    return {
+        "targetRef": {"name": "agent-qps"},
+        "mode": "DryRun",
+        "sampling": {"intervalSeconds": 1, "windowSeconds": 30, "sources": {"agent": {"port": 8080}}},
+        "qps": {"agent": {}},
+    }
+
+
+async def test_qps_from_the_agents_request_counter_in_one_request_per_pod(binary: Path) -> None:
+    """qps.agent: the rate comes from the agent's own requestsTotal, no /metrics read; a process that
+    registered no counter is reported by name while the others are fitted."""
+    env = {"WORKLOAD_LOAD": "steady", "WORKLOAD_QPS": "800", "WORKLOAD_LIVE_MIB": "8"}
+    env["GC_TUNER_TOKEN"] = TOKEN
+    with (
+        Workload(binary, "127.0.0.7", env) as counted,
+        Workload(binary, "127.0.0.8", {**env, "GC_TUNER_REQUEST_COUNTER": "false"}) as uncounted,
+    ):
+        targets = [parse_target(counted.base_url), parse_target(uncounted.base_url)]
+        async with httpx.AsyncClient(trust_env=False) as http:
+            loop = LocalLoop(parse_policy(_agent_qps_policy()), targets, http, token=TOKEN)
+            for _ in range(6):
+                outcome, status = await loop.step()
+                await asyncio.sleep(1)
+        assert agent(counted)["requestsTotal"] > 0 and "requestsTotal" not in agent(uncounted)
+    assert status["fit"]["qpsSource"] == "Agent"
+    assert status["fit"]["qps"] == pytest.approx(800, rel=0.15)
+    assert status["fit"]["pods"] == 1
+    [failure] = [f for f in outcome.failures if f.source == "qps"]
+    assert (failure.pod, failure.reason) == (targets[1].name, "MalformedData")
+    assert "agent.WithRequestCounter" in failure.message

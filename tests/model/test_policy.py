@@ -131,7 +131,12 @@ def test_formula_defaults_are_the_articles() -> None:
         ({"memoryLimit": {"mode": "Fixed"}}, "memoryLimit.fixed is required"),
         ({"memoryLimit": {"mode": "Fixed", "fixed": "100MB!"}}, "memoryLimit.fixed must be a quantity"),
         ({"memoryLimit": {"mode": "Fixed", "fixed": "1Mi"}}, "at least 4Mi"),
-        ({"qps": {}}, "exactly one of qps.counter or qps.promql"),
+        ({"qps": {}}, "exactly one of qps.counter, qps.promql or qps.agent"),
+        ({"qps": {"agent": {}, "counter": {"name": "x", "port": 1}}}, "exactly one"),
+        (
+            {"qps": {"agent": {}}, "sampling": {"sources": {"prometheus": {"port": 1}}}},
+            "qps.agent needs sampling.sources.agent",
+        ),
         (
             {"qps": {"counter": {"name": "x"}, "promql": {"url": "http://p:9090", "query": "up"}}},
             "exactly one",

@@ -126,6 +126,13 @@ func (p *pod) advance(now time.Time) {
 	p.last = now
 }
 
+// workRequests are the counts of the two http_requests_total{handler="work"} series of /metrics
+// (code 200 and 500). The bench policy's qps.counter sums every series with handler="work", so
+// the agent's requestsTotal is ok+failed; both pages derive them here so they cannot drift apart.
+func (p *pod) workRequests() (ok, failed float64) {
+	return math.Floor(p.requests), math.Floor(p.requests / 5000)
+}
+
 type settings struct {
 	GOGC             int   `json:"gogc"`
 	MemoryLimitBytes int64 `json:"memoryLimitBytes"`
@@ -153,6 +160,7 @@ func (p *pod) agentJSON(now time.Time) []byte {
 	goal := p.goal(live)
 	heap := live + (goal-live)*0.6
 	p99 := 0.0004 + float64(p.idx%10)*0.0001
+	ok, failed := p.workRequests()
 	doc := map[string]any{
 		"goVersion":        "go1.26.8",
 		"gomaxprocs":       2,
@@ -163,6 +171,7 @@ func (p *pod) agentJSON(now time.Time) []byte {
 		"bounds": map[string]any{"minGOGC": 10, "maxGOGC": 1000, "minMemoryLimitBytes": 32 * mib,
 			"maxLeaseSeconds": 1800},
 		"writesEnabled": true,
+		"requestsTotal": uint64(ok + failed),
 		"metrics": map[string]any{
 			"/gc/heap/live:bytes":                   uint64(live),
 			"/gc/heap/goal:bytes":                   uint64(goal),
@@ -234,8 +243,9 @@ func (p *pod) metricsText(now time.Time) []byte {
 	add("Resident memory size in bytes.", "gauge", "process_resident_memory_bytes", goal*1.05+p.nonHeap)
 	add("Start time of the process since unix epoch in seconds.", "gauge", "process_start_time_seconds", float64(p.start.Unix()))
 	b = append(b, "# HELP http_requests_total HTTP requests served, by handler, method and status code.\n# TYPE http_requests_total counter\n"...)
-	b = fmt.Appendf(b, "http_requests_total{code=\"200\",handler=\"work\",method=\"get\"} %s\n", num(math.Floor(p.requests)))
-	b = fmt.Appendf(b, "http_requests_total{code=\"500\",handler=\"work\",method=\"get\"} %s\n", num(math.Floor(p.requests/5000)))
+	ok, failed := p.workRequests()
+	b = fmt.Appendf(b, "http_requests_total{code=\"200\",handler=\"work\",method=\"get\"} %s\n", num(ok))
+	b = fmt.Appendf(b, "http_requests_total{code=\"500\",handler=\"work\",method=\"get\"} %s\n", num(failed))
 	b = fmt.Appendf(b, "http_requests_total{code=\"200\",handler=\"metrics\",method=\"get\"} %d\n", 10+int(now.Sub(p.start).Seconds()/15))
 	return b
 }

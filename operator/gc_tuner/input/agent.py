@@ -140,6 +140,8 @@ def parse_agent(doc: object, *, t: float) -> tuple[RuntimeSample, AgentStatus]:
         heap_allocs_bytes_total=m["heap_allocs_bytes_total"],
         heap_released_bytes=m["heap_released_bytes"],
         limiter_last_enabled_cycle=m["limiter_last_enabled_cycle"],
+        # Only when the application registered its counter (agent.WithRequestCounter).
+        requests_total=float(_int(root, "requestsTotal")) if root.get("requestsTotal") is not None else None,
     )
     _int(pauses, "count", prefix="pauses")
     return sample, status

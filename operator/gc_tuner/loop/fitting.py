@@ -83,7 +83,7 @@ def _pod_fit(
 
 
 def fit_deployment(fits: Sequence[PodFit], spec: GCPolicySpec) -> FitSummary:
-    source = "PromQL" if spec.qps.promql is not None else "Counter"
+    source = "PromQL" if spec.qps.promql is not None else "Agent" if spec.qps.agent is not None else "Counter"
     usable = [f for f in fits if f.qps is not None and f.heap_slope_mb_per_s is not None]
     window = float(spec.sampling.window_seconds)
     if not usable:

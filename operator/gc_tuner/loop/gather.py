@@ -6,8 +6,9 @@ reason; whatever the other sources of that pod returned is still used.
 
 Merging: each RuntimeSample field comes from the first source that has it, in the order agent
 (exact runtime/metrics), Prometheus, expvar (its live heap is an estimate). The request counter
-comes from the policy's counter. All of one pod's documents share one timestamp: the midpoint of
-their fetches, so a counter's rate is not skewed by the time the other sources took.
+comes from the policy's counter, or with `qps.agent` from the agent's own `requestsTotal`. All of
+one pod's documents share one timestamp: the midpoint of their fetches, so a counter's rate is not
+skewed by the time the other sources took.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ T = TypeVar("T")
 
 _PRIORITY = {"agent": 0, "prometheus": 1, "expvar": 2, "gctrace": 3}
 _SKIP = {"t", "source", "live_heap_estimated", "new_pauses_s"}
+_NO_AGENT_COUNTER = (
+    "the agent serves no requestsTotal: qps.agent needs the application to register its request "
+    "counter with agent.WithRequestCounter"
+)
 
 
 @dataclass(slots=True)
@@ -175,6 +180,9 @@ async def _read_pod(
         if name == "agent":
             sample, reading.agent = got
             parts.append(dataclasses.replace(sample, t=t))
+            if spec.qps.agent is not None and sample.requests_total is None:
+                reading.failures.append(PodFailure(pod.name, "qps", "MalformedData", _NO_AGENT_COUNTER))
+                io.metrics.sample_error("qps", "MalformedData")
         elif name == "qps":
             # Only the request counter: the runtime series come from the sources the policy chose.
             qps_total = got

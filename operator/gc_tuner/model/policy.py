@@ -170,14 +170,20 @@ class PromQLQPS(_Model):
     pod_label: str = Field(default="pod", min_length=1, max_length=128, pattern=_LABEL_NAME)
 
 
+class AgentQPS(_Model):
+    """The request counter the application registers with the agent (agent.WithRequestCounter):
+    read in the same GET as the runtime figures, so no /metrics request per pod."""
+
+
 class QPSSpec(_Model):
     counter: CounterQPS | None = None
     promql: PromQLQPS | None = None
+    agent: AgentQPS | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> QPSSpec:
-        if (self.counter is None) == (self.promql is None):
-            raise ValueError("qps needs exactly one of qps.counter or qps.promql")
+        if [self.counter, self.promql, self.agent].count(None) != 2:
+            raise ValueError("qps needs exactly one of qps.counter, qps.promql or qps.agent")
         return self
 
 
@@ -275,6 +281,10 @@ class GCPolicySpec(_Model):
             raise ValueError(
                 "strategy.type Budget needs memoryLimit.mode FromContainerLimit or Fixed: "
                 "the memory limit it sets is the budget"
+            )
+        if self.qps.agent is not None and self.sampling.sources.agent is None:
+            raise ValueError(
+                "qps.agent needs sampling.sources.agent: the counter is read from the agent's GET"
             )
         c = self.qps.counter
         if c is not None and c.port is None and self.sampling.sources.prometheus is None:
