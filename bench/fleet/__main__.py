@@ -33,6 +33,7 @@ from bench.fleet.cost import (
 
 _FLEET_HEADER = [
     "pods",
+    "QPS from",
     "interval s",
     "cycles",
     "pods sampled/s",
@@ -44,6 +45,7 @@ _FLEET_HEADER = [
     "startup s",
     "pod failures",
 ]
+_QPS_LABEL = {"agent": "agent GET", "counter": "/metrics GET"}
 _DECISION_HEADER = ["pods in policy", "samples/pod", "decision ms (median)", "p90 ms", "per pod ms"]
 _ROLLOUT_HEADER = ["pods", "GOGC", "pods acked", "first→last POST s", "cycle start→last POST s"]
 
@@ -55,6 +57,7 @@ def _fleet_rows(runs: list[FleetRun]) -> list[list[object]]:
         rows.append(
             [
                 r.pods,
+                _QPS_LABEL.get(r.qps_source, r.qps_source),
                 r.interval_s,
                 r.cycles,
                 f"{r.pods_per_s:.1f}",
@@ -88,16 +91,19 @@ def _goals(
     runs: list[FleetRun], ds: list[DecisionTiming], rs: list[RolloutRun]
 ) -> list[tuple[str, bool | None, str]]:
     out: list[tuple[str, bool | None, str]] = []
-    big = next((r for r in runs if r.pods == 2000), None)
-    if big is None or not big.cycles:
-        out.append(("2,000 pods per 15 s on ≤ 0.5 core and ≤ 200 MB RSS", None, "no 2,000-pod run"))
-    else:
+    for source in ("agent", "counter"):
+        big = next((r for r in runs if r.pods == 2000 and r.qps_source == source), None)
+        goal = f"2,000 pods per 15 s on ≤ 0.5 core and ≤ 200 MB RSS, QPS from the {_QPS_LABEL[source]}"
+        if big is None or not big.cycles:
+            if source == "agent":
+                out.append((goal, None, "no 2,000-pod run"))
+            continue
         rss_mb = big.peak_rss_mib * (1 << 20) / 1e6
         kept_up = big.pods_per_s >= 0.99 * big.pods / big.interval_s
         ok = kept_up and big.cpu_cores <= 0.5 and rss_mb <= 200
         out.append(
             (
-                "2,000 pods per 15 s on ≤ 0.5 core and ≤ 200 MB RSS",
+                goal,
                 ok,
                 f"{big.pods_per_s:.0f} pods/s (needed {big.pods / big.interval_s:.0f}), "
                 f"{big.cpu_cores:.2f} cores, peak RSS {rss_mb:.0f} MB",
@@ -133,7 +139,7 @@ def _plot(runs: list[FleetRun], out: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in runs if r.cycles]
+    ok = [r for r in runs if r.cycles and r.qps_source == "agent"]
     if not ok:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -163,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--sizes", default=None, help="comma-separated fleet sizes [500,2000,5000; smoke 20]")
+    ap.add_argument(
+        "--counter-sizes",
+        default=None,
+        help="sizes also run with QPS from a /metrics counter instead of the agent [2000; smoke none]",
+    )
     ap.add_argument("--interval", type=int, default=None, help="sampling interval s [15; smoke 1]")
     ap.add_argument("--cycles", type=int, default=None, help="measured cycles per size [5; smoke 2]")
     ap.add_argument("--rollout-pods", type=int, default=None, help="[100; smoke 10]")
@@ -177,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = ap.parse_args(argv)
     sizes = [int(x) for x in (args.sizes or ("20" if args.smoke else "500,2000,5000")).split(",")]
+    counter_default = "" if args.smoke else "2000"
+    counter_sizes = [int(x) for x in (args.counter_sizes or counter_default).split(",") if x]
     interval = args.interval or (1 if args.smoke else 15)
     cycles = args.cycles or (2 if args.smoke else 5)
     rollout_pods = args.rollout_pods or (10 if args.smoke else 100)
@@ -190,15 +203,21 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     runs = []
-    for n in sizes:
+    for n, source in [(n, "agent") for n in sizes] + [(n, "counter") for n in counter_sizes]:
         print(
-            f"[{time.monotonic() - started:4.0f} s] fleet of {n} pods, {interval} s interval, "
-            f"{cycles} cycles",
+            f"[{time.monotonic() - started:4.0f} s] fleet of {n} pods, QPS from the {_QPS_LABEL[source]}, "
+            f"{interval} s interval, {cycles} cycles",
             flush=True,
         )
         runs.append(
             run_fleet(
-                binary, n, interval_s=interval, cycles=cycles, workdir=workdir, concurrency=args.concurrency
+                binary,
+                n,
+                interval_s=interval,
+                cycles=cycles,
+                workdir=workdir,
+                concurrency=args.concurrency,
+                qps_source=source,
             )
         )
         load.note()
@@ -263,9 +282,11 @@ def main(argv: list[str] | None = None) -> int:
         "address (127.1.x.y), each an agent, /metrics and expvar responder whose values evolve "
         "(requests at a waving rate, GC cycles following allocation rate and the GOGC written to it, "
         "5% of pods leaking)",
-        f"- `gc-tuner local --mode enforce` with one `--target` per pod; policy: agent source, QPS "
-        f"from http_requests_total on /metrics, Endpoint rollout (every cycle renews every pod's "
-        f"lease: 3 HTTP requests per pod per cycle), maxConcurrency {args.concurrency}",
+        f"- `gc-tuner local --mode enforce` with one `--target` per pod; policy: agent source, Endpoint "
+        f"rollout with a 60 s lease (renewed once less than 40 s is left: every other cycle), "
+        f"maxConcurrency {args.concurrency}; QPS from the agent's requestsTotal (`qps.agent`, one GET "
+        f"per pod per cycle) or, for comparison, from http_requests_total on /metrics (`qps.counter`, "
+        f"a second GET per pod per cycle)",
         "- CPU cores and RSS from /proc/<pid> of the gc-tuner process, measured from the end of the "
         "first cycle (imports and first connections excluded from CPU; peak RSS includes them)",
         "- decision = every pod's fits (QPS and heap slope, Theil–Sen) + the Deployment median + the "
@@ -285,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if plot is not None:
         lines += [f"![fleet cost]({plot.name})", ""]
-    notes = [f"- {r.pods} pods: {n}" for r in runs for n in r.notes] + [
+    notes = [f"- {r.pods} pods ({r.qps_source}): {n}" for r in runs for n in r.notes] + [
         f"- rollout {r.pods}: {n}" for r in rollouts for n in r.notes
     ]
     notes.append(f"- total wall time {time.monotonic() - started:.0f} s")

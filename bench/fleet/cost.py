@@ -21,7 +21,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -61,8 +62,21 @@ def _gc_tuner_cmd() -> list[str]:
 
 
 def policy(
-    *, interval_s: int, window_s: int, cooldown_s: int, concurrency: int, port: int = FLEET_PORT
+    *,
+    interval_s: int,
+    window_s: int,
+    cooldown_s: int,
+    concurrency: int,
+    port: int = FLEET_PORT,
+    qps_source: str = "agent",
 ) -> dict[str, Any]:
+    """The fleet's GCPolicy. qps_source "agent": QPS from the agent's requestsTotal (one GET per pod);
+    "counter": from http_requests_total{handler="work"} on /metrics (a second GET per pod)."""
+    qps: dict[str, Any] = (
+        {"agent": {}}
+        if qps_source == "agent"
+        else {"counter": {"name": "http_requests_total", "matchers": {"handler": "work"}, "port": port}}
+    )
     return {
         "apiVersion": "gctuner.io/v1alpha1",
         "kind": "GCPolicy",
@@ -82,13 +96,7 @@ def policy(
                 "maxConcurrency": concurrency,
                 "sources": {"agent": {"port": port}},
             },
-            "qps": {
-                "counter": {
-                    "name": "http_requests_total",
-                    "matchers": {"handler": "work"},
-                    "port": port,
-                }
-            },
+            "qps": qps,
         },
     }
 
@@ -156,32 +164,52 @@ def _reader(stream: IO[str], out: queue.Queue[tuple[float, str]]) -> None:
         out.put((time.time(), line))
 
 
-def _start_local(
-    targets: Sequence[str], policy_path: Path, workdir: Path, name: str
-) -> subprocess.Popen[str]:
-    # One --target per pod, as a person would type it; Linux takes far more than 5,000 of them.
-    args = [
-        *_gc_tuner_cmd(),
-        "local",
-        "--mode",
-        "enforce",
-        "--policy",
-        str(policy_path),
-        "--format",
-        "json",
-        "--release",
-    ]
-    for t in targets:
-        args += ["--target", t]
-    err = (workdir / f"{name}.gc-tuner.log").open("w")
-    env = {k: v for k, v in os.environ.items() if k != "GC_TUNER_TOKEN"}
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+@contextmanager
+def _local_on_fleet(
+    binary: Path, n: int, name: str, workdir: Path, **policy_kw: Any
+) -> Iterator[tuple[_Fleet, subprocess.Popen[str]]]:
+    """A fleetsim of N pods and `gc-tuner local --mode enforce` on all of them under `policy(**policy_kw)`;
+    both are stopped on exit (gc-tuner with SIGTERM, so it releases its leases)."""
+    flog = (workdir / f"{name}.fleetsim.log").open("w")
+    fleet = _Fleet(binary, n, flog)
+    proc: subprocess.Popen[str] | None = None
+    try:
+        pol = workdir / f"{name}.policy.yaml"
+        pol.write_text(yaml.safe_dump(policy(port=fleet.port, **policy_kw), sort_keys=False))
+        # One --target per pod, as a person would type it; Linux takes far more than 5,000 of them.
+        args = [*_gc_tuner_cmd(), "local", "--mode", "enforce", "--policy", str(pol), "--format", "json"]
+        args.append("--release")
+        for t in fleet.targets():
+            args += ["--target", t]
+        err = (workdir / f"{name}.gc-tuner.log").open("w")
+        env = {k: v for k, v in os.environ.items() if k != "GC_TUNER_TOKEN"}
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        yield fleet, proc
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        fleet.stop()
+        flog.close()
+
+
+def _lines(proc: subprocess.Popen[str]) -> queue.Queue[tuple[float, str]]:
+    """gc-tuner's stdout lines with the time each arrived, read on a thread."""
+    assert proc.stdout is not None
+    lines: queue.Queue[tuple[float, str]] = queue.Queue()
+    threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+    return lines
 
 
 @dataclass
 class FleetRun:
     pods: int
     interval_s: int
+    qps_source: str = "agent"
     cycles: int = 0
     wall_s: float = 0.0  # from the first cycle's output to the end
     pods_sampled: int = 0  # summed over the measured cycles
@@ -197,31 +225,29 @@ class FleetRun:
 
 
 def run_fleet(
-    binary: Path, n: int, *, interval_s: int, cycles: int, workdir: Path, concurrency: int
+    binary: Path,
+    n: int,
+    *,
+    interval_s: int,
+    cycles: int,
+    workdir: Path,
+    concurrency: int,
+    qps_source: str = "agent",
 ) -> FleetRun:
-    run = FleetRun(n, interval_s)
-    flog = (workdir / f"fleet-{n}.fleetsim.log").open("w")
-    fleet = _Fleet(binary, n, flog)
-    proc: subprocess.Popen[str] | None = None
-    try:
-        pol = workdir / f"fleet-{n}.policy.yaml"
-        pol.write_text(
-            yaml.safe_dump(
-                policy(
-                    interval_s=interval_s,
-                    window_s=max(3 * interval_s, 20 * interval_s),
-                    cooldown_s=300,
-                    concurrency=concurrency,
-                    port=fleet.port,
-                ),
-                sort_keys=False,
-            )
-        )
-        started = time.time()
-        proc = _start_local(fleet.targets(), pol, workdir, f"fleet-{n}")
-        assert proc.stdout is not None
-        lines: queue.Queue[tuple[float, str]] = queue.Queue()
-        threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+    run = FleetRun(n, interval_s, qps_source)
+    started = time.time()
+    with _local_on_fleet(
+        binary,
+        n,
+        f"fleet-{n}-{qps_source}",
+        workdir,
+        interval_s=interval_s,
+        window_s=max(3 * interval_s, 20 * interval_s),
+        cooldown_s=300,
+        concurrency=concurrency,
+        qps_source=qps_source,
+    ) as (fleet, proc):
+        lines = _lines(proc)
         outputs: list[tuple[float, dict[str, Any]]] = []
         cpu_marks: list[tuple[float, float]] = []
         deadline = started + 120 + interval_s * (cycles + 2)
@@ -240,36 +266,35 @@ def run_fleet(
                 cpu_marks.append((t, st.cpu_seconds))
                 run.rss_mib, run.peak_rss_mib = st.rss_bytes / (1 << 20), st.hwm_bytes / (1 << 20)
         if proc.poll() is not None:
-            run.notes.append(f"gc-tuner local exited with {proc.returncode}; see fleet-{n}.gc-tuner.log")
+            run.notes.append(f"gc-tuner local exited with {proc.returncode}; see its log in the workdir")
         if len(outputs) < 2 or len(cpu_marks) < 2:
             run.notes.append(f"only {len(outputs)} cycles finished in time")
             return run
-        run.startup_s = outputs[0][0] - started
-        # The first cycle includes the imports and the first connections: measure from its end.
-        measured = outputs[1:]
-        run.cycles = len(measured)
-        run.wall_s = cpu_marks[-1][0] - cpu_marks[0][0]
-        run.cpu_cores = (cpu_marks[-1][1] - cpu_marks[0][1]) / run.wall_s
-        run.pods_sampled = sum(int(d["status"].get("pods", {}).get("sampled", 0)) for _, d in measured)
-        # A cycle starts every max(interval, previous cycle's duration): the sustained rate is the pods
-        # sampled per cycle over the time between cycle starts (the status "time" of each cycle).
-        starts = [float(d["time"]) for _, d in outputs]
-        sampled = [int(d["status"].get("pods", {}).get("sampled", 0)) for _, d in outputs[:-1]]
-        run.pods_per_s = sum(sampled) / (starts[-1] - starts[0])
-        run.cycle_s = [t - float(d["time"]) for t, d in outputs]
-        run.failures = sum(int(d["status"].get("pods", {}).get("failing", 0) or 0) for _, d in measured)
+        _measure(run, started, outputs, cpu_marks)
         run.fleet_gets = int(fleet.stats(since=10**9)["gets"])
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        fleet.stop()
-        flog.close()
     return run
+
+
+def _measure(
+    run: FleetRun,
+    started: float,
+    outputs: list[tuple[float, dict[str, Any]]],
+    cpu_marks: list[tuple[float, float]],
+) -> None:
+    run.startup_s = outputs[0][0] - started
+    # The first cycle includes the imports and the first connections: measure from its end.
+    measured = outputs[1:]
+    run.cycles = len(measured)
+    run.wall_s = cpu_marks[-1][0] - cpu_marks[0][0]
+    run.cpu_cores = (cpu_marks[-1][1] - cpu_marks[0][1]) / run.wall_s
+    run.pods_sampled = sum(int(d["status"].get("pods", {}).get("sampled", 0)) for _, d in measured)
+    # A cycle starts every max(interval, previous cycle's duration): the sustained rate is the pods
+    # sampled per cycle over the time between cycle starts (the status "time" of each cycle).
+    starts = [float(d["time"]) for _, d in outputs]
+    sampled = [int(d["status"].get("pods", {}).get("sampled", 0)) for _, d in outputs[:-1]]
+    run.pods_per_s = sum(sampled) / (starts[-1] - starts[0])
+    run.cycle_s = [t - float(d["time"]) for t, d in outputs]
+    run.failures = sum(int(d["status"].get("pods", {}).get("failing", 0) or 0) for _, d in measured)
 
 
 @dataclass
@@ -285,27 +310,17 @@ class RolloutRun:
 def run_rollout(binary: Path, n: int, *, interval_s: int, workdir: Path, concurrency: int) -> RolloutRun:
     """Time one GOGC change reaching every one of N pods through their agents."""
     run = RolloutRun(n)
-    flog = (workdir / f"rollout-{n}.fleetsim.log").open("w")
-    fleet = _Fleet(binary, n, flog)
-    proc: subprocess.Popen[str] | None = None
-    try:
-        pol = workdir / f"rollout-{n}.policy.yaml"
-        pol.write_text(
-            yaml.safe_dump(
-                policy(
-                    interval_s=interval_s,
-                    window_s=3 * interval_s,
-                    cooldown_s=300,
-                    concurrency=concurrency,
-                    port=fleet.port,
-                ),
-                sort_keys=False,
-            )
-        )
-        proc = _start_local(fleet.targets(), pol, workdir, f"rollout-{n}")
-        assert proc.stdout is not None
-        lines: queue.Queue[tuple[float, str]] = queue.Queue()
-        threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+    with _local_on_fleet(
+        binary,
+        n,
+        f"rollout-{n}",
+        workdir,
+        interval_s=interval_s,
+        window_s=3 * interval_s,
+        cooldown_s=300,
+        concurrency=concurrency,
+    ) as (fleet, proc):
+        lines = _lines(proc)
         deadline = time.time() + 120
         applied_cycle: float | None = None
         while time.time() < deadline and proc.poll() is None:
@@ -334,16 +349,6 @@ def run_rollout(binary: Path, n: int, *, interval_s: int, workdir: Path, concurr
             times = sorted(first_wave.values())
             run.post_span_s = (times[-1] - times[0]) / 1e9
             run.cycle_to_last_s = times[-1] / 1e9 - applied_cycle
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        fleet.stop()
-        flog.close()
     return run
 
 
@@ -441,60 +446,27 @@ def profile_fleet(
     spy = _py_spy()
     if spy is None:
         return [], "py-spy is not installed (pip install py-spy)"
-    flog = (workdir / f"profile-{n}.fleetsim.log").open("w")
-    fleet = _Fleet(binary, n, flog)
-    proc: subprocess.Popen[str] | None = None
     raw = workdir / f"profile-{n}.raw"
-    try:
-        pol = workdir / f"profile-{n}.policy.yaml"
-        pol.write_text(
-            yaml.safe_dump(
-                policy(
-                    interval_s=interval_s,
-                    window_s=20 * interval_s,
-                    cooldown_s=300,
-                    concurrency=concurrency,
-                    port=fleet.port,
-                ),
-                sort_keys=False,
-            )
-        )
-        proc = _start_local(fleet.targets(), pol, workdir, f"profile-{n}")
+    with _local_on_fleet(
+        binary,
+        n,
+        f"profile-{n}",
+        workdir,
+        interval_s=interval_s,
+        window_s=20 * interval_s,
+        cooldown_s=300,
+        concurrency=concurrency,
+    ) as (_, proc):
         assert proc.stdout is not None
         proc.stdout.readline()  # the first cycle is done: imports are behind us
+        record = ["record", "--pid", str(proc.pid), "--duration", str(seconds), "--rate", "100"]
         spied = subprocess.run(
-            [
-                spy,
-                "record",
-                "--pid",
-                str(proc.pid),
-                "--duration",
-                str(seconds),
-                "--rate",
-                "100",
-                "--format",
-                "raw",
-                "--output",
-                str(raw),
-                "--nonblocking",
-            ],
+            [spy, *record, "--format", "raw", "--output", str(raw), "--nonblocking"],
             capture_output=True,
             text=True,
             timeout=seconds + 60,
             check=False,
         )
-        if spied.returncode != 0 or not raw.exists():
-            return [], f"py-spy failed: {spied.stderr.strip()[-300:]}"
-        return hot_frames(
-            raw
-        ), f"py-spy record --pid, {seconds} s at 100 Hz, {n} pods, {interval_s} s interval"
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        fleet.stop()
-        flog.close()
+    if spied.returncode != 0 or not raw.exists():
+        return [], f"py-spy failed: {spied.stderr.strip()[-300:]}"
+    return hot_frames(raw), f"py-spy record --pid, {seconds} s at 100 Hz, {n} pods, {interval_s} s interval"
