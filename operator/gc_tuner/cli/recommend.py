@@ -5,12 +5,39 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import click
 
 from gc_tuner.cli.errors import CLIError
 
 __all__ = ["recommend"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """The command's options, one field per click option (click passes them by these names)."""
+
+    strategy: str
+    qps: float | None
+    heap_slope: float | None
+    memory_limit: str | None
+    percent: int | None
+    live: str | None
+    stacks: str
+    globals_: str
+    non_heap: str
+    horizon: int
+    r2: float | None
+    fit_span: float | None
+    min_gogc: int
+    max_gogc: int
+    fmt: str
+
+    @property
+    def pct(self) -> int:
+        return 90 if self.percent is None else self.percent
 
 
 def _finite(_ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -49,23 +76,7 @@ def _finite(_ctx: click.Context, param: click.Parameter, value: float | None) ->
 @click.option("--min-gogc", type=click.IntRange(1, 10000), default=25, show_default=True, help="GOGC floor.")
 @click.option("--max-gogc", type=click.IntRange(1, 10000), default=200, show_default=True, help="GOGC cap.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def recommend(
-    strategy: str,
-    qps: float | None,
-    heap_slope: float | None,
-    memory_limit: str | None,
-    percent: int | None,
-    live: str | None,
-    stacks: str,
-    globals_: str,
-    non_heap: str,
-    horizon: int,
-    r2: float | None,
-    fit_span: float | None,
-    min_gogc: int,
-    max_gogc: int,
-    fmt: str,
-) -> None:
+def recommend(**options: Any) -> None:
     """GOGC (and GOMEMLIMIT) from the article's formula for a given load.
 
     \b
@@ -90,33 +101,33 @@ def recommend(
     GOMEMLIMIT is always rendered in Go's own syntax (an integer with B, KiB, MiB, GiB or TiB).
     See docs/formula.md for the constants and the clamps.
     """
-    from gc_tuner.logic.formula import FormulaParams, formula_gogc
-    from gc_tuner.logic.memlimit import memory_limit_from, parse_quantity, render_gomemlimit
-
-    if percent is not None and memory_limit is None:
+    o = _Options(**options)
+    if o.percent is not None and o.memory_limit is None:
         raise click.UsageError("--percent needs --memory-limit")
-    if min_gogc > max_gogc:
-        raise click.UsageError(f"--min-gogc {min_gogc} is above --max-gogc {max_gogc}")
-    if strategy == "budget":
-        _budget(heap_slope, memory_limit, percent, live, stacks, globals_, non_heap, horizon, r2, fit_span,
-                min_gogc, max_gogc, fmt)
-        return
-    for name, v in (("--qps", qps), ("--heap-slope", heap_slope)):
+    if o.min_gogc > o.max_gogc:
+        raise click.UsageError(f"--min-gogc {o.min_gogc} is above --max-gogc {o.max_gogc}")
+    if o.strategy == "budget":
+        _budget(o)
+    else:
+        _formula(o)
+
+
+def _formula(o: _Options) -> None:
+    from gc_tuner.logic.formula import FormulaParams, formula_gogc
+    from gc_tuner.logic.memlimit import render_gomemlimit
+
+    for name, v in (("--qps", o.qps), ("--heap-slope", o.heap_slope)):
         if v is None:
             raise click.UsageError(f"Missing option '{name}' (the formula needs --qps and --heap-slope)")
-    assert qps is not None and heap_slope is not None
-    result = formula_gogc(qps, heap_slope, FormulaParams(gogc_min=min_gogc, gogc_max=max_gogc))
+    assert o.qps is not None and o.heap_slope is not None
+    result = formula_gogc(o.qps, o.heap_slope, FormulaParams(gogc_min=o.min_gogc, gogc_max=o.max_gogc))
     gomemlimit: str | None = None
     limit_bytes: int | None = None
-    if memory_limit is not None:
-        pct = 90 if percent is None else percent
-        try:
-            limit_bytes = memory_limit_from(parse_quantity(memory_limit), pct)
-        except ValueError as e:
-            raise CLIError(f"--memory-limit: {e}") from None
+    if o.memory_limit is not None:
+        limit_bytes = _limit(o.memory_limit, o.pct)
         gomemlimit = render_gomemlimit(limit_bytes)
 
-    if fmt == "json":
+    if o.fmt == "json":
         doc = {
             "gogc": result.gogc,
             "qps_factor": result.qps_factor,
@@ -132,11 +143,19 @@ def recommend(
     click.echo(f"qps_factor    {result.qps_factor:.4f}")
     click.echo(f"slope_factor  {result.slope_factor:.4f}")
     if gomemlimit is not None:
-        click.echo(f"GOMEMLIMIT    {gomemlimit}  ({90 if percent is None else percent}% of {memory_limit}, "
-                   "rounded down to a whole MiB)")
+        click.echo(f"GOMEMLIMIT    {gomemlimit}  ({o.pct}% of {o.memory_limit}, rounded down to a whole MiB)")
     else:
         click.echo("GOMEMLIMIT    (none: pass --memory-limit)")
     click.echo(result.explanation)
+
+
+def _limit(memory_limit: str, pct: int) -> int:
+    from gc_tuner.logic.memlimit import memory_limit_from
+
+    try:
+        return memory_limit_from(_quantity("--memory-limit", memory_limit), pct)
+    except ValueError as e:
+        raise CLIError(f"--memory-limit: {e}") from None
 
 
 def _quantity(option: str, value: str) -> int:
@@ -148,45 +167,25 @@ def _quantity(option: str, value: str) -> int:
         raise CLIError(f"{option}: {e}") from None
 
 
-def _budget(
-    heap_slope: float | None,
-    memory_limit: str | None,
-    percent: int | None,
-    live: str | None,
-    stacks: str,
-    globals_: str,
-    non_heap: str,
-    horizon: int,
-    r2: float | None,
-    fit_span: float | None,
-    min_gogc: int,
-    max_gogc: int,
-    fmt: str,
-) -> None:
+def _budget(o: _Options) -> None:
     from gc_tuner.logic.budget import BudgetParams, budget_gogc
-    from gc_tuner.logic.memlimit import memory_limit_from
 
-    if live is None:
+    if o.live is None:
         raise click.UsageError("Missing option '--live' (the budget strategy needs the live heap)")
-    if memory_limit is None:
+    if o.memory_limit is None:
         raise click.UsageError("Missing option '--memory-limit' (the budget is percent × the memory limit)")
-    pct = 90 if percent is None else percent
-    try:
-        budget = memory_limit_from(_quantity("--memory-limit", memory_limit), pct)
-    except ValueError as e:
-        raise CLIError(f"--memory-limit: {e}") from None
     r = budget_gogc(
-        budget_bytes=budget,
-        live_bytes=_quantity("--live", live),
-        heap_slope_mb_per_s=0.0 if heap_slope is None else heap_slope,
-        stacks_bytes=_quantity("--stacks", stacks),
-        globals_bytes=_quantity("--globals", globals_),
-        non_heap_bytes=_quantity("--non-heap", non_heap),
-        r2=r2,
-        span_s=fit_span,
-        params=BudgetParams(gogc_min=min_gogc, gogc_max=max_gogc, horizon_s=float(horizon)),
+        budget_bytes=_limit(o.memory_limit, o.pct),
+        live_bytes=_quantity("--live", o.live),
+        heap_slope_mb_per_s=0.0 if o.heap_slope is None else o.heap_slope,
+        stacks_bytes=_quantity("--stacks", o.stacks),
+        globals_bytes=_quantity("--globals", o.globals_),
+        non_heap_bytes=_quantity("--non-heap", o.non_heap),
+        r2=o.r2,
+        span_s=o.fit_span,
+        params=BudgetParams(gogc_min=o.min_gogc, gogc_max=o.max_gogc, horizon_s=float(o.horizon)),
     )
-    if fmt == "json":
+    if o.fmt == "json":
         doc = {
             "strategy": "budget",
             "gogc": r.gogc,
@@ -200,6 +199,7 @@ def _budget(
         click.echo(json.dumps(doc, indent=1, allow_nan=False))
         return
     click.echo(f"GOGC          {r.gogc}")
-    click.echo(f"GOMEMLIMIT    {r.gomemlimit}  (the budget: {pct}% of {memory_limit}, rounded down to a MiB)")
+    budget = f"the budget: {o.pct}% of {o.memory_limit}, rounded down to a MiB"
+    click.echo(f"GOMEMLIMIT    {r.gomemlimit}  ({budget})")
     click.echo(f"leak          {'SUSPECTED' if r.leak_suspected else 'no'}: {r.leak_reason}")
     click.echo(r.explanation)

@@ -165,10 +165,15 @@ async def fetch_prometheus(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> RuntimeSample:
     """GET a Prometheus text exposition (/metrics) and parse it."""
+    response = await _get_exposition(client, url, timeout)
+    return parse_prometheus(response.text, t=t, counter=counter, matchers=matchers)
+
+
+async def _get_exposition(client: httpx.AsyncClient, url: str, timeout: float) -> httpx.Response:
     with mapped_errors(url):
         response = await client.get(url, headers={"Accept": "text/plain"}, timeout=timeout)
     check_status(response)
-    return parse_prometheus(response.text, t=t, counter=counter, matchers=matchers)
+    return response
 
 
 async def fetch_counter(
@@ -180,7 +185,5 @@ async def fetch_counter(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> float:
     """GET a Prometheus text exposition and read only the request counter (see `parse_counter`)."""
-    with mapped_errors(url):
-        response = await client.get(url, headers={"Accept": "text/plain"}, timeout=timeout)
-    check_status(response)
+    response = await _get_exposition(client, url, timeout)
     return parse_counter(response.content, counter, matchers)
