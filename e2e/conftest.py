@@ -21,6 +21,9 @@ from e2e.cluster.build import BuildError, ensure_built
 from e2e.cluster.control_plane import ClusterStartError, copy_logs
 from e2e.cluster.figures import read_all, record
 from e2e.cluster.harness import Cluster, start_cluster
+
+# The operator tests' fixtures (`crd`, `make_operator`, `operator`), registered for every e2e module.
+from e2e.operator_support import crd_fixture, make_operator_fixture, operator_fixture  # noqa: F401
 from gc_tuner.cli.gobuild import repo_root
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]

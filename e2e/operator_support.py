@@ -1,7 +1,7 @@
 """What the operator e2e tests share: the CRD, the operator as a real subprocess, GCPolicy helpers.
 
-Test modules import the `*_fixture` functions; pytest registers them under their `name=`
-(`crd`, `make_operator`, `operator`), which is what the tests ask for.
+e2e/conftest.py imports the `*_fixture` functions, so pytest registers them for every e2e module
+under their `name=` (`crd`, `make_operator`, `operator`), which is what the tests ask for.
 
 The operator runs as `gc-tuner operator --standalone --kubeconfig ...` scoped to the test's
 namespace, exactly as a user would start it; its log is kept next to the cluster's on failure.

@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from e2e.operator_support import (  # noqa: F401  (the *_fixture names register fixtures)
+from e2e.operator_support import (
     GROUP,
     PLURAL,
     VERSION,
-    crd_fixture,
     create_policy,
     gcpolicy,
 )

@@ -22,19 +22,16 @@ from kubernetes import client
 
 from e2e.cluster.manifests import WORKLOAD_IMAGE
 from e2e.cluster.waits import wait_for
-from e2e.operator_support import (  # noqa: F401  (the *_fixture names register fixtures)
+from e2e.operator_support import (
     GROUP,
     PLURAL,
     VERSION,
     OperatorProc,
     agent_get,
     condition,
-    crd_fixture,
     create_policy,
     gcpolicy,
     get_policy,
-    make_operator_fixture,
-    operator_fixture,
     ready_pods,
     token_secret,
     wait_ready,

@@ -12,18 +12,15 @@ from kubernetes import client
 
 from e2e.cluster.manifests import workload_deployment
 from e2e.cluster.waits import wait_for
-from e2e.operator_support import (  # noqa: F401  (the *_fixture names register fixtures)
+from e2e.operator_support import (
     GROUP,
     PLURAL,
     VERSION,
     OperatorProc,
     agent_get,
     condition,
-    crd_fixture,
     create_policy,
     get_policy,
-    make_operator_fixture,
-    operator_fixture,
     ready_pods,
 )
 

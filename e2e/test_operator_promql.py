@@ -18,13 +18,10 @@ from kubernetes import client
 
 from e2e.cluster.manifests import WORKLOAD_PORT, workload_deployment
 from e2e.cluster.waits import wait_for
-from e2e.operator_support import (  # noqa: F401  (the *_fixture names register fixtures)
+from e2e.operator_support import (
     OperatorProc,
-    crd_fixture,
     create_policy,
     get_policy,
-    make_operator_fixture,
-    operator_fixture,
     wait_ready,
 )
 
