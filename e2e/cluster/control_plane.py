@@ -199,6 +199,44 @@ def start_control_plane(
     return cp
 
 
+def _start_component(
+    cp: ControlPlane,
+    name: str,
+    binary: Path,
+    cert: CertPair,
+    user: str,
+    extra: list[str],
+    *,
+    env: dict[str, str],
+    attached: bool,
+) -> tuple[Proc, int]:
+    """Start a controller-manager or scheduler with its own kubeconfig and secure port: (process, port)."""
+    short = "kcm" if name == "kube-controller-manager" else "sched"
+    cfg_path = cp.dir / f"{name.removeprefix('kube-')}.kubeconfig"
+    cfg = write_kubeconfig(cfg_path, cp.server, cp.pki.ca.cert, cert, user)
+    port = free_port()
+    proc = spawn(
+        name,
+        [
+            str(binary),
+            f"--kubeconfig={cfg}",
+            f"--authentication-kubeconfig={cfg}",
+            f"--authorization-kubeconfig={cfg}",
+            "--leader-elect=false",
+            *extra,
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={cp.dir / f'{short}-certs'}",
+            "--profiling=false",
+        ],
+        cp.log_dir / f"{name}.log",
+        env=env,
+        attached=attached,
+    )
+    cp.procs.append(proc)
+    return proc, port
+
+
 def _start_all(
     cp: ControlPlane,
     api_port: int,
@@ -272,56 +310,26 @@ def _start_all(
     cp.procs.append(apiserver)
     _wait_https(f"{cp.server}/readyz", admin_ssl(pki), apiserver, deadline)
 
-    kcm_cfg = write_kubeconfig(
-        cp.dir / "controller-manager.kubeconfig", cp.server, pki.ca.cert, pki.controller_manager, "kcm"
-    )
-    kcm_port = free_port()
-    kcm = spawn(
+    kcm, kcm_port = _start_component(
+        cp,
         "kube-controller-manager",
+        bins.kube_controller_manager,
+        pki.controller_manager,
+        "kcm",
         [
-            str(bins.kube_controller_manager),
-            f"--kubeconfig={kcm_cfg}",
-            f"--authentication-kubeconfig={kcm_cfg}",
-            f"--authorization-kubeconfig={kcm_cfg}",
-            "--leader-elect=false",
             "--controllers=*",
             "--use-service-account-credentials=true",
             f"--service-account-private-key-file={pki.sa_key}",
             f"--root-ca-file={pki.ca.cert}",
             f"--cluster-signing-cert-file={pki.ca.cert}",
             f"--cluster-signing-key-file={pki.ca.key}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={kcm_port}",
-            f"--cert-dir={cp.dir / 'kcm-certs'}",
-            "--profiling=false",
         ],
-        logs / "kube-controller-manager.log",
         env=env,
         attached=attached,
     )
-    cp.procs.append(kcm)
-    sched_cfg = write_kubeconfig(
-        cp.dir / "scheduler.kubeconfig", cp.server, pki.ca.cert, pki.scheduler, "scheduler"
+    sched, sched_port = _start_component(
+        cp, "kube-scheduler", bins.kube_scheduler, pki.scheduler, "scheduler", [], env=env, attached=attached
     )
-    sched_port = free_port()
-    sched = spawn(
-        "kube-scheduler",
-        [
-            str(bins.kube_scheduler),
-            f"--kubeconfig={sched_cfg}",
-            f"--authentication-kubeconfig={sched_cfg}",
-            f"--authorization-kubeconfig={sched_cfg}",
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={sched_port}",
-            f"--cert-dir={cp.dir / 'sched-certs'}",
-            "--profiling=false",
-        ],
-        logs / "kube-scheduler.log",
-        env=env,
-        attached=attached,
-    )
-    cp.procs.append(sched)
     if on_apiserver_ready is not None:
         on_apiserver_ready(cp)
     insecure = _insecure_ssl()
