@@ -149,8 +149,7 @@ def _theil_sen(t: np.ndarray, y: np.ndarray, max_points: int) -> TrendFit:
     ss_res = float(np.dot(resid, resid))
     centered = yy - yy.mean()
     ss_tot = float(np.dot(centered, centered))
-    r2 = (1.0 if ss_res == 0.0 else 0.0) if ss_tot == 0.0 else max(0.0, 1.0 - ss_res / ss_tot)
-    return TrendFit(slope, intercept, r2, n, span, low, high)
+    return TrendFit(slope, intercept, _r2(ss_res, ss_tot), n, span, low, high)
 
 
 def _median_rows(v: np.ndarray) -> np.ndarray:
@@ -183,16 +182,18 @@ def _theil_sen_rows(t: np.ndarray, y: np.ndarray) -> list[TrendFit]:
     centered = y - y.mean(axis=1, keepdims=True)
     ss_tot = np.einsum("ij,ij->i", centered, centered)
     span = t[:, -1] - t[:, 0]
-    out = []
-    for r in range(p):
-        res, tot = float(ss_res[r]), float(ss_tot[r])
-        r2 = (1.0 if res == 0.0 else 0.0) if tot == 0.0 else max(0.0, 1.0 - res / tot)
-        out.append(
-            TrendFit(
-                float(slope[r]), float(intercept[r]), r2, n, float(span[r]), float(low[r]), float(high[r])
-            )
-        )
-    return out
+    # tolist() converts whole columns to Python floats at once: per-element float() cost more than the fit.
+    columns = zip(
+        slope.tolist(), intercept.tolist(), ss_res.tolist(), ss_tot.tolist(), span.tolist(), low.tolist(),
+        high.tolist(), strict=True,
+    )
+    return [
+        TrendFit(s, i, _r2(res, tot), n, sp, lo_, hi_) for s, i, res, tot, sp, lo_, hi_ in columns
+    ]
+
+
+def _r2(ss_res: float, ss_tot: float) -> float:
+    return (1.0 if ss_res == 0.0 else 0.0) if ss_tot == 0.0 else max(0.0, 1.0 - ss_res / ss_tot)
 
 
 _Values = Sequence[float] | np.ndarray
