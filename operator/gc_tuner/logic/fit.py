@@ -182,14 +182,12 @@ def _theil_sen_rows(t: np.ndarray, y: np.ndarray) -> list[TrendFit]:
     centered = y - y.mean(axis=1, keepdims=True)
     ss_tot = np.einsum("ij,ij->i", centered, centered)
     span = t[:, -1] - t[:, 0]
+    flat = ss_tot == 0.0  # `_r2`, row by row
+    r2 = np.where(flat, (ss_res == 0.0) * 1.0, np.maximum(0.0, 1.0 - ss_res / np.where(flat, 1.0, ss_tot)))
     # tolist() converts whole columns to Python floats at once: per-element float() cost more than the fit.
-    columns = zip(
-        slope.tolist(), intercept.tolist(), ss_res.tolist(), ss_tot.tolist(), span.tolist(), low.tolist(),
-        high.tolist(), strict=True,
-    )
-    return [
-        TrendFit(s, i, _r2(res, tot), n, sp, lo_, hi_) for s, i, res, tot, sp, lo_, hi_ in columns
-    ]
+    values = (slope, intercept, r2, span, low, high)
+    columns = zip(*(v.tolist() for v in values), strict=True)
+    return [TrendFit(s, i, r, n, sp, lo_, hi_) for s, i, r, sp, lo_, hi_ in columns]
 
 
 def _r2(ss_res: float, ss_tot: float) -> float:
@@ -310,6 +308,8 @@ def fit_segments_many(
 def _combine(
     fits: list[TrendFit], dropped: int, min_samples: int, min_span_s: float
 ) -> TrendFit | InsufficientData:
+    if len(fits) == 1 and fits[0].n >= min_samples and fits[0].span_s >= min_span_s:
+        return fits[0]  # the common case: one segment, enough of it
     n = sum(f.n for f in fits)
     span = sum(f.span_s for f in fits)
     short = _check(n, span, min_samples, min_span_s)

@@ -39,6 +39,36 @@ _NAN = float("nan")
 _SERIES = ("live_mib", "requests")
 
 
+class _Columns:
+    """Time and the fitted series in one growable float buffer (rows: t, then _SERIES); the live
+    region is [lo, hi). Reading a series is then a slice copy, not a walk over Python floats."""
+
+    def __init__(self) -> None:
+        self._buf = np.empty((1 + len(_SERIES), 16))
+        self._lo = self._hi = 0
+
+    def append(self, t: float, live_mib: float, requests: float) -> None:
+        if self._hi == self._buf.shape[1]:
+            n, cap = self._hi - self._lo, self._buf.shape[1]
+            if 2 * n > cap:  # mostly live: grow; else slide the live region to the front
+                grown = np.empty((self._buf.shape[0], 2 * cap))
+                grown[:, :n] = self._buf[:, self._lo : self._hi]
+                self._buf = grown
+            else:
+                self._buf[:, :n] = self._buf[:, self._lo : self._hi]
+            self._lo, self._hi = 0, n
+        self._buf[0, self._hi] = t
+        self._buf[1, self._hi] = live_mib
+        self._buf[2, self._hi] = requests
+        self._hi += 1
+
+    def popleft(self) -> None:
+        self._lo += 1
+
+    def row(self, k: int) -> np.ndarray:
+        return self._buf[k, self._lo : self._hi].copy()
+
+
 def _check_window(window_s: float, max_samples: int) -> None:
     if not math.isfinite(window_s) or window_s <= 0:
         raise ValueError(f"window_s must be a positive number of seconds, got {window_s!r}")
@@ -63,9 +93,7 @@ class PodWindow:
         self._segment = 0
         self._last_counters: dict[str, float] = {}  # last non-None value of each counter, this segment
         self._estimated = 0  # entries whose live heap is an estimate
-        # Columns parallel to _entries: time, then each of _SERIES (NaN = missing).
-        self._t: deque[float] = deque()
-        self._cols: dict[str, deque[float]] = {name: deque() for name in _SERIES}
+        self._cols = _Columns()  # parallel to _entries: time, then each of _SERIES (NaN = missing)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -101,16 +129,12 @@ class PodWindow:
         live = sample.live_heap_bytes
         req = sample.requests_total
         self._entries.append(_Entry(self._segment, sample))
-        self._t.append(sample.t)
-        self._cols["live_mib"].append(_NAN if live is None else live / MiB)
-        self._cols["requests"].append(_NAN if req is None else float(req))
+        self._cols.append(sample.t, _NAN if live is None else live / MiB, _NAN if req is None else float(req))
         self._estimated += live is not None and sample.live_heap_estimated
         horizon = sample.t - self.window_s
         while self._entries[0].sample.t < horizon or len(self._entries) > self.max_samples:
             gone = self._entries.popleft().sample
-            self._t.popleft()
-            for col in self._cols.values():
-                col.popleft()
+            self._cols.popleft()
             self._estimated -= gone.live_heap_bytes is not None and gone.live_heap_estimated
         return True
 
@@ -125,12 +149,10 @@ class PodWindow:
             raise ValueError(f"unknown series {name!r}, expected one of {_SERIES}")
         if not self._entries:
             return []
-        n = len(self._entries)
-        t = np.fromiter(self._t, float, n)
-        y = np.fromiter(self._cols[name], float, n)
+        t, y = self._cols.row(0), self._cols.row(1 + _SERIES.index(name))
         if self._entries[0].segment == self._entries[-1].segment:
             return [(t, y)]
-        seg = np.fromiter((e.segment for e in self._entries), int, n)
+        seg = np.fromiter((e.segment for e in self._entries), int, len(self._entries))
         cuts = np.flatnonzero(seg[1:] != seg[:-1]) + 1
         return list(zip(np.split(t, cuts), np.split(y, cuts), strict=True))
 
