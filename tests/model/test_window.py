@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gc_tuner.input.sample import GCCycle, RuntimeSample
 from gc_tuner.model.window import GCCycleWindow, PodWindow
@@ -151,3 +153,36 @@ def test_estimated_live_heap_is_tracked_through_eviction() -> None:
     assert w.live_heap_estimated
     w.add(s(40.0, live_heap_bytes=2**20))  # the estimate at t=0 leaves the window
     assert not w.live_heap_estimated
+
+
+def _column(x: RuntimeSample, name: str) -> float | None:
+    if name == "live_mib":
+        return None if x.live_heap_bytes is None else x.live_heap_bytes / 2**20
+    return x.requests_total
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.1, 20),  # time step
+            st.one_of(st.none(), st.integers(0, 10**9)),  # live heap bytes
+            st.one_of(st.none(), st.floats(0, 1e6)),  # request counter (a drop is a reset)
+        ),
+        max_size=120,
+    ),
+    st.floats(5, 200),
+    st.integers(2, 40),
+)
+def test_series_mirror_the_samples_through_growth_and_eviction(
+    rows: list[tuple[float, int | None, float | None]], window_s: float, max_samples: int
+) -> None:
+    w = PodWindow(window_s, max_samples=max_samples)
+    t = 0.0
+    for step, live, req in rows:
+        t += step
+        w.add(s(t, live_heap_bytes=live, requests_total=req))
+        for name in ("live_mib", "requests"):
+            got = [(list(ts), [None if math.isnan(v) else v for v in ys]) for ts, ys in w.series(name)]
+            want = [([x.t for x in seg], [_column(x, name) for x in seg]) for seg in w.segments()]
+            assert got == want
