@@ -150,14 +150,21 @@ func lookup(t testing.TB, body map[string]any, path string) any {
 	return cur
 }
 
-// integer reads a JSON integer at a dotted path such as "new.gogc".
-func integer(t testing.TB, body map[string]any, path string) int64 {
+// number reads a JSON number at a dotted path.
+func number(t testing.TB, body map[string]any, path string) json.Number {
 	t.Helper()
 	v := lookup(t, body, path)
 	n, ok := v.(json.Number)
 	if !ok {
 		t.Fatalf("%s: %v (%T) is not a number", path, v, v)
 	}
+	return n
+}
+
+// integer reads a JSON integer at a dotted path such as "new.gogc".
+func integer(t testing.TB, body map[string]any, path string) int64 {
+	t.Helper()
+	n := number(t, body, path)
 	i, err := n.Int64()
 	if err != nil {
 		t.Fatalf("%s: %v is not an integer: %v", path, n, err)
@@ -168,11 +175,7 @@ func integer(t testing.TB, body map[string]any, path string) int64 {
 // float reads a JSON number at a dotted path.
 func float(t testing.TB, body map[string]any, path string) float64 {
 	t.Helper()
-	v := lookup(t, body, path)
-	n, ok := v.(json.Number)
-	if !ok {
-		t.Fatalf("%s: %v (%T) is not a number", path, v, v)
-	}
+	n := number(t, body, path)
 	f, err := n.Float64()
 	if err != nil {
 		t.Fatalf("%s: %v: %v", path, n, err)

@@ -16,17 +16,14 @@ The build is idempotent: a binary whose `helm version` reports HELM_VERSION is n
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from e2e.cluster.build import BuildError, run_go
+from e2e.cluster.build import BuildError, build_lock, run_go
 from gc_tuner.cli.gobuild import cache_dir
 
 __all__ = [
@@ -91,18 +88,6 @@ def _ldflags() -> str:
     return " ".join(flags)
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    # scripts/test.sh and a pytest fixture (or two shells) must not build into the same dir at once.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _go(cmd: list[str], *, cwd: Path, what: str, gobin: Path | None = None) -> None:
     if shutil.which("go") is None:
         raise HelmBuildError("Go toolchain `go` not found on PATH; helm is built from its Go module")
@@ -130,7 +115,7 @@ def ensure_monitoring_crds() -> dict[str, Path]:
     """The ServiceMonitor and PrometheusRule CRDs, generated once from the prometheus-operator's Go API."""
     paths = _monitoring_paths()
     base = monitoring_dir()
-    with _lock(base.parent / ".build.lock"):
+    with build_lock(base.parent / ".build.lock"):
         if all(p.is_file() and p.stat().st_size > 0 for p in paths.values()):
             _log(f"prometheus-operator {MONITORING_API_VERSION} CRDs found in the cache ({base / 'out'})")
             return paths
@@ -173,7 +158,7 @@ def ensure_helm() -> Path:
     """Build helm if the cache lacks the wanted version; return its path. Cheap when cached."""
     start = time.monotonic()
     out = helm_path()
-    with _lock(helm_dir().parent / ".build.lock"):
+    with build_lock(helm_dir().parent / ".build.lock"):
         if _version_ok(out):
             _log(f"helm {HELM_VERSION} found in the cache ({out})")
             return out

@@ -45,6 +45,7 @@ __all__ = [
     "operator_fixture",
     "ready_pods",
     "token_secret",
+    "wait_condition",
     "wait_ready",
 ]
 
@@ -210,6 +211,25 @@ def condition(policy: dict[str, Any], ctype: str) -> dict[str, Any] | None:
         if c.get("type") == ctype:
             return dict(c)
     return None
+
+
+def wait_condition(
+    kube: Any,
+    namespace: str,
+    name: str,
+    ctype: str,
+    *,
+    status: str = "True",
+    timeout: float = 60,
+    what: str = "",
+) -> dict[str, Any]:
+    """The policy once its `ctype` condition has `status`; fails naming `what` (default: the condition)."""
+
+    def check() -> dict[str, Any] | None:
+        o = get_policy(kube, namespace, name)
+        return o if (condition(o, ctype) or {}).get("status") == status else None
+
+    return wait_for(check, timeout, what or f"{ctype}={status}")
 
 
 def ready_pods(kube: Any, namespace: str, app: str) -> list[Any]:

@@ -22,6 +22,7 @@ from e2e.operator_support import (
     metric_value,
     ready_pods,
     token_secret,
+    wait_condition,
 )
 
 pytestmark = pytest.mark.e2e
@@ -78,15 +79,7 @@ def test_endpoint_sets_every_process_live_and_new_pods_on_first_sample(
     before = {p.metadata.name: (p.metadata.uid, pod_pids(p.metadata.name)) for p in pods}
 
     create_policy(kube, namespace, "web", endpoint_policy(secret))
-    pol = wait_for(
-        lambda: (
-            (o := get_policy(kube, namespace, "web"))
-            and (condition(o, "Applied") or {}).get("status") == "True"
-            and o
-        ),
-        60,
-        "Applied=True",
-    )
+    pol = wait_condition(kube, namespace, "web", "Applied", what="Applied=True")
     applied = pol["status"]["applied"]
     assert applied["method"] == "Endpoint" and applied["pods"] == 2
     gogc = applied["gogc"]
@@ -179,15 +172,7 @@ def test_min_interval_floor_raises_the_interval_window_and_lease_of_a_policy(
     spec["sampling"].update(intervalSeconds=1, windowSeconds=3)
     spec["rollout"]["leaseSeconds"] = 2
     create_policy(kube, namespace, "web", spec)
-    pol = wait_for(
-        lambda: (
-            (o := get_policy(kube, namespace, "web"))
-            and (condition(o, "Applied") or {}).get("status") == "True"
-            and o
-        ),
-        60,
-        "Applied=True at the floor's cadence",
-    )
+    pol = wait_condition(kube, namespace, "web", "Applied", what="Applied=True at the floor's cadence")
     assert pol["spec"]["sampling"]["intervalSeconds"] == 1, "the spec stays as written"
     in_force = pol["status"]["sampling"]
     assert {k: in_force[k] for k in ("intervalSeconds", "windowSeconds", "leaseSeconds")} == {

@@ -18,10 +18,10 @@ from e2e.operator_support import (
     VERSION,
     OperatorProc,
     agent_get,
-    condition,
     create_policy,
     get_policy,
     ready_pods,
+    wait_condition,
 )
 
 pytestmark = pytest.mark.e2e
@@ -106,15 +106,7 @@ def test_envpatch_rolls_out_holds_in_cooldown_and_restores_on_delete(
         m = agent_get(p.status.pod_ip, token=None)["metrics"]
         assert m["/gc/gogc:percent"] == gogc
         assert m["/gc/gomemlimit:bytes"] == EXPECTED_LIMIT
-    pol = wait_for(
-        lambda: (
-            (o := get_policy(kube, namespace, "web"))
-            and (condition(o, "Applied") or {}).get("status") == "True"
-            and o
-        ),
-        60,
-        "Applied=True after the rollout",
-    )
+    pol = wait_condition(kube, namespace, "web", "Applied", what="Applied=True after the rollout")
     assert pol["status"]["applied"]["gogc"] == gogc and pol["status"]["applied"]["gomemlimit"] == "230MiB"
     assert pol["status"]["applied"]["method"] == "EnvPatch"
 

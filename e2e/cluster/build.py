@@ -36,6 +36,7 @@ __all__ = [
     "Binaries",
     "BuildError",
     "binaries",
+    "build_lock",
     "ensure_built",
     "run_go",
     "staging_replaces",
@@ -215,7 +216,7 @@ def _go_build(src: Path, pkg: str, out: Path, ldflags: str) -> float:
 
 
 @contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
+def build_lock(path: Path) -> Iterator[None]:
     # Two runs (scripts/test.sh and a pytest fixture, or two shells) must not build into the same dir.
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as fh:
@@ -262,7 +263,7 @@ def _ensure_k8s() -> set[str]:
 def ensure_built() -> Binaries:
     """Build whatever is missing from the cache; return the binaries' paths. Cheap when all are cached."""
     start = time.monotonic()
-    with _lock(cache_dir() / "k8s" / ".build.lock"):
+    with build_lock(cache_dir() / "k8s" / ".build.lock"):
         built = _ensure_etcd() | _ensure_k8s()
     took = time.monotonic() - start
     what = f"built {', '.join(sorted(built))}" if built else "all cached"

@@ -151,14 +151,20 @@ func (p *pod) leaseView(now time.Time) *leaseView {
 	return &leaseView{p.leaseOwner, p.leaseUntil.UTC(), p.leaseUntil.Sub(now).Seconds()}
 }
 
+// heapAt advances the simulation to now and returns the live heap, the heap goal and the heap in
+// use (live plus part of the garbage allocated since the last cycle). The caller holds p.mu.
+func (p *pod) heapAt(now time.Time) (live, goal, heap float64) {
+	p.advance(now)
+	live = p.live(now)
+	goal = p.goal(live)
+	return live, goal, live + (goal-live)*0.6
+}
+
 // agentJSON is the agent's GET body (agent/README.md), built from the simulated state.
 func (p *pod) agentJSON(now time.Time) []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.advance(now)
-	live := p.live(now)
-	goal := p.goal(live)
-	heap := live + (goal-live)*0.6
+	live, goal, heap := p.heapAt(now)
 	p99 := 0.0004 + float64(p.idx%10)*0.0001
 	ok, failed := p.workRequests()
 	doc := map[string]any{
@@ -206,10 +212,7 @@ func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 func (p *pod) metricsText(now time.Time) []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.advance(now)
-	live := p.live(now)
-	goal := p.goal(live)
-	heap := live + (goal-live)*0.6
+	live, goal, heap := p.heapAt(now)
 	var b []byte
 	add := func(help, typ, name string, v float64) {
 		b = fmt.Appendf(b, "# HELP %s %s\n# TYPE %s %s\n%s %s\n", name, help, name, typ, name, num(v))
@@ -254,10 +257,7 @@ func (p *pod) metricsText(now time.Time) []byte {
 func (p *pod) expvarJSON(now time.Time) []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.advance(now)
-	live := p.live(now)
-	goal := p.goal(live)
-	heap := live + (goal-live)*0.6
+	live, goal, heap := p.heapAt(now)
 	n := uint64(p.cycles)
 	ms := map[string]any{
 		"Alloc": uint64(heap), "TotalAlloc": uint64(p.allocs), "Sys": uint64(goal*1.05 + p.nonHeap),
