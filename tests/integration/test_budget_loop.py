@@ -98,24 +98,30 @@ async def test_a_leak_holds_gogc_at_the_floor_and_sets_leak_suspected(binary: Pa
     }
     with Workload(binary, "127.0.0.72", env) as w:
         port = int(w.addr.rsplit(":", 1)[1])
-        # A 30 s cooldown (also the prediction's horizon: 8 + 16 × 30 MiB leaves room for a GOGC above
-        # the floor at first): after the first change only the leak hold may move GOGC.
-        spec = parse_policy(budget_policy(port, max_gogc=200, window=8, leak_span=4, cooldown=30))
+        # A 30 s cooldown: after the first change only the leak hold may move GOGC. A 2 s horizon keeps
+        # the first recommendation at the ceiling (8 + 16 × 2 MiB predicted live in an 819 MiB budget),
+        # so the first change is a raise and the move to the floor has to skip the cooldown.
+        pol = budget_policy(port, max_gogc=200, window=8, leak_span=4, cooldown=30)
+        pol["strategy"]["budget"]["horizonSeconds"] = 2
+        spec = parse_policy(pol)
         target = parse_target(w.base_url, memory_limit="1Gi")
         flagged: dict[str, Any] | None = None
-        codes: list[str] = []
+        decided: list[tuple[str, int, str]] = []
         async with httpx.AsyncClient(trust_env=False) as http:
             loop = LocalLoop(spec, [target], http, token=TOKEN)
             for _ in range(20):
                 outcome, status = await loop.step()
-                codes += [outcome.decision.code] if outcome.decision is not None else []
+                d = outcome.decision
+                decided += [(d.action, d.gogc, d.code)] if d is not None else []
                 conds = {c["type"]: c for c in status["conditions"]}
                 if conds["LeakSuspected"]["status"] == "True":
                     flagged = status
                     break
                 await asyncio.sleep(1)
         assert flagged is not None, status
-        assert codes[-1] == "LeakHold" and "Applied" in codes[:-1], codes
+        assert decided[-1] == ("apply", 30, "LeakHold"), decided
+        # The change that started the cooldown: a raise to the ceiling.
+        assert ("apply", 200) in [(a, g) for a, g, _ in decided[:-1]], decided
         conds = {c["type"]: c for c in flagged["conditions"]}
         assert conds["LeakSuspected"]["reason"] == "HeapGrowing"
         assert "held at bounds.minGOGC 30" in conds["LeakSuspected"]["message"]
