@@ -44,6 +44,7 @@ __all__ = [
     "metric_value",
     "operator_fixture",
     "ready_pods",
+    "rejected_policy",
     "token_secret",
     "wait_condition",
     "wait_ready",
@@ -195,6 +196,19 @@ def create_policy(kube: Any, namespace: str, name: str, spec: dict[str, Any]) ->
         GROUP, VERSION, namespace, PLURAL, gcpolicy(name, spec)
     )
     return obj
+
+
+def rejected_policy(kube: Any, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Create a GCPolicy the apiserver must refuse (422); its Status body, parsed."""
+    from kubernetes import client
+
+    with pytest.raises(client.ApiException) as e:
+        client.CustomObjectsApi(kube).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, gcpolicy("bad", spec)
+        )
+    assert e.value.status == 422, e.value.body
+    status: dict[str, Any] = json.loads(e.value.body)
+    return status
 
 
 def get_policy(kube: Any, namespace: str, name: str) -> dict[str, Any]:

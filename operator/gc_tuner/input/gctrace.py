@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any, BinaryIO
 
@@ -75,24 +75,22 @@ _FLOAT_OF: dict[str, float] = {}
 _INT_OF: dict[Any, Any] = {None: None}  # str -> int, None -> None
 
 
-def _memo_float(s: str) -> float:
-    v = _FLOAT_OF.get(s)
+def _memo(memo: dict[Any, Any], convert: Callable[[str], Any], s: str) -> Any:
+    v = memo.get(s)
     if v is None:
-        v = float(s)
-        if len(_FLOAT_OF) < _MEMO_CAP and len(s) <= 24:
-            _FLOAT_OF[s] = v
+        v = convert(s)
+        if len(memo) < _MEMO_CAP and len(s) <= 24:
+            memo[s] = v
+    return v
+
+
+def _memo_float(s: str) -> float:
+    v: float = _memo(_FLOAT_OF, float, s)
     return v
 
 
 def _memo_int(s: str | None) -> Any:
-    if s is None:
-        return None
-    v = _INT_OF.get(s)
-    if v is None:
-        v = int(s)
-        if len(_INT_OF) < _MEMO_CAP and len(s) <= 24:
-            _INT_OF[s] = v
-    return v
+    return None if s is None else _memo(_INT_OF, int, s)
 
 
 def _cycle(g: tuple[Any, ...], forced: bool) -> GCCycle | None:

@@ -197,9 +197,13 @@ def _r2(ss_res: float, ss_tot: float) -> float:
 _Values = Sequence[float] | np.ndarray
 
 
-def _arrays(ts: _Values, ys: _Values) -> tuple[np.ndarray, np.ndarray]:
+def _check_lengths(ts: _Values, ys: _Values) -> None:
     if len(ts) != len(ys):
         raise ValueError(f"fit_trend needs as many times as values, got {len(ts)} and {len(ys)}")
+
+
+def _arrays(ts: _Values, ys: _Values) -> tuple[np.ndarray, np.ndarray]:
+    _check_lengths(ts, ys)
     t = np.asarray(ts, dtype=float)
     y = np.asarray(ys, dtype=float)
     keep = np.isfinite(t) & np.isfinite(y)  # a NaN from a broken scrape is a missing point, not data
@@ -223,8 +227,7 @@ def _segment_fits(series: Sequence[tuple[_Values, _Values]], max_points: int) ->
     out: list[TrendFit | int] = [0] * len(series)
     by_len: dict[int, list[int]] = {}
     for k, (ts, ys) in enumerate(series):
-        if len(ts) != len(ys):
-            raise ValueError(f"fit_trend needs as many times as values, got {len(ts)} and {len(ys)}")
+        _check_lengths(ts, ys)
         by_len.setdefault(len(ts), []).append(k)
     for n, idx in by_len.items():
         slow = idx
@@ -328,14 +331,6 @@ def _combine(
     return TrendFit(slope, fits[-1].intercept, r2, n, span)
 
 
-def _heap_segments(window: PodWindow) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool]:
-    return window.series("live_mib"), window.live_heap_estimated
-
-
-def _qps_segments(window: PodWindow) -> list[tuple[np.ndarray, np.ndarray]]:
-    return window.series("requests")
-
-
 def _window_fits(
     windows: Sequence[PodWindow],
     segs: list[list[tuple[np.ndarray, np.ndarray]]],
@@ -375,17 +370,11 @@ def fit_heap_slopes(
     min_span_s: float = DEFAULT_MIN_SPAN_S,
 ) -> list[TrendFit | InsufficientData]:
     """`fit_heap_slope` of each window, fitted in one batch."""
-    extracted = [_heap_segments(w) for w in windows]
-    fits = _window_fits(
-        windows,
-        [s for s, _ in extracted],
-        "no live-heap figure in the window's samples",
-        min_samples,
-        min_span_s,
-    )
+    segs = [w.series("live_mib") for w in windows]
+    fits = _window_fits(windows, segs, "no live-heap figure in the window's samples", min_samples, min_span_s)
     return [
-        dataclasses.replace(f, estimated=True) if isinstance(f, TrendFit) and est else f
-        for f, (_, est) in zip(fits, extracted, strict=True)
+        dataclasses.replace(f, estimated=True) if isinstance(f, TrendFit) and w.live_heap_estimated else f
+        for f, w in zip(fits, windows, strict=True)
     ]
 
 
@@ -406,5 +395,5 @@ def fit_qps_many(
     min_span_s: float = DEFAULT_MIN_SPAN_S,
 ) -> list[TrendFit | InsufficientData]:
     """`fit_qps` of each window, fitted in one batch."""
-    segs = [_qps_segments(w) for w in windows]
+    segs = [w.series("requests") for w in windows]
     return _window_fits(windows, segs, "no request counter in the window's samples", min_samples, min_span_s)

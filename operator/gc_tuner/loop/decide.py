@@ -56,8 +56,13 @@ def decide_change(
     )
     info = DecisionInfo(d.action, d.gogc, d.code, d.reason)
     floor = d.target
-    lowers = current is not None and floor is not None and floor < current
-    if leak_hold and d.code == "CoolingDown" and lowers and floor is not None:
+    if (
+        leak_hold
+        and d.code == "CoolingDown"
+        and current is not None
+        and floor is not None
+        and floor < current
+    ):
         return DecisionInfo(
             "apply",
             floor,

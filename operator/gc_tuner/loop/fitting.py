@@ -69,13 +69,12 @@ def fit_pods(pods: Sequence[tuple[str, PodState]], spec: GCPolicySpec) -> list[P
 def _pod_fit(
     name: str, ps: PodState, heap: TrendFit | InsufficientData, qps: float | None, notes: list[str]
 ) -> PodFit:
-    fitted = isinstance(heap, TrendFit)
     return PodFit(
         pod=name,
         qps=qps,
         heap_slope_mb_per_s=heap.slope if isinstance(heap, TrendFit) else None,
         r2=heap.r2 if isinstance(heap, TrendFit) else None,
-        samples=heap.n if fitted else len(ps.window),
+        samples=heap.n if isinstance(heap, TrendFit) else len(ps.window),
         note="; ".join(notes),
         sample=ps.window.newest,
         heap_span_s=heap.span_s if isinstance(heap, TrendFit) else None,

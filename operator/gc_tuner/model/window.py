@@ -69,6 +69,10 @@ class _Columns:
         return self._buf[k, self._lo : self._hi].copy()
 
 
+def _estimated_live(sample: RuntimeSample) -> bool:
+    return sample.live_heap_bytes is not None and sample.live_heap_estimated
+
+
 def _check_window(window_s: float, max_samples: int) -> None:
     if not math.isfinite(window_s) or window_s <= 0:
         raise ValueError(f"window_s must be a positive number of seconds, got {window_s!r}")
@@ -130,12 +134,12 @@ class PodWindow:
         req = sample.requests_total
         self._entries.append(_Entry(self._segment, sample))
         self._cols.append(sample.t, _NAN if live is None else live / MiB, _NAN if req is None else float(req))
-        self._estimated += live is not None and sample.live_heap_estimated
+        self._estimated += _estimated_live(sample)
         horizon = sample.t - self.window_s
         while self._entries[0].sample.t < horizon or len(self._entries) > self.max_samples:
             gone = self._entries.popleft().sample
             self._cols.popleft()
-            self._estimated -= gone.live_heap_bytes is not None and gone.live_heap_estimated
+            self._estimated -= _estimated_live(gone)
         return True
 
     @property
