@@ -173,6 +173,18 @@ def test_invalid_policies_name_the_field(patch: dict[str, Any], field: str) -> N
     assert field in str(e.value)
 
 
+def test_errors_are_labelled_by_their_path_under_spec() -> None:
+    doc = {**copy.deepcopy(MINIMAL), "qps": {"agent": {}}, "bounds": {"minGOGC": 0}}
+    doc["sampling"] = {"sources": {"prometheus": {"port": 1}}}
+    with pytest.raises(PolicyError) as e:
+        parse_policy(doc)
+    assert "\n  spec.bounds.minGOGC: " in str(e.value)  # a field
+    doc["bounds"] = {}
+    with pytest.raises(PolicyError) as e:
+        parse_policy(doc)
+    assert "\n  spec: Value error, qps.agent needs" in str(e.value)  # a rule across fields: spec itself
+
+
 def test_counter_without_port_needs_the_prometheus_source() -> None:
     doc = copy.deepcopy(MINIMAL)
     del doc["sampling"]["sources"]["prometheus"]

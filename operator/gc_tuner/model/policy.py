@@ -325,7 +325,8 @@ def _quantity_bytes(q: str) -> float:
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "spec"
+    """`spec.<path>`, or `spec` itself for a rule across its fields."""
+    return ".".join(["spec", *(str(p) for p in loc)])
 
 
 def parse_policy(doc: Any) -> GCPolicySpec:
@@ -348,5 +349,5 @@ def parse_policy(doc: Any) -> GCPolicySpec:
     try:
         return GCPolicySpec.model_validate(doc)
     except ValidationError as e:
-        lines = [f"spec.{_loc(err['loc'])}: {err['msg']}" for err in e.errors()]
+        lines = [f"{_loc(err['loc'])}: {err['msg']}" for err in e.errors()]
         raise PolicyError("invalid GCPolicy:\n  " + "\n  ".join(lines)) from None
