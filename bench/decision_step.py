@@ -16,11 +16,11 @@ import statistics
 import time
 
 from gc_tuner.input.gctrace import GCTraceParser
-from gc_tuner.input.sample import MiB, RuntimeSample
 from gc_tuner.logic.analysis import TraceAnalyzer
 from gc_tuner.logic.decision import decide
 from gc_tuner.logic.fit import TrendFit, fit_heap_slope, fit_qps
 from gc_tuner.logic.formula import formula_gogc
+from gc_tuner.model.sample import MiB, RuntimeSample
 from gc_tuner.model.window import PodWindow
 
 

@@ -15,10 +15,10 @@ from e2e.operator_support import (
     create_policy,
     rejected_policy,
 )
-from gc_tuner.input.sample import RuntimeSample
-from gc_tuner.loop.records import PodFit
-from gc_tuner.loop.strategy import desired_memory_limit, recommend
 from gc_tuner.model.policy import parse_policy
+from gc_tuner.model.sample import RuntimeSample
+from gc_tuner.tuning.records import PodFit
+from gc_tuner.tuning.strategies import desired_memory_limit, recommend
 
 pytestmark = pytest.mark.e2e
 

@@ -651,7 +651,7 @@ def test_uninstall_leaves_only_the_crds_and_policies_keep_working_after_a_reinst
 
 
 def _ts(rfc3339: str) -> int:
-    from gc_tuner.loop.records import parse_rfc3339
+    from gc_tuner.tuning.records import parse_rfc3339
 
     t = parse_rfc3339(rfc3339)
     assert t is not None, rfc3339

@@ -1,6 +1,6 @@
 """Lower layers never import higher ones.
 
-Order: input -> model -> logic -> actuation -> loop -> controller -> cli.
+Order: net -> model -> input -> logic -> actuation -> tuning -> loop -> controller -> cli.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "operator" / "gc_tuner"
-ORDER = ["input", "model", "logic", "actuation", "loop", "controller", "cli"]
+ORDER = ["net", "model", "input", "logic", "actuation", "tuning", "loop", "controller", "cli"]
 
 
 def _imports(path: Path) -> set[str]:

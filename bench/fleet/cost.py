@@ -366,11 +366,11 @@ def decision_timing(pods: int, samples_per_pod: int, *, repeat: int = 5) -> Deci
     timed on full windows of plausible samples."""
     import random
 
-    from gc_tuner.input.sample import RuntimeSample
-    from gc_tuner.loop.fitting import fit_deployment, fit_pods, leak_verdict
-    from gc_tuner.loop.state import PolicyState
-    from gc_tuner.loop.strategy import recommend
     from gc_tuner.model.policy import parse_policy
+    from gc_tuner.model.sample import RuntimeSample
+    from gc_tuner.tuning.fitting import fit_deployment, fit_pods, leak_verdict
+    from gc_tuner.tuning.state import PolicyState
+    from gc_tuner.tuning.strategies import recommend
 
     spec = parse_policy(policy(interval_s=15, window_s=15 * samples_per_pod, cooldown_s=300, concurrency=64))
     rng = random.Random(1)

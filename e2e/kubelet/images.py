@@ -16,9 +16,10 @@ from __future__ import annotations
 import fnmatch
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from e2e.kubelet import operator_image
+from e2e.kubelet.program import Program
 from gc_tuner.cli.gobuild import build_go, repo_root
 
 __all__ = [
@@ -30,13 +31,6 @@ __all__ = [
     "testprog_binary",
     "workload_binary",
 ]
-
-
-@dataclass(frozen=True)
-class Program:
-    argv: tuple[str, ...]
-    env: dict[str, str] = field(default_factory=dict)
-    listen_env: str | None = None
 
 
 Resolver = Callable[[str], Program]
@@ -112,9 +106,7 @@ def default_registry(extra: dict[str, str] | None = None) -> Registry:
     reg = Registry()
     for pattern, resolver in BUILTIN.items():
         reg.register(pattern, resolver)
-    # The Helm chart's operator image (charts/gc-tuner); imported here because that module builds on Program.
-    from e2e.kubelet import operator_image
-
+    # The Helm chart's operator image (charts/gc-tuner).
     reg.register(operator_image.PATTERN, operator_image.resolve)
     for pattern, command in (extra or {}).items():
         reg.register(pattern, command_resolver(command))

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from e2e.kubelet.api import ApiClient, ApiError
-from e2e.kubelet.logs import format_ts
+from e2e.kubelet.clock import api_micro_timestamp, api_timestamp
 
 __all__ = ["LEASE_DURATION_S", "NodeAgent"]
 
@@ -21,16 +21,6 @@ log = logging.getLogger("kubelet.node")
 LEASE_DURATION_S = 40
 _LEASE_RENEW_S = 5.0
 _STATUS_EVERY_S = 20.0
-
-
-def _micro_now() -> str:
-    # Lease renewTime is a MicroTime: exactly six fractional digits.
-    ts = format_ts()
-    return ts[:26] + "Z"
-
-
-def _now() -> str:
-    return format_ts()[:19] + "Z"
 
 
 class NodeAgent:
@@ -45,10 +35,10 @@ class NodeAgent:
         self.version = version
         self.boot_id = str(uuid.uuid4())
         self.uid = ""
-        self._since = _now()
+        self._since = api_timestamp()
 
     def _status(self) -> Obj:
-        now = _now()
+        now = api_timestamp()
 
         def cond(kind: str, status: str, reason: str, message: str) -> Obj:
             return {
@@ -125,7 +115,7 @@ class NodeAgent:
         spec = {
             "holderIdentity": self.name,
             "leaseDurationSeconds": LEASE_DURATION_S,
-            "renewTime": _micro_now(),
+            "renewTime": api_micro_timestamp(),
         }
         try:
             await self.api.merge_patch(path, {"spec": spec})

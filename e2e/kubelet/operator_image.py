@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from e2e.kubelet.images import Program
+from e2e.kubelet.program import Program
 from gc_tuner.cli.gobuild import repo_root
 
 __all__ = ["LISTEN_ENV", "PATTERN", "operator_argv", "resolve"]

@@ -1,5 +1,8 @@
 """One pod bound to the node: its loopback IP, its containers, its status in the apiserver, and its
-graceful deletion (SIGTERM, SIGKILL after the grace period, then delete with grace 0)."""
+graceful deletion (SIGTERM, SIGKILL after the grace period, then delete with grace 0).
+
+A worker sees its kubelet only through NodeServices, a protocol that Kubelet (kubelet.py) implements:
+kubelet.py builds on this module, so this module does not import it."""
 
 from __future__ import annotations
 
@@ -7,20 +10,47 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from e2e.kubelet.api import ApiError
+from e2e.kubelet.api import ApiClient, ApiError
+from e2e.kubelet.clock import api_timestamp
 from e2e.kubelet.envres import resolve_env
 from e2e.kubelet.images import Program
-from e2e.kubelet.runner import ContainerRunner, _now
+from e2e.kubelet.ipam import IpAllocator
+from e2e.kubelet.runner import ContainerRunner, ImageSource
 
-if TYPE_CHECKING:
-    from e2e.kubelet.kubelet import Kubelet
-
-__all__ = ["PodWorker", "pod_phase"]
+__all__ = ["NodeServices", "PodWorker", "pod_phase"]
 
 Obj = dict[str, Any]
 log = logging.getLogger("kubelet.pods")
+
+
+class NodeServices(ImageSource, Protocol):
+    """What a pod worker uses of its kubelet (Kubelet implements it)."""
+
+    api: ApiClient
+    node_ip: str
+    state_dir: Path
+    allocatable: dict[str, str]
+    ipam: IpAllocator
+
+    def fetch_for(self, ns: str) -> Any: ...
+
+    async def service_account_env(self, worker: PodWorker) -> dict[str, str]: ...
+
+    def event(
+        self,
+        worker: PodWorker,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        container: str | None = None,
+    ) -> None: ...
+
+    def forget(self, worker: PodWorker) -> None: ...
+
+    def spawn(self, coro: Any) -> None: ...
 
 
 def pod_phase(
@@ -40,7 +70,7 @@ def pod_phase(
 
 
 class PodWorker:
-    def __init__(self, kubelet: Kubelet, pod: Obj) -> None:
+    def __init__(self, kubelet: NodeServices, pod: Obj) -> None:
         self.kubelet = kubelet
         self.pod = pod
         meta = pod["metadata"]
@@ -58,7 +88,7 @@ class PodWorker:
         self.initialized = not self.init
         self.deleting = False
         self.gone = False
-        self.start_time = _now()
+        self.start_time = api_timestamp()
         self._dirty = asyncio.Event()
         self._cond_times: dict[str, tuple[str, str]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -168,7 +198,7 @@ class PodWorker:
         status = "True" if ok else "False"
         prev = self._cond_times.get(kind)
         if prev is None or prev[0] != status:
-            self._cond_times[kind] = (status, _now())
+            self._cond_times[kind] = (status, api_timestamp())
         return {
             "type": kind,
             "status": status,

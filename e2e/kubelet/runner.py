@@ -1,6 +1,9 @@
 """One container of a pod, run as a real process: resolve its image and env, start it in its own process
 group with stdout/stderr piped into its log, probe it, restart it as the pod's restartPolicy says, and
-stop it with SIGTERM then SIGKILL."""
+stop it with SIGTERM then SIGKILL.
+
+The runner sees its pod only through PodServices, a protocol that PodWorker (pods.py) implements:
+pods.py builds on this module, so this module does not import it."""
 
 from __future__ import annotations
 
@@ -13,17 +16,16 @@ import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
+from e2e.kubelet.clock import api_timestamp
 from e2e.kubelet.envres import EnvError
 from e2e.kubelet.images import Program, UnknownImageError
-from e2e.kubelet.logs import ContainerLog, format_ts
+from e2e.kubelet.logs import ContainerLog
 from e2e.kubelet.probes import ProbeSpec, run_probe
 
-if TYPE_CHECKING:
-    from e2e.kubelet.pods import PodWorker
-
-__all__ = ["BACKOFF_MAX_S", "ContainerRunner", "backoff_delay"]
+__all__ = ["BACKOFF_MAX_S", "ContainerRunner", "ImageSource", "PodServices", "backoff_delay"]
 
 Obj = dict[str, Any]
 log = logging.getLogger("kubelet.runner")
@@ -46,8 +48,39 @@ def _killpg(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+class ImageSource(Protocol):
+    """Where a container's image comes from: the kubelet's image table (Kubelet implements it)."""
+
+    async def resolve_image(self, image: str) -> Program: ...
+
+
+class PodServices(Protocol):
+    """What a container runner uses of its pod (PodWorker implements it)."""
+
+    name: str
+    ns: str
+    uid: str
+    dir: Path
+    ip: str | None
+    restart_policy: str
+
+    # Read-only, so a pod holding a fuller node interface (pods.NodeServices) still matches.
+    @property
+    def kubelet(self) -> ImageSource: ...
+
+    def mark_dirty(self) -> None: ...
+
+    def grace_period(self) -> float: ...
+
+    def event(
+        self, reason: str, message: str, *, warning: bool = False, container: str | None = None
+    ) -> None: ...
+
+    async def container_env(self, container: Obj, program: Program) -> dict[str, str]: ...
+
+
 class ContainerRunner:
-    def __init__(self, worker: PodWorker, spec: Obj, *, init: bool = False) -> None:
+    def __init__(self, worker: PodServices, spec: Obj, *, init: bool = False) -> None:
         self.worker = worker
         self.spec = spec
         self.name: str = spec["name"]
@@ -204,8 +237,8 @@ class ContainerRunner:
                         "exitCode": 128,
                         "reason": "StartError",
                         "message": message,
-                        "startedAt": _now(),
-                        "finishedAt": _now(),
+                        "startedAt": api_timestamp(),
+                        "finishedAt": api_timestamp(),
                         "containerID": self.container_id,
                     }
                 }
@@ -215,7 +248,7 @@ class ContainerRunner:
         self.proc = proc
         if self.stopping:
             _killpg(proc.pid, signal.SIGKILL)
-        started_at = _now()
+        started_at = api_timestamp()
         log.info(
             "%s/%s: started %s (pid %d): %s",
             self.worker.ns,
@@ -250,7 +283,7 @@ class ContainerRunner:
             "exitCode": code,
             "reason": "Completed" if code == 0 else "Error",
             "startedAt": started_at,
-            "finishedAt": _now(),
+            "finishedAt": api_timestamp(),
             "containerID": self.container_id,
         }
         if rc < 0:
@@ -375,10 +408,6 @@ async def _pump(stream: asyncio.StreamReader, sink: Callable[[bytes], None]) -> 
         if not chunk:
             return
         sink(chunk)
-
-
-def _now() -> str:
-    return format_ts()[:19] + "Z"
 
 
 def backoff_delay(crashes: int) -> float:

@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from gc_tuner.actuation.agent import _result, apply
-from gc_tuner.input.agent import NO_LIMIT, AgentSettings
-from gc_tuner.input.errors import SourceFormatError
+from gc_tuner.actuation.agent_writer import _result, apply
+from gc_tuner.input.agent_doc import NO_LIMIT, AgentSettings
+from gc_tuner.net.errors import SourceFormatError
 from tests.input.test_agent_parser import readme_json_examples
 
 

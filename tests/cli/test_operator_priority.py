@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from gc_tuner.cli.errors import CLIError
+from gc_tuner.cli.exits import CLIError
 from gc_tuner.cli.main import main
 from gc_tuner.cli.operator import peer_identity, peering_priority
 

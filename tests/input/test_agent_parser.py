@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gc_tuner.cli.gobuild import repo_root
-from gc_tuner.input.agent import NO_LIMIT, AgentSettings, parse_agent, parse_lease, parse_settings
-from gc_tuner.input.errors import SourceFormatError
+from gc_tuner.input.agent_doc import NO_LIMIT, AgentSettings, parse_agent, parse_lease, parse_settings
+from gc_tuner.net.errors import SourceFormatError
 
 
 def readme_json_examples() -> list[dict[str, Any]]:

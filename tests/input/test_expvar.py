@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gc_tuner.input.errors import SourceFormatError
 from gc_tuner.input.expvar import PAUSE_RING, new_pauses, parse_expvar, pause_quantile
-from gc_tuner.input.sample import RuntimeSample
+from gc_tuner.model.sample import RuntimeSample
+from gc_tuner.net.errors import SourceFormatError
 from tests.input.goprogs import build, system_toolchain
 
 GOGC = 200  # not the default, so an estimate that ignored the `gogc` argument would be off by far

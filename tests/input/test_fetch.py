@@ -21,7 +21,9 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from gc_tuner.input.errors import (
+from gc_tuner.input.fetch import fetch_agent
+from gc_tuner.input.promql import fetch_promql
+from gc_tuner.net.errors import (
     AuthError,
     FetchError,
     FetchTimeoutError,
@@ -30,8 +32,6 @@ from gc_tuner.input.errors import (
     SourceFormatError,
     UnreachableError,
 )
-from gc_tuner.input.fetch import fetch_agent
-from gc_tuner.input.promql import fetch_promql
 from tests.input.test_agent_parser import _doc
 
 

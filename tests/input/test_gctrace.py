@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gc_tuner.input.gctrace import MAX_LINE, SKIP_KINDS, GCTraceParser, iter_lines, parse_gctrace
-from gc_tuner.input.sample import GCCycle
+from gc_tuner.model.sample import GCCycle
 
 # The real lines of go-gc-facts.md section 1, with what each must parse to.
 GO119 = (

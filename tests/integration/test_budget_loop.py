@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gc_tuner.loop.local import LocalLoop, parse_target
+from gc_tuner.loop.standalone import LocalLoop, parse_target
 from gc_tuner.model.policy import parse_policy
 from tests.integration.workload import Workload, workload_binary
 

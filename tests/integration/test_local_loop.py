@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gc_tuner.loop.local import LocalLoop, default_local_policy, parse_target
+from gc_tuner.loop.standalone import LocalLoop, default_local_policy, parse_target
 from gc_tuner.model.policy import parse_policy
 from tests.integration.workload import Workload, workload_binary
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gc_tuner.actuation.agent import apply, release
-from gc_tuner.input.agent import AgentSettings, AgentStatus
-from gc_tuner.input.errors import AuthError, FetchTimeoutError, RejectedError, UnreachableError
+from gc_tuner.actuation.agent_writer import apply, release
+from gc_tuner.input.agent_doc import AgentSettings, AgentStatus
 from gc_tuner.input.fetch import fetch_agent, fetch_expvar, fetch_prometheus
-from gc_tuner.input.sample import GCCycle, MiB, RuntimeSample
+from gc_tuner.model.sample import GCCycle, MiB, RuntimeSample
+from gc_tuner.net.errors import AuthError, FetchTimeoutError, RejectedError, UnreachableError
 from tests.integration.workload import Workload, workload_binary
 
 pytestmark = [pytest.mark.go, pytest.mark.timeout(120)]

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from gc_tuner.cli.gobuild import build_go, repo_root
 from gc_tuner.input.gctrace import GCTraceParser, iter_lines
-from gc_tuner.input.sample import GCCycle
+from gc_tuner.model.sample import GCCycle
 
 __all__ = ["Workload", "workload_binary"]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from gc_tuner.input.gctrace import GCTraceParser, iter_lines
-from gc_tuner.input.sample import GCCycle
 from gc_tuner.logic.analysis import Analysis, TraceAnalyzer, analyze_cycles
 from gc_tuner.logic.formula import formula_gogc
+from gc_tuner.model.sample import GCCycle
 from tests.gcdemo_runs import Run, gogc_tolerance
 
 pytestmark = pytest.mark.go

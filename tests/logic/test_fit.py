@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from gc_tuner.input.sample import MiB, RuntimeSample
 from gc_tuner.logic.fit import InsufficientData, TrendFit, fit_heap_slope, fit_qps, fit_segments, fit_trend
+from gc_tuner.model.sample import MiB, RuntimeSample
 from gc_tuner.model.window import PodWindow
 
 

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from gc_tuner.input.sample import RuntimeSample
 from gc_tuner.logic.budget import budget_gogc
-from gc_tuner.loop.records import PodFit
-from gc_tuner.loop.strategy import (
+from gc_tuner.model.policy import GCPolicySpec, parse_policy
+from gc_tuner.model.sample import RuntimeSample
+from gc_tuner.tuning.records import PodFit
+from gc_tuner.tuning.strategies import (
     MemoryLimitTarget,
     StrategyUnavailable,
     budget_params,
@@ -18,7 +19,6 @@ from gc_tuner.loop.strategy import (
     non_heap_bytes,
     recommend,
 )
-from gc_tuner.model.policy import GCPolicySpec, parse_policy
 
 MiB = 1 << 20
 

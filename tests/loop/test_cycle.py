@@ -17,12 +17,12 @@ import pytest
 
 from gc_tuner.actuation.envpatch import EnvPlan, plan_env_patch, plan_env_restore
 from gc_tuner.loop.cycle import CycleInputs, run_cycle
-from gc_tuner.loop.discovery import workload_info
 from gc_tuner.loop.ports import CycleIO
-from gc_tuner.loop.records import CycleOutcome, LoopEvent, PodTarget
-from gc_tuner.loop.state import PolicyState
-from gc_tuner.loop.status import build_status
 from gc_tuner.model.policy import parse_policy
+from gc_tuner.tuning.conditions import build_status
+from gc_tuner.tuning.discovery import workload_info
+from gc_tuner.tuning.records import CycleOutcome, LoopEvent, PodTarget
+from gc_tuner.tuning.state import PolicyState
 from tests.integration.workload import Workload, workload_binary
 
 pytestmark = [pytest.mark.go]

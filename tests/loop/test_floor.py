@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from gc_tuner.loop.floor import (
+from gc_tuner.model.policy import GCPolicySpec, parse_policy
+from gc_tuner.tuning.floor import (
     MAX_MIN_INTERVAL_SECONDS,
     apply_interval_floor,
     floor_event,
     sampling_status,
 )
-from gc_tuner.model.policy import GCPolicySpec, parse_policy
 
 
 def spec(interval: int = 1, window: int = 3, **over: Any) -> GCPolicySpec:

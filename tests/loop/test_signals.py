@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gc_tuner.input.sample import RuntimeSample
-from gc_tuner.loop.records import CycleOutcome, FitSummary, GCTraceSummary, PodFit
-from gc_tuner.loop.signals import gc_cpu_share, policy_signals
+from gc_tuner.model.sample import RuntimeSample
+from gc_tuner.tuning.records import CycleOutcome, FitSummary, GCTraceSummary, PodFit
+from gc_tuner.tuning.signals import gc_cpu_share, policy_signals
 
 
 def _fit(pod: str, **sample: float) -> PodFit:

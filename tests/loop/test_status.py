@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gc_tuner.loop.records import (
+from gc_tuner.tuning.conditions import CONDITION_TYPES, MAX_FAILURES_LISTED, build_status
+from gc_tuner.tuning.records import (
     AppliedState,
     CycleOutcome,
     FitSummary,
@@ -11,7 +12,6 @@ from gc_tuner.loop.records import (
     parse_rfc3339,
     rfc3339,
 )
-from gc_tuner.loop.status import CONDITION_TYPES, MAX_FAILURES_LISTED, build_status
 
 T0 = 1_700_000_000.0
 

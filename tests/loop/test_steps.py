@@ -7,16 +7,16 @@ from typing import Any
 
 import pytest
 
-from gc_tuner.input.sample import GCCycle, MiB, RuntimeSample
 from gc_tuner.logic.formula import formula_gogc
-from gc_tuner.loop.decide import decide_change, same_limit
-from gc_tuner.loop.discovery import SelectorError, matches_selector, pod_info, targets_for, workload_info
-from gc_tuner.loop.fitting import fit_deployment, fit_pod, leak_verdict
 from gc_tuner.loop.gather import merge_samples
-from gc_tuner.loop.records import PodFit, rfc3339
-from gc_tuner.loop.state import PolicyState
-from gc_tuner.loop.strategy import MemoryLimitTarget, desired_memory_limit, formula_params, recommend
 from gc_tuner.model.policy import GCPolicySpec, parse_policy
+from gc_tuner.model.sample import GCCycle, MiB, RuntimeSample
+from gc_tuner.tuning.decide import decide_change, same_limit
+from gc_tuner.tuning.discovery import SelectorError, matches_selector, pod_info, targets_for, workload_info
+from gc_tuner.tuning.fitting import fit_deployment, fit_pod, leak_verdict
+from gc_tuner.tuning.records import PodFit, rfc3339
+from gc_tuner.tuning.state import PolicyState
+from gc_tuner.tuning.strategies import MemoryLimitTarget, desired_memory_limit, formula_params, recommend
 
 T0 = 1_700_000_000.0
 
@@ -365,8 +365,8 @@ async def test_a_missing_target_is_one_warning_event_and_degraded() -> None:
 
     from gc_tuner.loop.cycle import CycleInputs, run_cycle
     from gc_tuner.loop.ports import CycleIO
-    from gc_tuner.loop.records import Verdict
-    from gc_tuner.loop.status import build_status
+    from gc_tuner.tuning.conditions import build_status
+    from gc_tuner.tuning.records import Verdict
 
     missing = Verdict("True", "TargetNotFound", "Deployment ns/web not found")
     state = PolicyState(60.0)

@@ -16,8 +16,8 @@ import yaml
 from pydantic import BaseModel
 
 from gc_tuner.logic.formula import DEFAULT_FORMULA_PARAMS
-from gc_tuner.loop.strategy import formula_params
 from gc_tuner.model.policy import GCPolicySpec, PolicyError, parse_policy
+from gc_tuner.tuning.strategies import formula_params
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "gcpolicies.gctuner.io.yaml"
 

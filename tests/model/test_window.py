@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gc_tuner.input.sample import GCCycle, RuntimeSample
+from gc_tuner.model.sample import GCCycle, RuntimeSample
 from gc_tuner.model.window import GCCycleWindow, PodWindow
 
 

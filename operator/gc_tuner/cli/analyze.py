@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 import click
 
-from gc_tuner.cli.errors import CLIError
+from gc_tuner.cli.exits import CLIError
 
 if TYPE_CHECKING:
     from gc_tuner.logic.analysis import Analysis

@@ -8,11 +8,11 @@ from gc_tuner.cli.analyze import analyze
 from gc_tuner.cli.demo import demo
 from gc_tuner.cli.local import local
 from gc_tuner.cli.operator import operator
-from gc_tuner.cli.recommend import recommend
+from gc_tuner.cli.recommend import recommend_command
 
 ALL: list[click.Command] = []
 ALL.append(analyze)
-ALL.append(recommend)
+ALL.append(recommend_command)
 ALL.append(local)
 ALL.append(operator)
 ALL.append(demo)

@@ -30,7 +30,7 @@ from typing import Any
 import click
 
 from gc_tuner.cli.demo_view import Screen, ViewState
-from gc_tuner.cli.errors import CLIError
+from gc_tuner.cli.exits import CLIError
 
 __all__ = ["PHASES", "demo"]
 
@@ -257,7 +257,7 @@ async def _run(
     import httpx
 
     from gc_tuner.cli.local import format_cycle
-    from gc_tuner.loop.local import LocalLoop, parse_target
+    from gc_tuner.loop.standalone import LocalLoop, parse_target
     from gc_tuner.model.policy import parse_policy
 
     stop = asyncio.Event()

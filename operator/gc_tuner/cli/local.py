@@ -14,13 +14,13 @@ from typing import Any
 import click
 import yaml
 
-from gc_tuner.cli.errors import CLIError
+from gc_tuner.cli.exits import CLIError
 
 __all__ = ["format_cycle", "local"]
 
 
 def _load_policy(path: str | None, *, mode: str, port: int | None) -> dict[str, Any]:
-    from gc_tuner.loop.local import default_local_policy
+    from gc_tuner.loop.standalone import default_local_policy
 
     if path is None:
         if port is None:
@@ -161,7 +161,7 @@ def local(
     startup values at once.
     """
     from gc_tuner.logic.memlimit import parse_quantity
-    from gc_tuner.loop.local import TargetError, parse_target
+    from gc_tuner.loop.standalone import TargetError, parse_target
     from gc_tuner.model.policy import PolicyError, parse_policy
 
     if memory_limit is not None:
@@ -204,7 +204,7 @@ async def _run(
 ) -> None:
     import httpx
 
-    from gc_tuner.loop.local import LocalLoop
+    from gc_tuner.loop.standalone import LocalLoop
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from gc_tuner.cli.errors import CLIError
-from gc_tuner.loop.floor import MAX_MIN_INTERVAL_SECONDS
+from gc_tuner.cli.exits import CLIError
+from gc_tuner.tuning.floor import MAX_MIN_INTERVAL_SECONDS
 
 __all__ = ["operator", "peer_identity", "peering_priority"]
 

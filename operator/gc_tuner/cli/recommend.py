@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
-from gc_tuner.cli.errors import CLIError
+from gc_tuner.cli.exits import CLIError
 
-__all__ = ["recommend"]
+__all__ = ["recommend_command"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ def _finite(_ctx: click.Context, param: click.Parameter, value: float | None) ->
 @click.option("--min-gogc", type=click.IntRange(1, 10000), default=25, show_default=True, help="GOGC floor.")
 @click.option("--max-gogc", type=click.IntRange(1, 10000), default=200, show_default=True, help="GOGC cap.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def recommend(**options: Any) -> None:
+def recommend_command(**options: Any) -> None:
     """GOGC (and GOMEMLIMIT) from the article's formula for a given load.
 
     \b

@@ -14,8 +14,8 @@ import kopf
 from gc_tuner.controller.kube import GROUP, PLURAL, VERSION, KubeIO
 from gc_tuner.controller.metrics import OperatorMetrics
 from gc_tuner.controller.runner import OperatorConfig, OperatorContext
-from gc_tuner.loop.discovery import PodInfo, deployment_digest, pod_info
-from gc_tuner.loop.records import LoopEvent
+from gc_tuner.tuning.discovery import PodInfo, deployment_digest, pod_info
+from gc_tuner.tuning.records import LoopEvent
 
 __all__ = ["FINALIZER"]
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gc_tuner.actuation.envpatch import EnvPlan, KubeDeployments, plan_env_patch, plan_env_restore
-from gc_tuner.input.errors import (
+from gc_tuner.net.errors import (
     AuthError,
     FetchError,
     FetchTimeoutError,

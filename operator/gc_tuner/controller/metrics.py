@@ -19,7 +19,7 @@ import contextlib
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from gc_tuner.loop.signals import PolicySignals
+from gc_tuner.tuning.signals import PolicySignals
 
 __all__ = ["OperatorMetrics"]
 

@@ -17,16 +17,16 @@ import httpx
 from gc_tuner.actuation.envpatch import EnvPatchError
 from gc_tuner.controller.kube import KubeEnv, KubeIO, KubeLogs, SecretError
 from gc_tuner.controller.metrics import OperatorMetrics
-from gc_tuner.loop.act import endpoint_release
 from gc_tuner.loop.cycle import CycleInputs, run_cycle
-from gc_tuner.loop.discovery import PodInfo, WorkloadInfo, targets_for, workload_info
-from gc_tuner.loop.floor import apply_interval_floor, floor_event, sampling_status
+from gc_tuner.loop.execute import endpoint_release
 from gc_tuner.loop.ports import CycleIO
-from gc_tuner.loop.records import LoopEvent, PodFailure, Verdict
-from gc_tuner.loop.signals import policy_signals
-from gc_tuner.loop.state import PolicyState
-from gc_tuner.loop.status import build_status, merge_conditions
 from gc_tuner.model.policy import GCPolicySpec, PolicyError, SecretKeyRef, parse_policy
+from gc_tuner.tuning.conditions import build_status, merge_conditions
+from gc_tuner.tuning.discovery import PodInfo, WorkloadInfo, targets_for, workload_info
+from gc_tuner.tuning.floor import apply_interval_floor, floor_event, sampling_status
+from gc_tuner.tuning.records import LoopEvent, PodFailure, Verdict
+from gc_tuner.tuning.signals import policy_signals
+from gc_tuner.tuning.state import PolicyState
 
 __all__ = ["OperatorConfig", "OperatorContext", "PolicyRunner"]
 

@@ -23,8 +23,8 @@ import math
 import reprlib
 from collections.abc import Mapping, Sequence
 
-from gc_tuner.input.errors import SourceFormatError
-from gc_tuner.input.sample import RuntimeSample
+from gc_tuner.model.sample import RuntimeSample
+from gc_tuner.net.errors import SourceFormatError
 
 __all__ = ["PAUSE_RING", "new_pauses", "parse_expvar", "pause_quantile"]
 

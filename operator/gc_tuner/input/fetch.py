@@ -1,125 +1,30 @@
-"""Async fetchers for the HTTP sources (agent, expvar, Prometheus) on a shared `httpx.AsyncClient`.
+"""Async readers of the HTTP sources (agent, expvar, Prometheus) on a shared `httpx.AsyncClient`.
 
-Every transport failure and unexpected status is mapped to the error tree of `errors.py` here, in
-`mapped_errors` and `check_status`, the way httpx maps httpcore's exceptions in one place: callers
-(the loop, the agent writer in actuation/) catch gc-tuner errors only, never httpx ones.
-
-    httpx.TimeoutException                     -> FetchTimeoutError
-    httpx.NetworkError (connect/read/write)    -> UnreachableError
-    httpx.RemoteProtocolError, peer went away  -> UnreachableError
-    any other httpx.HTTPError / InvalidURL     -> ProtocolError
-    401, 403                                   -> AuthError
-    400, 409, 413, 415, 422                    -> RejectedError (the agent's message kept)
-    any other non-2xx                          -> ProtocolError
-
-Each request carries its own timeout (default `DEFAULT_TIMEOUT`), so a peer that accepts a
-connection and never answers (a stopped process) cannot hang a tuning cycle whatever the client's
-own configuration.
+Each GETs one document through the transport (`gc_tuner.net.transport`, which maps every failure to
+the error tree) and hands it to its parser.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Mapping
 
 import httpx
 
-from gc_tuner.input.agent import AgentStatus, parse_agent
-from gc_tuner.input.errors import (
-    AuthError,
-    FetchTimeoutError,
-    ProtocolError,
-    RejectedError,
-    SourceFormatError,
-    UnreachableError,
-)
+from gc_tuner.input.agent_doc import AGENT_PATH, AgentStatus, parse_agent
 from gc_tuner.input.expvar import parse_expvar
 from gc_tuner.input.prometheus import parse_counter, parse_prometheus
-from gc_tuner.input.sample import RuntimeSample
+from gc_tuner.model.sample import RuntimeSample
+from gc_tuner.net.transport import (
+    DEFAULT_TIMEOUT,
+    auth_headers,
+    check_status,
+    join_url,
+    json_body,
+    mapped_errors,
+)
 
-__all__ = [
-    "AGENT_PATH",
-    "DEFAULT_TIMEOUT",
-    "auth_headers",
-    "check_status",
-    "fetch_agent",
-    "fetch_counter",
-    "fetch_expvar",
-    "fetch_prometheus",
-    "join_url",
-    "json_body",
-    "mapped_errors",
-]
-
-AGENT_PATH = "/debug/gctuner"
-DEFAULT_TIMEOUT = 5.0
-_REJECTED = frozenset({400, 409, 413, 415, 422})
-# httpcore's words for "the peer closed the connection": a process that died mid-exchange.
-_PEER_GONE = ("disconnected", "connection closed", "peer closed", "connection reset")
-
-
-@contextmanager
-def mapped_errors(url: str) -> Iterator[None]:
-    """Translate httpx exceptions raised inside the block into the gc-tuner error tree."""
-    try:
-        yield
-    except httpx.TimeoutException as e:
-        raise FetchTimeoutError(url, f"timed out ({type(e).__name__}): {e or 'no answer'}") from e
-    except httpx.NetworkError as e:
-        raise UnreachableError(url, f"{type(e).__name__}: {e or 'connection failed'}") from e
-    except httpx.RemoteProtocolError as e:
-        text = str(e)
-        if any(w in text.lower() for w in _PEER_GONE):
-            raise UnreachableError(url, f"peer went away: {text}") from e
-        raise ProtocolError(url, f"broken HTTP exchange: {text}") from e
-    except httpx.InvalidURL as e:
-        raise ProtocolError(url, f"invalid URL: {e}") from e
-    except httpx.HTTPError as e:
-        raise ProtocolError(url, f"{type(e).__name__}: {e}") from e
-
-
-def check_status(response: httpx.Response) -> None:
-    """Raise the error a non-2xx response means; the peer's message (JSON `error` or text) is kept."""
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    url = str(response.request.url)
-    message = f"HTTP {status}: {_peer_message(response)}"
-    if status in (401, 403):
-        raise AuthError(url, message, status=status)
-    if status in _REJECTED:
-        raise RejectedError(url, message, status=status)
-    raise ProtocolError(url, message, status=status)
-
-
-def _peer_message(response: httpx.Response) -> str:
-    try:
-        doc = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        doc = None
-    if isinstance(doc, dict) and isinstance(doc.get("error"), str):
-        return str(doc["error"])
-    text = response.text.strip()
-    return text[:300] or response.reason_phrase
-
-
-def json_body(response: httpx.Response, source: str) -> Any:
-    try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SourceFormatError(source, "body", f"not JSON: {e}") from e
-
-
-def auth_headers(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-def join_url(base_url: str, path: str) -> str:
-    """base_url + path with exactly one slash between them, whichever side has one."""
-    return base_url.rstrip("/") + "/" + path.lstrip("/")
+__all__ = ["fetch_agent", "fetch_counter", "fetch_expvar", "fetch_prometheus"]
 
 
 async def fetch_agent(

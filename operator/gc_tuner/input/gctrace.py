@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any, BinaryIO
 
-from gc_tuner.input.sample import GCCycle
+from gc_tuner.model.sample import GCCycle
 
 __all__ = ["MAX_LINE", "SKIP_KINDS", "GCTraceParser", "iter_lines", "parse_gctrace"]
 

@@ -37,8 +37,8 @@ from collections.abc import Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gc_tuner.input.errors import SourceFormatError
-from gc_tuner.input.sample import RuntimeSample
+from gc_tuner.model.sample import RuntimeSample
+from gc_tuner.net.errors import SourceFormatError
 
 __all__ = ["parse_counter", "parse_prometheus"]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from gc_tuner.input.errors import SourceFormatError
-from gc_tuner.input.fetch import check_status, json_body, mapped_errors
+from gc_tuner.net.errors import SourceFormatError
+from gc_tuner.net.transport import check_status, json_body, mapped_errors
 
 __all__ = ["fetch_promql", "parse_promql_vector"]
 

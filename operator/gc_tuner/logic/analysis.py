@@ -29,17 +29,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gc_tuner.input.sample import GCCycle
 from gc_tuner.logic.fit import InsufficientData, TrendFit, fit_segments
 from gc_tuner.logic.formula import DEFAULT_FORMULA_PARAMS, FormulaParams, formula_gogc
+from gc_tuner.model.sample import GCCycle
 
 __all__ = [
     "Analysis",
     "Anomaly",
     "CycleTable",
-    "Recommendation",
     "Summary",
     "TraceAnalyzer",
+    "TraceRecommendation",
     "analyze_cycles",
 ]
 
@@ -193,7 +193,7 @@ class Anomaly:
 
 
 @dataclass(frozen=True, slots=True)
-class Recommendation:
+class TraceRecommendation:
     gogc: int
     qps_factor: float
     slope_factor: float
@@ -210,7 +210,7 @@ class Analysis:
     table: CycleTable
     summary: Summary
     anomalies: tuple[Anomaly, ...]
-    recommendation: Recommendation
+    recommendation: TraceRecommendation
 
     def as_dict(self, *, cycles: bool = True) -> dict[str, Any]:
         """The `gc-tuner analyze --format json` contract (docs/analyze.md); without `cycles[]` when
@@ -435,7 +435,9 @@ class TraceAnalyzer:
         return best
 
 
-def _recommend(s: Summary, limit_binding: bool, qps: float | None, params: FormulaParams) -> Recommendation:
+def _recommend(
+    s: Summary, limit_binding: bool, qps: float | None, params: FormulaParams
+) -> TraceRecommendation:
     notes: list[str] = []
     qps_assumed = qps is None
     q = params.qps_pivot if qps is None else qps
@@ -449,7 +451,7 @@ def _recommend(s: Summary, limit_binding: bool, qps: float | None, params: Formu
     if limit_binding:
         notes.append("the memory limit binds: GOGC changes matter little until the limit is raised")
     r = formula_gogc(q, slope, params)
-    return Recommendation(r.gogc, r.qps_factor, r.slope_factor, r.explanation, q, qps_assumed, slope,
+    return TraceRecommendation(r.gogc, r.qps_factor, r.slope_factor, r.explanation, q, qps_assumed, slope,
                           slope_assumed, tuple(notes))
 
 

@@ -34,8 +34,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from gc_tuner.input.sample import MiB
 from gc_tuner.logic.memlimit import render_gomemlimit
+from gc_tuner.model.sample import MiB
 
 __all__ = ["DEFAULT_BUDGET_PARAMS", "BudgetParams", "BudgetResult", "budget_gogc", "time_to_budget_s"]
 

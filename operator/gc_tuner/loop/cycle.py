@@ -20,15 +20,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gc_tuner.actuation.envpatch import EnvPatchError
-from gc_tuner.input.errors import SourceError
 from gc_tuner.logic.analysis import analyze_cycles
-from gc_tuner.loop.act import endpoint_push, lease_in_force, renew_margin_s
-from gc_tuner.loop.decide import decide_change
-from gc_tuner.loop.discovery import WorkloadInfo
-from gc_tuner.loop.fitting import fit_deployment, fit_pods, leak_verdict
+from gc_tuner.loop.execute import endpoint_push, lease_in_force, renew_margin_s
 from gc_tuner.loop.gather import PodReading, gather, read_promql
 from gc_tuner.loop.ports import CycleIO
-from gc_tuner.loop.records import (
+from gc_tuner.model.policy import GCPolicySpec
+from gc_tuner.net.errors import SourceError
+from gc_tuner.tuning.decide import decide_change
+from gc_tuner.tuning.discovery import WorkloadInfo
+from gc_tuner.tuning.fitting import fit_deployment, fit_pods, leak_verdict
+from gc_tuner.tuning.records import (
     AppliedState,
     CycleOutcome,
     DecisionInfo,
@@ -39,9 +40,8 @@ from gc_tuner.loop.records import (
     Verdict,
     rfc3339,
 )
-from gc_tuner.loop.state import PolicyState
-from gc_tuner.loop.strategy import MemoryLimitTarget, StrategyUnavailable, desired_memory_limit, recommend
-from gc_tuner.model.policy import GCPolicySpec
+from gc_tuner.tuning.state import PolicyState
+from gc_tuner.tuning.strategies import MemoryLimitTarget, StrategyUnavailable, desired_memory_limit, recommend
 
 __all__ = ["CycleInputs", "run_cycle"]
 

@@ -19,16 +19,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from gc_tuner.input.agent import AgentStatus
-from gc_tuner.input.errors import FetchTimeoutError, SourceError
+from gc_tuner.input.agent_doc import AgentStatus
 from gc_tuner.input.fetch import fetch_agent, fetch_counter, fetch_expvar, fetch_prometheus
 from gc_tuner.input.gctrace import GCTraceParser
 from gc_tuner.input.promql import fetch_promql
-from gc_tuner.input.sample import GCCycle, RuntimeSample
 from gc_tuner.loop.ports import CycleIO
-from gc_tuner.loop.records import PodFailure, PodTarget
-from gc_tuner.loop.state import PodState, PolicyState
 from gc_tuner.model.policy import GCPolicySpec
+from gc_tuner.model.sample import GCCycle, RuntimeSample
+from gc_tuner.net.errors import FetchTimeoutError, SourceError
+from gc_tuner.tuning.records import PodFailure, PodTarget
+from gc_tuner.tuning.state import PodState, PolicyState
 
 __all__ = ["PodReading", "gather", "merge_samples", "read_promql"]
 

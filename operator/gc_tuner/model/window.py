@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gc_tuner.input.sample import GCCycle, MiB, RuntimeSample
+from gc_tuner.model.sample import GCCycle, MiB, RuntimeSample
 
 __all__ = ["GCCycleWindow", "PodWindow"]
 

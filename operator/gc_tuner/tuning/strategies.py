@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gc_tuner.input.sample import MiB, RuntimeSample
 from gc_tuner.logic.budget import BudgetParams, BudgetResult, budget_gogc
 from gc_tuner.logic.formula import FormulaParams, formula_gogc
 from gc_tuner.logic.memlimit import memory_limit_from, parse_quantity, render_gomemlimit
-from gc_tuner.loop.records import PodFit, Verdict
 from gc_tuner.model.policy import GCPolicySpec
+from gc_tuner.model.sample import MiB, RuntimeSample
+from gc_tuner.tuning.records import PodFit, Verdict
 
 __all__ = [
     "STRATEGIES",

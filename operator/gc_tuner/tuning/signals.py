@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gc_tuner.input.sample import RuntimeSample
-from gc_tuner.loop.records import CycleOutcome
+from gc_tuner.model.sample import RuntimeSample
+from gc_tuner.tuning.records import CycleOutcome
 
 __all__ = ["PolicySignals", "gc_cpu_share", "policy_signals"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gc_tuner.actuation.envpatch import container_env, container_memory_limit, select_container
-from gc_tuner.loop.records import PodTarget
+from gc_tuner.tuning.records import PodTarget
 
 __all__ = [
     "PodInfo",

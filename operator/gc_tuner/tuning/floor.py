@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gc_tuner.loop.records import LoopEvent
 from gc_tuner.model.policy import GCPolicySpec
+from gc_tuner.tuning.records import LoopEvent
 
 __all__ = [
     "FLOOR_EVENT_REASON",

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from gc_tuner.input.sample import RuntimeSample
+from gc_tuner.model.sample import RuntimeSample
 
 __all__ = [
     "AppliedState",

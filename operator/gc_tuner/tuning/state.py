@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gc_tuner.input.sample import RuntimeSample
-from gc_tuner.loop.records import AppliedState, parse_rfc3339
+from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.model.window import GCCycleWindow, PodWindow
+from gc_tuner.tuning.records import AppliedState, parse_rfc3339
 
 __all__ = ["PodState", "PolicyState"]
 

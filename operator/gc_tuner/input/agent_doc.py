@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gc_tuner.input.errors import SourceFormatError
-from gc_tuner.input.sample import RuntimeSample
+from gc_tuner.model.sample import RuntimeSample
+from gc_tuner.net.errors import SourceFormatError
 
 __all__ = [
+    "AGENT_PATH",
     "GOGC_OFF",
     "NO_LIMIT",
     "AgentBounds",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 SOURCE = "agent"
+AGENT_PATH = "/debug/gctuner"  # where the agent library serves its endpoint by default
 GOGC_OFF = -1  # the agent reports GOGC=off as -1, like debug.SetGCPercent
 NO_LIMIT = (1 << 63) - 1  # math.MaxInt64: no memory limit
 

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gc_tuner.loop.records import CycleOutcome, PodFailure, Verdict, rfc3339
+from gc_tuner.tuning.records import CycleOutcome, PodFailure, Verdict, rfc3339
 
 __all__ = ["CONDITION_TYPES", "MAX_FAILURES_LISTED", "build_status", "merge_conditions"]
 

@@ -19,10 +19,10 @@ import httpx
 
 from gc_tuner.loop.cycle import CycleInputs, run_cycle
 from gc_tuner.loop.ports import CycleIO
-from gc_tuner.loop.records import CycleOutcome, PodTarget
-from gc_tuner.loop.state import PolicyState
-from gc_tuner.loop.status import build_status
 from gc_tuner.model.policy import GCPolicySpec
+from gc_tuner.tuning.conditions import build_status
+from gc_tuner.tuning.records import CycleOutcome, PodTarget
+from gc_tuner.tuning.state import PolicyState
 
 __all__ = ["LocalLoop", "TargetError", "default_local_policy", "parse_target", "release_all"]
 
@@ -131,7 +131,7 @@ class LocalLoop:
 async def release_all(
     spec: GCPolicySpec, targets: Sequence[PodTarget], http: httpx.AsyncClient, *, token: str | None
 ) -> list[str]:
-    from gc_tuner.loop.act import endpoint_release
+    from gc_tuner.loop.execute import endpoint_release
 
     if spec.rollout.method != "Endpoint" or spec.mode != "Enforce":
         return []

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from gc_tuner.logic.decision import decide
 from gc_tuner.logic.memlimit import GoMemLimitError, parse_gomemlimit
-from gc_tuner.loop.records import DecisionInfo
-from gc_tuner.loop.strategy import MemoryLimitTarget
 from gc_tuner.model.policy import GCPolicySpec
+from gc_tuner.tuning.records import DecisionInfo
+from gc_tuner.tuning.strategies import MemoryLimitTarget
 
 __all__ = ["decide_change", "same_limit"]
 

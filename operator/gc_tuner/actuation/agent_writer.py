@@ -3,7 +3,7 @@
 The agent (agent/README.md) applies both knobs atomically and answers with the values before and
 after. A lease that is not renewed makes the agent restore its startup values by itself, so a
 dead operator leaves no pod tuned for longer than one lease. Errors come from the same mapping as
-the readers (`gc_tuner.input.fetch`): 401/403 AuthError, 409 (another owner's lease) and 422
+the readers (`gc_tuner.net.transport`): 401/403 AuthError, 409 (another owner's lease) and 422
 (outside the agent's bounds) RejectedError, and so on.
 """
 
@@ -14,10 +14,9 @@ from typing import Any
 
 import httpx
 
-from gc_tuner.input.agent import AgentLease, AgentSettings, parse_lease, parse_settings
-from gc_tuner.input.errors import SourceFormatError
-from gc_tuner.input.fetch import (
-    AGENT_PATH,
+from gc_tuner.input.agent_doc import AGENT_PATH, AgentLease, AgentSettings, parse_lease, parse_settings
+from gc_tuner.net.errors import SourceFormatError
+from gc_tuner.net.transport import (
     DEFAULT_TIMEOUT,
     auth_headers,
     check_status,

@@ -18,11 +18,11 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 
 import httpx
 
-from gc_tuner.actuation import agent as agent_client
-from gc_tuner.input.agent import AgentStatus
-from gc_tuner.input.errors import SourceError
-from gc_tuner.loop.records import PodFailure, PodTarget
+from gc_tuner.actuation import agent_writer as agent_client
+from gc_tuner.input.agent_doc import AgentStatus
 from gc_tuner.model.policy import GCPolicySpec
+from gc_tuner.net.errors import SourceError
+from gc_tuner.tuning.records import PodFailure, PodTarget
 
 __all__ = ["EndpointResult", "endpoint_push", "endpoint_release", "lease_in_force", "renew_margin_s"]
 

@@ -14,9 +14,9 @@ import statistics
 from collections.abc import Sequence
 
 from gc_tuner.logic.fit import InsufficientData, TrendFit, fit_heap_slopes, fit_qps_many, fit_segments
-from gc_tuner.loop.records import FitSummary, PodFit, Verdict
-from gc_tuner.loop.state import PodState
 from gc_tuner.model.policy import GCPolicySpec
+from gc_tuner.tuning.records import FitSummary, PodFit, Verdict
+from gc_tuner.tuning.state import PodState
 
 __all__ = ["MIN_SAMPLES", "fit_deployment", "fit_pod", "fit_pods", "leak_verdict", "min_span_s"]
 
