@@ -21,7 +21,8 @@ from gc_tuner.loop.ports import CycleIO
 from gc_tuner.model.policy import parse_policy
 from gc_tuner.tuning.conditions import build_status
 from gc_tuner.tuning.discovery import workload_info
-from gc_tuner.tuning.records import CycleOutcome, LoopEvent, PodTarget
+from gc_tuner.tuning.outcome import CycleOutcome
+from gc_tuner.tuning.records import LoopEvent, PodTarget
 from gc_tuner.tuning.state import PolicyState
 from tests.integration.workload import Workload, workload_binary
 

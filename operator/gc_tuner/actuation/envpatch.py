@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gc_tuner.logic.memlimit import GoMemLimitError, parse_gomemlimit
+from gc_tuner.model.policy_status import ANNOTATION_APPLIED, AppliedNote
 
 __all__ = [
     "ANNOTATION_APPLIED",
@@ -45,7 +46,6 @@ __all__ = [
 
 FIELD_MANAGER = "gc-tuner"
 ANNOTATION_PREVIOUS = "gctuner.io/previous-env"
-ANNOTATION_APPLIED = "gctuner.io/applied"
 MANAGED_VARS = ("GOGC", "GOMEMLIMIT")
 
 
@@ -153,11 +153,12 @@ def plan_env_patch(
     container: str | None,
     desired: Mapping[str, str],
     *,
-    applied_note: Mapping[str, Any] | None = None,
+    applied_note: AppliedNote | Mapping[str, Any] | None = None,
 ) -> EnvPlan:
     """The patch that sets `desired` (a subset of GOGC/GOMEMLIMIT -> value) in the container's env.
 
-    `applied_note` (e.g. {"gogc": 80, "time": "..."}) is recorded in the applied annotation.
+    `applied_note` (an AppliedNote, or a mapping like {"gogc": 80, "time": "..."}) is recorded in the
+    applied annotation.
     """
     unknown = set(desired) - set(MANAGED_VARS)
     if unknown:
@@ -188,7 +189,11 @@ def plan_env_patch(
         ANNOTATION_PREVIOUS: json.dumps({"container": cname, "env": previous}, sort_keys=True),
     }
     if applied_note is not None:
-        annotations[ANNOTATION_APPLIED] = json.dumps(dict(applied_note), sort_keys=True)
+        annotations[ANNOTATION_APPLIED] = (
+            applied_note.annotation()
+            if isinstance(applied_note, AppliedNote)
+            else json.dumps(dict(applied_note), sort_keys=True)
+        )
     patch = {
         "metadata": _metadata(deployment, annotations),
         "spec": {

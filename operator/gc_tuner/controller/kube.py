@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gc_tuner.actuation.envpatch import EnvPlan, KubeDeployments, plan_env_patch, plan_env_restore
+from gc_tuner.model.policy_status import AppliedNote
 from gc_tuner.net.errors import (
     AuthError,
     FetchError,
@@ -111,14 +112,14 @@ class KubeEnv:
     def __init__(self, kube: KubeIO, namespace: str, name: str, container: str | None) -> None:
         self.kube, self.namespace, self.name, self.container = kube, namespace, name, container
 
-    def _patch(self, desired: Mapping[str, str], note: Mapping[str, Any]) -> EnvPlan:
+    def _patch(self, desired: Mapping[str, str], note: AppliedNote) -> EnvPlan:
         dep = self.kube.deployments.read(self.namespace, self.name)
         plan = plan_env_patch(dep, self.container, desired, applied_note=note)
         if plan.patch is not None:
             self.kube.deployments.patch(self.namespace, self.name, plan.patch)
         return plan
 
-    async def patch(self, desired: Mapping[str, str], note: Mapping[str, Any]) -> EnvPlan:
+    async def patch(self, desired: Mapping[str, str], note: AppliedNote) -> EnvPlan:
         return await asyncio.to_thread(self._patch, desired, note)
 
     def _restore(self) -> EnvPlan | None:

@@ -24,7 +24,7 @@ from gc_tuner.model.policy import GCPolicySpec, PolicyError, SecretKeyRef, parse
 from gc_tuner.tuning.conditions import build_status, merge_conditions
 from gc_tuner.tuning.discovery import PodInfo, WorkloadInfo, targets_for, workload_info
 from gc_tuner.tuning.floor import apply_interval_floor, floor_event, sampling_status
-from gc_tuner.tuning.records import LoopEvent, PodFailure, Verdict
+from gc_tuner.tuning.records import FALSE, TRUE, UNKNOWN, LoopEvent, PodFailure, Verdict
 from gc_tuner.tuning.signals import policy_signals
 from gc_tuner.tuning.state import PolicyState
 
@@ -155,20 +155,20 @@ class PolicyRunner:
         ref = spec.target_ref
         if deployment is None:
             return None, Verdict(
-                "True", "TargetNotFound", f"Deployment {self.namespace}/{ref.name} not found"
+                TRUE, "TargetNotFound", f"Deployment {self.namespace}/{ref.name} not found"
             )
         try:
             return workload_info(deployment, ref.container), None
         except EnvPatchError as e:
-            return None, Verdict("True", "ContainerNotFound", str(e))
+            return None, Verdict(TRUE, "ContainerNotFound", str(e))
 
     def _invalid_status(self, previous: Mapping[str, Any], message: str, generation: int) -> dict[str, Any]:
         import time
 
-        bad = Verdict("False", "InvalidSpec", message)
+        bad = Verdict(FALSE, "InvalidSpec", message)
         verdicts = {t: bad for t in ("Ready", "Sampling", "Recommending", "Applied")}
-        verdicts["LeakSuspected"] = Verdict("Unknown", "InvalidSpec", message)
-        verdicts["Degraded"] = Verdict("True", "InvalidSpec", message)
+        verdicts["LeakSuspected"] = Verdict(UNKNOWN, "InvalidSpec", message)
+        verdicts["Degraded"] = Verdict(TRUE, "InvalidSpec", message)
         status = dict(previous)
         status["observedGeneration"] = generation
         status["conditions"] = merge_conditions(

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from gc_tuner.input.agent_doc import AgentStatus
@@ -25,10 +25,10 @@ from gc_tuner.input.gctrace import GCTraceParser
 from gc_tuner.input.promql import fetch_promql
 from gc_tuner.loop.ports import CycleIO
 from gc_tuner.model.policy import GCPolicySpec
-from gc_tuner.model.sample import GCCycle, RuntimeSample
+from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.net.errors import FetchTimeoutError, SourceError
-from gc_tuner.tuning.records import PodFailure, PodTarget
-from gc_tuner.tuning.state import PodState, PolicyState
+from gc_tuner.tuning.records import PodFailure, PodReading, PodTarget
+from gc_tuner.tuning.state import PodState
 
 __all__ = ["PodReading", "gather", "merge_samples", "read_promql"]
 
@@ -40,20 +40,6 @@ _NO_AGENT_COUNTER = (
     "the agent serves no requestsTotal: qps.agent needs the application to register its request "
     "counter with agent.WithRequestCounter"
 )
-
-
-@dataclass(slots=True)
-class PodReading:
-    pod: PodTarget
-    sample: RuntimeSample | None = None
-    agent: AgentStatus | None = None
-    cycles: list[GCCycle] = field(default_factory=list)
-    failures: list[PodFailure] = field(default_factory=list)
-    sources_ok: list[str] = field(default_factory=list)
-
-    @property
-    def sampled(self) -> bool:
-        return self.sample is not None or bool(self.cycles)
 
 
 def merge_samples(samples: Sequence[RuntimeSample]) -> RuntimeSample:
@@ -98,118 +84,119 @@ def _counter_fetch(spec: GCPolicySpec, pod: PodTarget) -> tuple[str | None, bool
     return pod.url(c.port, c.path), False
 
 
-async def _read_pod(
+@dataclass(slots=True)
+class _Docs:
+    """One pod's documents this cycle, each the parsed document or the error reading it."""
+
+    agent: tuple[RuntimeSample, AgentStatus] | SourceError | None = None
+    prometheus: RuntimeSample | SourceError | None = None
+    qps: float | SourceError | None = None
+    expvar: RuntimeSample | SourceError | None = None
+
+    def items(self) -> list[tuple[str, object]]:
+        # The order failures and metrics are reported in: agent, prometheus, qps, expvar.
+        got = [("agent", self.agent), ("prometheus", self.prometheus), ("qps", self.qps)]
+        return [(k, v) for k, v in (*got, ("expvar", self.expvar)) if v is not None]
+
+
+async def _attempt(what: Awaitable[T], seconds: float, url: str) -> T | SourceError:
+    try:
+        return await _bounded(what, seconds, url)
+    except SourceError as err:
+        return err
+
+
+async def _read_documents(
     pod: PodTarget, spec: GCPolicySpec, ps: PodState, io: CycleIO, token: str | None
-) -> PodReading:
-    src = spec.sampling.sources
+) -> tuple[_Docs, float]:
+    """Every HTTP source of one pod, and the one timestamp they share."""
+    src, c = spec.sampling.sources, spec.qps.counter
     timeout = float(spec.sampling.timeout_seconds)
-    reading = PodReading(pod)
-    c = spec.qps.counter
     matchers = dict(c.matchers or {}) if c is not None else None
     counter_url, counter_in_prom = _counter_fetch(spec, pod)
     prom_counter = c.name if c is not None and counter_in_prom else None
-
-    async def run(name: str, url: str, fn: Callable[[], Awaitable[Any]]) -> tuple[str, Any]:
-        try:
-            return name, await _bounded(fn(), timeout, url)
-        except SourceError as err:
-            return name, err
-
+    docs = _Docs()
     # Phase 1: the sources that need nothing from each other, concurrently; one timestamp for all.
     t0 = io.clock()
-    t = t0
-    calls: list[Awaitable[tuple[str, Any]]] = []
-    if src.agent is not None:
-        a = src.agent
-        calls.append(
-            run(
-                "agent",
-                pod.url(a.port, a.path),
-                lambda: fetch_agent(io.http, pod.base_url(a.port), a.path, token, timeout=timeout),
-            )
-        )
-    if src.prometheus is not None:
-        purl = pod.url(src.prometheus.port, src.prometheus.path)
-        calls.append(
-            run(
-                "prometheus",
-                purl,
-                lambda: fetch_prometheus(
-                    io.http,
-                    purl,
-                    t=t,
-                    counter=prom_counter,
-                    matchers=matchers if prom_counter else None,
-                    timeout=timeout,
-                ),
-            )
-        )
-    if counter_url is not None and c is not None:
-        curl = counter_url
-        calls.append(
-            run(
-                "qps",
-                curl,
-                lambda: fetch_counter(io.http, curl, c.name, matchers=matchers, timeout=timeout),
-            )
-        )
-    results = dict(await asyncio.gather(*calls))
+
+    async def agent() -> None:
+        if (a := src.agent) is not None:
+            get = fetch_agent(io.http, pod.base_url(a.port), a.path, token, timeout=timeout)
+            docs.agent = await _attempt(get, timeout, pod.url(a.port, a.path))
+
+    async def prometheus() -> None:
+        if (p := src.prometheus) is not None:
+            url = pod.url(p.port, p.path)
+            m = matchers if prom_counter else None
+            get = fetch_prometheus(io.http, url, t=t0, counter=prom_counter, matchers=m, timeout=timeout)
+            docs.prometheus = await _attempt(get, timeout, url)
+
+    async def counter() -> None:
+        if counter_url is not None and c is not None:
+            get = fetch_counter(io.http, counter_url, c.name, matchers=matchers, timeout=timeout)
+            docs.qps = await _attempt(get, timeout, counter_url)
+
+    await asyncio.gather(agent(), prometheus(), counter())
     t = (t0 + io.clock()) / 2
     # Phase 2: expvar has no GOGC of its own, and its live-heap estimate needs one.
-    if src.expvar is not None:
-        known = results.get("agent")
-        gogc = known[1].gogc if isinstance(known, tuple) else None
-        eurl = pod.url(src.expvar.port, src.expvar.path)
-        name, doc = await run(
-            "expvar",
-            eurl,
-            lambda: fetch_expvar(io.http, eurl, t=t, previous=ps.last_expvar, gogc=gogc, timeout=timeout),
-        )
-        results[name] = doc
+    if (e := src.expvar) is not None:
+        gogc = docs.agent[1].gogc if isinstance(docs.agent, tuple) else None
+        url = pod.url(e.port, e.path)
+        get = fetch_expvar(io.http, url, t=t, previous=ps.last_expvar, gogc=gogc, timeout=timeout)
+        docs.expvar = await _attempt(get, timeout, url)
+    return docs, t
 
-    parts: list[RuntimeSample] = []
-    qps_total: float | None = None
-    counter_doc: RuntimeSample | None = None
-    for name, got in results.items():
+
+def _merge_documents(pod: PodTarget, spec: GCPolicySpec, docs: _Docs, t: float, io: CycleIO) -> PodReading:
+    """One pod's documents as one reading: the merged sample, the agent's state, the failures."""
+    failures: list[PodFailure] = []
+    ok: list[str] = []
+    for name, got in docs.items():
         if isinstance(got, SourceError):
-            reading.failures.append(PodFailure(pod.name, name, got.reason, _message(got)))
+            failures.append(PodFailure(pod.name, name, got.reason, _message(got)))
             io.metrics.sample_error(name, got.reason)
-            continue
-        io.metrics.sample(name)
-        reading.sources_ok.append(name)
-        if name == "agent":
-            sample, reading.agent = got
-            parts.append(dataclasses.replace(sample, t=t))
-            if spec.qps.agent is not None and sample.requests_total is None:
-                reading.failures.append(PodFailure(pod.name, "qps", "MalformedData", _NO_AGENT_COUNTER))
-                io.metrics.sample_error("qps", "MalformedData")
-        elif name == "qps":
-            # Only the request counter: the runtime series come from the sources the policy chose.
-            qps_total = got
-            counter_doc = RuntimeSample(t=t, source="prometheus", requests_total=qps_total)
         else:
-            sample = dataclasses.replace(got, t=t)
-            if name == "expvar":
-                ps.last_expvar = sample
-            parts.append(sample)
-    if counter_doc is not None:
-        parts.append(counter_doc)
-    if parts:
-        merged = merge_samples(parts)
-        if "qps" in reading.sources_ok:
-            merged = dataclasses.replace(merged, requests_total=qps_total)
-        reading.sample = merged
-    if src.gctrace is not None:
-        await _read_trace(pod, spec, ps, io, reading)
+            io.metrics.sample(name)
+            ok.append(name)
+    parts: list[RuntimeSample] = []
+    agent = None
+    if isinstance(docs.agent, tuple):
+        sample, agent = docs.agent
+        parts.append(dataclasses.replace(sample, t=t))
+        if spec.qps.agent is not None and sample.requests_total is None:
+            failures.append(PodFailure(pod.name, "qps", "MalformedData", _NO_AGENT_COUNTER))
+            io.metrics.sample_error("qps", "MalformedData")
+    if isinstance(docs.prometheus, RuntimeSample):
+        parts.append(dataclasses.replace(docs.prometheus, t=t))
+    expvar = dataclasses.replace(docs.expvar, t=t) if isinstance(docs.expvar, RuntimeSample) else None
+    if expvar is not None:
+        parts.append(expvar)
+    qps = None if isinstance(docs.qps, SourceError) else docs.qps
+    if qps is not None:
+        # Only the request counter: the runtime series come from the sources the policy chose.
+        parts.append(RuntimeSample(t=t, source="prometheus", requests_total=qps))
+    merged = merge_samples(parts) if parts else None
+    if merged is not None and qps is not None:
+        merged = dataclasses.replace(merged, requests_total=qps)
+    return PodReading(pod, merged, agent, failures=tuple(failures), sources_ok=tuple(ok), expvar=expvar)
+
+
+async def _read_pod(
+    pod: PodTarget, spec: GCPolicySpec, ps: PodState, io: CycleIO, token: str | None
+) -> PodReading:
+    docs, t = await _read_documents(pod, spec, ps, io, token)
+    reading = _merge_documents(pod, spec, docs, t, io)
+    if spec.sampling.sources.gctrace is not None:
+        reading = await _read_trace(pod, spec, ps, io, reading)
     return reading
 
 
 async def _read_trace(
     pod: PodTarget, spec: GCPolicySpec, ps: PodState, io: CycleIO, reading: PodReading
-) -> None:
+) -> PodReading:
     gt = spec.sampling.sources.gctrace
     if gt is None or io.logs is None:
-        return
+        return reading
     # Read a little more than one interval back; cycles already seen are skipped by number.
     since = 2 * spec.sampling.interval_seconds + spec.sampling.timeout_seconds
     try:
@@ -219,37 +206,42 @@ async def _read_trace(
             f"pods/{pod.name}/log",
         )
     except SourceError as err:
-        reading.failures.append(PodFailure(pod.name, "gctrace", err.reason, _message(err)))
         io.metrics.sample_error("gctrace", err.reason)
-        return
-    parser = GCTraceParser()
-    cycles = [c for c in parser.parse(lines) if c.n > ps.last_gc_n]
-    if cycles:
-        ps.last_gc_n = cycles[-1].n
-    reading.cycles = cycles
-    reading.sources_ok.append("gctrace")
+        failure = PodFailure(pod.name, "gctrace", err.reason, _message(err))
+        return dataclasses.replace(reading, failures=(*reading.failures, failure))
+    cycles = tuple(c for c in GCTraceParser().parse(lines) if c.n > ps.last_gc_n)
     io.metrics.sample("gctrace")
+    return dataclasses.replace(
+        reading,
+        cycles=cycles,
+        last_gc_n=cycles[-1].n if cycles else None,
+        sources_ok=(*reading.sources_ok, "gctrace"),
+    )
 
 
 async def gather(
-    spec: GCPolicySpec, pods: Sequence[PodTarget], state: PolicyState, io: CycleIO, *, token: str | None
+    spec: GCPolicySpec,
+    pods: Sequence[PodTarget],
+    states: Mapping[str, PodState],
+    io: CycleIO,
+    *,
+    token: str | None,
 ) -> list[PodReading]:
-    """Read every pod (bounded concurrency); windows are fed by the caller."""
+    """Read every pod (bounded concurrency). Nothing is stored: `states` (each pod's memory, e.g. the
+    newest gctrace cycle seen) is only read; the caller feeds the windows from the readings."""
     sem = asyncio.Semaphore(spec.sampling.max_concurrency)
-    now = io.clock()
 
     async def one(pod: PodTarget) -> PodReading:
-        ps = state.pod(pod.name, now=now, restart_count=pod.restart_count)
         async with sem:
-            return await _read_pod(pod, spec, ps, io, token)
+            return await _read_pod(pod, spec, states[pod.name], io, token)
 
     return list(await asyncio.gather(*(one(p) for p in pods)))
 
 
 async def read_promql(
     spec: GCPolicySpec, io: CycleIO, pods: Sequence[PodTarget]
-) -> tuple[dict[str, float], str | None]:
-    """Per-pod QPS from the policy's PromQL query: ({pod: qps}, error reason or None)."""
+) -> tuple[dict[str, float], PodFailure | None]:
+    """Per-pod QPS from the policy's PromQL query: ({pod: qps}, the failure or None)."""
     q = spec.qps.promql
     if q is None:
         return {}, None
@@ -259,7 +251,7 @@ async def read_promql(
         )
     except SourceError as err:
         io.metrics.sample_error("promql", err.reason)
-        return {}, f"{err.reason}: {_message(err)}"
+        return {}, PodFailure("-", "promql", err.reason, f"{err.reason}: {_message(err)}")
     io.metrics.sample("promql")
     if None in values and len(values) == 1:
         return {p.name: values[None] for p in pods}, None

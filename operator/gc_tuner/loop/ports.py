@@ -13,17 +13,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 
 from gc_tuner.actuation.envpatch import EnvPlan
+from gc_tuner.model.policy_status import AppliedNote
 
 __all__ = ["CycleIO", "EnvActuator", "LogReader", "LoopMetrics", "NullMetrics"]
 
 
 class EnvActuator(Protocol):
-    async def patch(self, desired: Mapping[str, str], note: Mapping[str, Any]) -> EnvPlan:
+    async def patch(self, desired: Mapping[str, str], note: AppliedNote) -> EnvPlan:
         """Set `desired` (GOGC/GOMEMLIMIT -> value) in the target container's env; the plan done."""
         ...
 

@@ -21,7 +21,8 @@ from gc_tuner.loop.cycle import CycleInputs, run_cycle
 from gc_tuner.loop.ports import CycleIO
 from gc_tuner.model.policy import GCPolicySpec
 from gc_tuner.tuning.conditions import build_status
-from gc_tuner.tuning.records import CycleOutcome, PodTarget
+from gc_tuner.tuning.outcome import CycleOutcome
+from gc_tuner.tuning.records import PodTarget
 from gc_tuner.tuning.state import PolicyState
 
 __all__ = ["LocalLoop", "TargetError", "default_local_policy", "parse_target", "release_all"]

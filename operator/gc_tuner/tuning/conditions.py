@@ -17,9 +17,22 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gc_tuner.tuning.records import CycleOutcome, PodFailure, Verdict, rfc3339
+from gc_tuner.model.policy_status import (
+    AppliedSection,
+    Condition,
+    DecisionSection,
+    FitSection,
+    GCTraceSection,
+    PodFailureEntry,
+    PodsSection,
+    PolicyStatus,
+    RecommendationInputs,
+    RecommendationSection,
+)
+from gc_tuner.tuning.outcome import CycleOutcome
+from gc_tuner.tuning.records import FALSE, TRUE, UNKNOWN, PodFailure, Verdict, rfc3339
 
-__all__ = ["CONDITION_TYPES", "MAX_FAILURES_LISTED", "build_status", "merge_conditions"]
+__all__ = ["CONDITION_TYPES", "MAX_FAILURES_LISTED", "build_status", "condition_list", "merge_conditions"]
 
 CONDITION_TYPES = ("Ready", "Sampling", "Recommending", "Applied", "LeakSuspected", "Degraded")
 MAX_FAILURES_LISTED = 10
@@ -28,37 +41,37 @@ _MAX_MESSAGE = 2000
 
 def _sampling(o: CycleOutcome) -> Verdict:
     if o.target_error is not None:
-        return Verdict("False", o.target_error.reason, o.target_error.message)
+        return Verdict(FALSE, o.target_error.reason, o.target_error.message)
     if o.pods_matched == 0:
-        return Verdict("False", "NoPodsMatched", "no running pod matches the target's selector")
+        return Verdict(FALSE, "NoPodsMatched", "no running pod matches the target's selector")
     if o.pods_sampled == 0:
-        return Verdict("False", "AllPodsFailing", f"none of {o.pods_matched} matched pods could be sampled")
-    return Verdict("True", "PodsSampled", f"{o.pods_sampled}/{o.pods_matched} pods sampled")
+        return Verdict(FALSE, "AllPodsFailing", f"none of {o.pods_matched} matched pods could be sampled")
+    return Verdict(TRUE, "PodsSampled", f"{o.pods_sampled}/{o.pods_matched} pods sampled")
 
 
 def _recommending(o: CycleOutcome) -> Verdict:
-    if o.recommendation_gogc is not None:
-        return Verdict("True", "Recommended", o.recommendation_explanation)
-    why = o.fit.insufficient if o.fit is not None and o.fit.insufficient else "no pod sampled yet"
-    return Verdict("False", "InsufficientData", why)
+    if o.recommendation is not None:
+        return Verdict(TRUE, "Recommended", o.recommendation.explanation)
+    why = o.not_recommended or (o.fit.insufficient if o.fit is not None else None) or "no pod sampled yet"
+    return Verdict(FALSE, "InsufficientData", why)
 
 
 def _applied(o: CycleOutcome) -> Verdict:
     if o.kill_switch:
-        return Verdict("False", "OperatorDryRun", "the operator runs with --dry-run: nothing is applied")
+        return Verdict(FALSE, "OperatorDryRun", "the operator runs with --dry-run: nothing is applied")
     if o.mode != "Enforce":
-        return Verdict("False", "DryRun", "mode is DryRun: recommendations only")
+        return Verdict(FALSE, "DryRun", "mode is DryRun: recommendations only")
     if o.apply_verdict is not None:
         return o.apply_verdict
-    return Verdict("Unknown", "NothingApplied", "no recommendation has been applied yet")
+    return Verdict(UNKNOWN, "NothingApplied", "no recommendation has been applied yet")
 
 
 def _degraded(o: CycleOutcome) -> Verdict:
     if o.target_error is not None:
-        return Verdict("True", o.target_error.reason, o.target_error.message)
+        return Verdict(TRUE, o.target_error.reason, o.target_error.message)
     if not o.failures:
         return Verdict(
-            "False", "Healthy", "every matched pod was sampled" + (" and tuned" if o.enforcing else "")
+            FALSE, "Healthy", "every matched pod was sampled" + (" and tuned" if o.enforcing else "")
         )
     counts = Counter(f.reason for f in o.failures)
     reason = counts.most_common(1)[0][0]
@@ -66,15 +79,42 @@ def _degraded(o: CycleOutcome) -> Verdict:
     detail = "; ".join(
         f"{f.pod} {f.source}: {f.reason}: {f.message}" for f in o.failures[:MAX_FAILURES_LISTED]
     )
-    return Verdict("True", reason, f"{len(pods)} pod(s) failing: {detail}")
+    return Verdict(TRUE, reason, f"{len(pods)} pod(s) failing: {detail}")
 
 
 def _ready(sampling: Verdict, recommending: Verdict, applied: Verdict, o: CycleOutcome) -> Verdict:
     needed = [sampling, recommending] + ([applied] if o.enforcing else [])
     for v in needed:
-        if v.status != "True":
-            return Verdict("False", v.reason, v.message)
-    return Verdict("True", "Ready", "tuning" if o.enforcing else "recommending (dry run)")
+        if not v.true:
+            return Verdict(FALSE, v.reason, v.message)
+    return Verdict(TRUE, "Ready", "tuning" if o.enforcing else "recommending (dry run)")
+
+
+def condition_list(
+    previous: Sequence[Condition],
+    verdicts: Mapping[str, Verdict],
+    *,
+    now: float,
+    generation: int,
+) -> list[Condition]:
+    """Conditions for `verdicts`, keeping each one's lastTransitionTime while its status is unchanged."""
+    before = {c.type: c for c in previous}
+    out = []
+    for ctype in CONDITION_TYPES:
+        v = verdicts[ctype]
+        old = before.get(ctype)
+        since = old.last_transition_time if old is not None and old.status == v.status else None
+        out.append(
+            Condition(
+                type=ctype,
+                status=v.status,
+                reason=v.reason,
+                message=v.message[:_MAX_MESSAGE],
+                last_transition_time=since or rfc3339(now),
+                observed_generation=generation,
+            )
+        )
+    return out
 
 
 def merge_conditions(
@@ -84,43 +124,92 @@ def merge_conditions(
     now: float,
     generation: int,
 ) -> list[dict[str, Any]]:
-    """Conditions for `verdicts`, keeping each one's lastTransitionTime while its status is unchanged."""
-    before = {c.get("type"): c for c in previous or ()}
-    out = []
-    for ctype in CONDITION_TYPES:
-        v = verdicts[ctype]
-        old = before.get(ctype)
-        since = old.get("lastTransitionTime") if old and old.get("status") == v.status else None
-        out.append(
-            {
-                "type": ctype,
-                "status": v.status,
-                "reason": v.reason,
-                "message": v.message[:_MAX_MESSAGE],
-                "lastTransitionTime": since or rfc3339(now),
-                "observedGeneration": generation,
-            }
-        )
-    return out
+    """`condition_list` on and to documents (an invalid policy's status is otherwise kept as it is)."""
+    old = PolicyStatus.read({"conditions": list(previous or ())}).conditions
+    return [c.doc() for c in condition_list(old, verdicts, now=now, generation=generation)]
 
 
-def _failures(failures: Sequence[PodFailure]) -> list[dict[str, str]]:
+def _failures(failures: Sequence[PodFailure]) -> list[PodFailureEntry]:
     seen: set[str] = set()
     out = []
     for f in failures:
         if f.pod in seen:
             continue
         seen.add(f.pod)
-        out.append({"name": f.pod, "reason": f.reason, "message": f"{f.source}: {f.message}"[:500]})
+        out.append(PodFailureEntry(name=f.pod, reason=f.reason, message=f"{f.source}: {f.message}"[:500]))
         if len(out) == MAX_FAILURES_LISTED:
             break
     return out
 
 
+def _fit_section(o: CycleOutcome) -> FitSection | None:
+    f = o.fit
+    if f is None or f.qps is None or f.heap_slope_mb_per_s is None:
+        return None
+    return FitSection(
+        qps=round(f.qps, 3),
+        qps_source=f.qps_source,
+        heap_slope_mb_per_sec=round(f.heap_slope_mb_per_s, 4),
+        r2=round(f.r2, 4) if f.r2 is not None else 0.0,
+        samples=f.samples,
+        pods=f.pods,
+        window_seconds=round(f.window_s, 1),
+    )
+
+
+def _recommendation_section(o: CycleOutcome) -> RecommendationSection | None:
+    rec = o.recommendation
+    if rec is None:
+        return None
+    return RecommendationSection(
+        gogc=rec.gogc,
+        gomemlimit=o.gomemlimit,
+        strategy=rec.strategy,
+        explanation=rec.explanation[:1000],
+        inputs=RecommendationInputs.model_validate(dict(rec.inputs)),
+        time=rfc3339(o.time),
+    )
+
+
+def _decision_section(o: CycleOutcome) -> DecisionSection | None:
+    d = o.decision
+    if d is None:
+        return None
+    return DecisionSection(
+        action=d.action.capitalize(), code=d.code, reason=d.reason[:500], time=rfc3339(o.time)
+    )
+
+
+def _applied_section(o: CycleOutcome, prev: PolicyStatus) -> AppliedSection | None:
+    a = o.applied
+    if a is not None:
+        return AppliedSection(
+            gogc=a.gogc, gomemlimit=a.gomemlimit, method=a.method, time=rfc3339(a.time), pods=a.pods
+        )
+    if prev.applied is not None and (o.enforcing or prev.applied.method == "EnvPatch"):
+        # Endpoint values lapse with their lease once gc-tuner stops renewing; env values stay.
+        return prev.applied
+    return None
+
+
+def _gctrace_section(o: CycleOutcome) -> GCTraceSection | None:
+    g = o.gctrace
+    if g is None:
+        return None
+    return GCTraceSection(
+        cycles=g.cycles,
+        pods=g.pods,
+        stw_p99_ms=round(g.stw_p99_ms, 4) if g.stw_p99_ms is not None else None,
+        effective_gogc_median=(
+            round(g.effective_gogc_median, 1) if g.effective_gogc_median is not None else None
+        ),
+    )
+
+
 def build_status(o: CycleOutcome, previous: Mapping[str, Any] | None, *, generation: int) -> dict[str, Any]:
     """The whole status document after cycle `o`. Sections the cycle could not compute keep their
     previous value (a recommendation stays visible while a new window fills)."""
-    prev = dict(previous or {})
+    prev = PolicyStatus.read(previous)
     sampling, recommending, applied = _sampling(o), _recommending(o), _applied(o)
     verdicts = {
         "Sampling": sampling,
@@ -130,74 +219,20 @@ def build_status(o: CycleOutcome, previous: Mapping[str, Any] | None, *, generat
         "Degraded": _degraded(o),
         "Ready": _ready(sampling, recommending, applied, o),
     }
-    failing = len({f.pod for f in o.failures})
-    status: dict[str, Any] = {
-        "observedGeneration": generation,
-        "conditions": merge_conditions(prev.get("conditions"), verdicts, now=o.time, generation=generation),
-        "pods": {
-            "matched": o.pods_matched,
-            "ready": o.pods_ready,
-            "sampled": o.pods_sampled,
-            "failing": failing,
-            "failures": _failures(o.failures),
-        },
-    }
-    if o.fit is not None and o.fit.complete:
-        assert o.fit.qps is not None and o.fit.heap_slope_mb_per_s is not None
-        status["fit"] = {
-            "qps": round(o.fit.qps, 3),
-            "qpsSource": o.fit.qps_source,
-            "heapSlopeMBPerSec": round(o.fit.heap_slope_mb_per_s, 4),
-            "r2": round(o.fit.r2, 4) if o.fit.r2 is not None else 0.0,
-            "samples": o.fit.samples,
-            "pods": o.fit.pods,
-            "windowSeconds": round(o.fit.window_s, 1),
-        }
-    elif "fit" in prev:
-        status["fit"] = prev["fit"]
-    if o.recommendation_gogc is not None:
-        rec: dict[str, Any] = {
-            "gogc": o.recommendation_gogc,
-            "strategy": o.recommendation_strategy,
-            "explanation": o.recommendation_explanation[:1000],
-            "inputs": dict(o.recommendation_inputs),
-            "time": rfc3339(o.time),
-        }
-        if o.gomemlimit is not None:
-            rec["gomemlimit"] = o.gomemlimit
-        status["recommendation"] = rec
-    elif "recommendation" in prev:
-        status["recommendation"] = prev["recommendation"]
-    if o.decision is not None:
-        status["decision"] = {
-            "action": o.decision.action.capitalize(),
-            "code": o.decision.code,
-            "reason": o.decision.reason[:500],
-            "time": rfc3339(o.time),
-        }
-    elif "decision" in prev:
-        status["decision"] = prev["decision"]
-    if o.applied is not None:
-        a: dict[str, Any] = {
-            "method": o.applied.method,
-            "time": rfc3339(o.applied.time),
-            "pods": o.applied.pods,
-        }
-        if o.applied.gogc is not None:
-            a["gogc"] = o.applied.gogc
-        if o.applied.gomemlimit is not None:
-            a["gomemlimit"] = o.applied.gomemlimit
-        status["applied"] = a
-    elif "applied" in prev and (o.enforcing or prev["applied"].get("method") == "EnvPatch"):
-        # Endpoint values lapse with their lease once gc-tuner stops renewing; env values stay.
-        status["applied"] = prev["applied"]
-    if o.gctrace is not None:
-        g: dict[str, Any] = {"cycles": o.gctrace.cycles, "pods": o.gctrace.pods}
-        if o.gctrace.stw_p99_ms is not None:
-            g["stwP99Ms"] = round(o.gctrace.stw_p99_ms, 4)
-        if o.gctrace.effective_gogc_median is not None:
-            g["effectiveGOGCMedian"] = round(o.gctrace.effective_gogc_median, 1)
-        status["gctrace"] = g
-    elif "gctrace" in prev:
-        status["gctrace"] = prev["gctrace"]
-    return status
+    status = PolicyStatus(
+        observed_generation=generation,
+        conditions=condition_list(prev.conditions, verdicts, now=o.time, generation=generation),
+        pods=PodsSection(
+            matched=o.pods_matched,
+            ready=o.pods_ready,
+            sampled=o.pods_sampled,
+            failing=len({f.pod for f in o.failures}),
+            failures=_failures(o.failures),
+        ),
+        fit=_fit_section(o) or prev.fit,
+        recommendation=_recommendation_section(o) or prev.recommendation,
+        decision=_decision_section(o) or prev.decision,
+        applied=_applied_section(o, prev),
+        gctrace=_gctrace_section(o) or prev.gctrace,
+    )
+    return status.doc()

@@ -54,7 +54,7 @@ def decide_change(
         last_applied_at=last_change_at,
         now=now,
     )
-    info = DecisionInfo(d.action, d.gogc, d.code, d.reason)
+    info = DecisionInfo(d.action, d.gogc, d.code, d.reason, current)
     floor = d.target
     if (
         leak_hold
@@ -69,6 +69,7 @@ def decide_change(
             "LeakHold",
             f"GOGC {current} -> {floor} inside the cooldown: a leak is suspected, and waiting at a higher "
             "GOGC only runs the heap into the memory limit",
+            current,
         )
     if d.action == "apply" or mem.rendered is None or same_limit(mem.rendered, current_mem):
         return info
@@ -80,10 +81,12 @@ def decide_change(
             "CoolingDown",
             f"GOMEMLIMIT {mem.rendered} waits: last change {waited:.0f}s ago, cooldown is "
             f"{r.cooldown_seconds}s; {d.reason}",
+            current,
         )
     return DecisionInfo(
         "apply",
         d.gogc,
         "MemoryLimitChanged",
         f"GOMEMLIMIT {current_mem or 'unset'} -> {mem.rendered} ({mem.note}); {d.reason}",
+        current,
     )

@@ -11,14 +11,23 @@ slope over two intervals is already the rate the formula wants.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from gc_tuner.logic.analysis import analyze_cycles
 from gc_tuner.logic.fit import InsufficientData, TrendFit, fit_heap_slopes, fit_qps_many, fit_segments
 from gc_tuner.model.policy import GCPolicySpec
-from gc_tuner.tuning.records import FitSummary, PodFit, Verdict
+from gc_tuner.tuning.records import FALSE, TRUE, UNKNOWN, FitSummary, GCTraceSummary, PodFit, Verdict
 from gc_tuner.tuning.state import PodState
 
-__all__ = ["MIN_SAMPLES", "fit_deployment", "fit_pod", "fit_pods", "leak_verdict", "min_span_s"]
+__all__ = [
+    "MIN_SAMPLES",
+    "fit_deployment",
+    "fit_pod",
+    "fit_pods",
+    "gctrace_summary",
+    "leak_verdict",
+    "min_span_s",
+]
 
 MIN_SAMPLES = 3
 
@@ -107,9 +116,29 @@ def leak_verdict(fit: FitSummary | None, spec: GCPolicySpec) -> Verdict:
     threshold = ld.min_heap_slope_milli_mb_per_second / 1000
     min_r2 = ld.min_r2_milli / 1000
     if fit is None or not fit.complete or fit.heap_slope_mb_per_s is None:
-        return Verdict("Unknown", "InsufficientData", "no live-heap fit yet")
+        return Verdict(UNKNOWN, "InsufficientData", "no live-heap fit yet")
     slope, r2 = fit.heap_slope_mb_per_s, fit.r2 or 0.0
     desc = f"live heap {slope:+.3f} MB/s (r² {r2:.2f}) over {fit.window_s:g}s across {fit.pods} pod(s)"
     if slope >= threshold and r2 >= min_r2:
-        return Verdict("True", "HeapGrowing", f"{desc}; threshold {threshold:g} MB/s at r² ≥ {min_r2:g}")
-    return Verdict("False", "HeapStable", desc)
+        return Verdict(TRUE, "HeapGrowing", f"{desc}; threshold {threshold:g} MB/s at r² ≥ {min_r2:g}")
+    return Verdict(FALSE, "HeapStable", desc)
+
+
+def gctrace_summary(pods: Iterable[PodState]) -> GCTraceSummary | None:
+    """The gctrace section: cycles in the windows, the worst pod's STW p99, the median effective GOGC."""
+    p99s, medians, cycles, n = [], [], 0, 0
+    for ps in pods:
+        if not len(ps.trace):
+            continue
+        s = analyze_cycles(list(ps.trace)).summary
+        n += 1
+        cycles += s.cycles
+        if s.stw_p99_ms is not None:
+            p99s.append(s.stw_p99_ms)
+        if s.effective_gogc_median is not None:
+            medians.append(s.effective_gogc_median)
+    if not n:
+        return None
+    return GCTraceSummary(
+        cycles, max(p99s) if p99s else None, statistics.median(medians) if medians else None, n
+    )

@@ -1,22 +1,27 @@
-"""The records one tuning cycle passes between its steps, and to whoever runs it (operator, local, demo)."""
+"""The records one tuning cycle passes between its steps (tuning/outcome.py composes them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from gc_tuner.model.sample import RuntimeSample
+from gc_tuner.input.agent_doc import AgentStatus
+from gc_tuner.model.policy_status import ConditionStatus
+from gc_tuner.model.sample import GCCycle, RuntimeSample
 
 __all__ = [
+    "FALSE",
+    "TRUE",
+    "UNKNOWN",
     "AppliedState",
-    "CycleOutcome",
     "DecisionInfo",
     "FitSummary",
     "GCTraceSummary",
     "LoopEvent",
     "PodFailure",
     "PodFit",
+    "PodReading",
     "PodTarget",
     "Verdict",
     "parse_rfc3339",
@@ -70,6 +75,24 @@ class PodFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class PodReading:
+    """What the gather step read from one pod this cycle, and what the pod's state is to remember."""
+
+    pod: PodTarget
+    sample: RuntimeSample | None = None  # every source's document merged into one
+    agent: AgentStatus | None = None  # the agent's own state (its lease, the values in force)
+    cycles: tuple[GCCycle, ...] = ()  # gctrace cycles not seen before
+    failures: tuple[PodFailure, ...] = ()
+    sources_ok: tuple[str, ...] = ()
+    expvar: RuntimeSample | None = None  # the expvar document, for its PauseNs ring next cycle
+    last_gc_n: int | None = None  # the newest gctrace cycle number read
+
+    @property
+    def sampled(self) -> bool:
+        return self.sample is not None or bool(self.cycles)
+
+
+@dataclass(frozen=True, slots=True)
 class PodFit:
     """One pod's fitted rates this cycle (None: not enough data, see `note`)."""
 
@@ -107,6 +130,7 @@ class DecisionInfo:
     gogc: int
     code: str
     reason: str
+    current: int | None = None  # the GOGC the decision started from
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +156,20 @@ class GCTraceSummary:
 class Verdict:
     """A condition's value as the loop sees it."""
 
-    status: Literal["True", "False", "Unknown"]
+    status: ConditionStatus
     reason: str
     message: str = ""
+
+    def __post_init__(self) -> None:
+        # Callers may spell the status as the API does ("True"); it is kept as the enum.
+        object.__setattr__(self, "status", ConditionStatus(self.status))
+
+    @property
+    def true(self) -> bool:
+        return self.status is ConditionStatus.TRUE
+
+
+TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,36 +177,3 @@ class LoopEvent:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
-
-
-@dataclass(slots=True)
-class CycleOutcome:
-    """Everything one cycle found out; `status.build_status` turns it into the status document."""
-
-    time: float
-    mode: str  # the spec's mode
-    method: str
-    kill_switch: bool = False
-    target_error: Verdict | None = None  # the Deployment or its container cannot be found
-    pods_matched: int = 0
-    pods_ready: int = 0
-    pods_sampled: int = 0
-    failures: list[PodFailure] = field(default_factory=list)
-    pod_fits: list[PodFit] = field(default_factory=list)
-    fit: FitSummary | None = None
-    recommendation_gogc: int | None = None
-    recommendation_explanation: str = ""
-    recommendation_strategy: str = ""
-    recommendation_inputs: dict[str, float | int] = field(default_factory=dict)
-    gomemlimit: str | None = None
-    gomemlimit_note: str = ""
-    decision: DecisionInfo | None = None
-    applied: AppliedState | None = None
-    apply_verdict: Verdict | None = None
-    leak: Verdict = field(default_factory=lambda: Verdict("Unknown", "InsufficientData"))
-    gctrace: GCTraceSummary | None = None
-    events: list[LoopEvent] = field(default_factory=list)
-
-    @property
-    def enforcing(self) -> bool:
-        return self.mode == "Enforce" and not self.kill_switch

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gc_tuner.model.sample import RuntimeSample
-from gc_tuner.tuning.records import CycleOutcome
+from gc_tuner.tuning.outcome import CycleOutcome
 
 __all__ = ["PolicySignals", "gc_cpu_share", "policy_signals"]
 

@@ -9,14 +9,14 @@ do not, which is what prevents a duplicate rollout after a restart.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gc_tuner.model.policy_status import ANNOTATION_APPLIED, AppliedNote, PolicyStatus
 from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.model.window import GCCycleWindow, PodWindow
-from gc_tuner.tuning.records import AppliedState, parse_rfc3339
+from gc_tuner.tuning.records import AppliedState, PodReading, parse_rfc3339
 
 __all__ = ["PodState", "PolicyState"]
 
@@ -75,38 +75,36 @@ class PolicyState:
             if name not in keep:
                 del self.pods[name]
 
+    def feed(self, readings: Sequence[PodReading], promql: Mapping[str, float]) -> None:
+        """The windows step: each reading into its pod's windows and memory."""
+        for r in readings:
+            ps = self.pods[r.pod.name]
+            if r.sample is not None:
+                ps.window.add(r.sample)
+                ps.sampled_once = True
+            for c in r.cycles:
+                ps.trace.add(c)
+            if r.expvar is not None:
+                ps.last_expvar = r.expvar
+            if r.last_gc_n is not None:
+                ps.last_gc_n = r.last_gc_n
+            if r.pod.name in promql:
+                ps.promql_qps = promql[r.pod.name]
+
     def restore(self, status: Mapping[str, Any] | None, annotations: Mapping[str, str] | None = None) -> None:
         """Rebuild `applied` and the cooldown clock from the cluster's memory (once per state)."""
         self.restored = True
         candidates: list[AppliedState] = []
-        applied = (status or {}).get("applied") or {}
-        t = parse_rfc3339(str(applied.get("time", "")))
-        if t is not None:
-            candidates.append(
-                AppliedState(
-                    _int(applied.get("gogc")),
-                    applied.get("gomemlimit"),
-                    str(applied.get("method", "")),
-                    t,
-                    int(applied.get("pods") or 0),
-                )
-            )
-        raw = (annotations or {}).get("gctuner.io/applied")
-        if raw:
-            try:
-                note = json.loads(raw)
-                nt = parse_rfc3339(str(note.get("time", "")))
-                if nt is not None:
-                    candidates.append(
-                        AppliedState(_int(note.get("gogc")), note.get("gomemlimit"), "EnvPatch", nt)
-                    )
-            except (ValueError, AttributeError):
-                pass  # a hand-edited annotation only costs the restart its memory, not correctness
+        applied = PolicyStatus.read(status).applied
+        t = parse_rfc3339(applied.time) if applied is not None else None
+        if applied is not None and t is not None:
+            candidates.append(AppliedState(applied.gogc, applied.gomemlimit, applied.method, t, applied.pods))
+        # A hand-edited annotation only costs the restart its memory, not correctness.
+        note = AppliedNote.read((annotations or {}).get(ANNOTATION_APPLIED))
+        nt = parse_rfc3339(note.time) if note is not None else None
+        if note is not None and nt is not None:
+            candidates.append(AppliedState(note.gogc, note.gomemlimit, "EnvPatch", nt))
         if candidates:
             newest = max(candidates, key=lambda a: a.time)
             self.applied = newest
             self.last_change_at = newest.time
-
-
-def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None

@@ -1,38 +1,50 @@
 """Strategies: fitted inputs -> a recommended GOGC, and the policy -> GOMEMLIMIT.
 
-A strategy is picked by `spec.strategy.type`; each is a pure function of the fit and its own
-sub-object of the spec. Adding one is a new function registered in STRATEGIES. `Budget` is the
-exception: it needs each pod's heap figures and the memory budget, so `recommend` hands it the pod
-fits and the GOMEMLIMIT target; it is computed per pod and the lowest GOGC wins (one GOGC for every
-pod must fit the pod with the least room). Its leak verdict replaces the generic one, because on a
-suspected leak it holds GOGC at the floor and LeakSuspected must say why.
+A strategy is picked by `spec.strategy.type` from STRATEGIES; each is a pure function of one
+StrategyInput (the spec, the Deployment's fit, every pod's fit and the GOMEMLIMIT target) that
+returns a Recommendation or raises StrategyUnavailable naming what it lacks. Adding one is a new
+function registered in STRATEGIES (and a value of the CRD's strategy.type); the cycle never names
+a strategy.
+
+    Formula   the article's formula on the Deployment's median QPS and heap slope
+    Budget    per pod, the GOGC whose heap goal fits the memory budget over the horizon; the lowest
+              wins (one GOGC for every pod must fit the pod with the least room). Its leak verdict
+              replaces the generic one: on a suspected leak it holds GOGC at the floor
+              (`Recommendation.holds_for_leak`), and LeakSuspected must say why.
+
 Bounds are applied twice on purpose: the formula clamps to them (the article's own clamp, made a
 policy field), and the decision step re-checks them, so no strategy can ever push a value outside.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gc_tuner.logic.budget import BudgetParams, BudgetResult, budget_gogc
 from gc_tuner.logic.formula import FormulaParams, formula_gogc
 from gc_tuner.logic.memlimit import memory_limit_from, parse_quantity, render_gomemlimit
 from gc_tuner.model.policy import GCPolicySpec
 from gc_tuner.model.sample import MiB, RuntimeSample
-from gc_tuner.tuning.records import PodFit, Verdict
+from gc_tuner.tuning.discovery import WorkloadInfo
+from gc_tuner.tuning.records import FALSE, TRUE, FitSummary, PodFit, PodTarget, Verdict
 
 __all__ = [
     "STRATEGIES",
     "MemoryLimitTarget",
     "Recommendation",
+    "Strategy",
+    "StrategyInput",
     "StrategyUnavailable",
     "budget_params",
     "desired_memory_limit",
     "formula_params",
+    "memory_target",
     "non_heap_bytes",
     "recommend",
+    "recommend_for",
 ]
 
 
@@ -47,6 +59,26 @@ class Recommendation:
     strategy: str
     inputs: dict[str, Any] = field(default_factory=dict)  # camelCase keys, as written to status
     leak: Verdict | None = None  # the strategy's own leak verdict (Budget); None: the generic one stands
+
+    @property
+    def holds_for_leak(self) -> bool:
+        """The strategy holds GOGC at the floor for a suspected leak (the decision may skip the cooldown)."""
+        return self.leak is not None and self.leak.true
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyInput:
+    """Everything a strategy may use; each takes what it needs."""
+
+    spec: GCPolicySpec
+    qps: float
+    heap_slope_mb_per_s: float
+    pod_fits: Sequence[PodFit] = ()
+    memory: MemoryLimitTarget | None = None
+
+
+class Strategy(Protocol):
+    def __call__(self, inp: StrategyInput, /) -> Recommendation: ...
 
 
 def formula_params(spec: GCPolicySpec) -> FormulaParams:
@@ -65,8 +97,9 @@ def formula_params(spec: GCPolicySpec) -> FormulaParams:
     )
 
 
-def _formula(spec: GCPolicySpec, qps: float, heap_slope_mb_per_s: float) -> Recommendation:
-    r = formula_gogc(qps, heap_slope_mb_per_s, formula_params(spec))
+def _formula(inp: StrategyInput) -> Recommendation:
+    qps, heap_slope_mb_per_s = inp.qps, inp.heap_slope_mb_per_s
+    r = formula_gogc(qps, heap_slope_mb_per_s, formula_params(inp.spec))
     inputs = {
         "qps": round(qps, 3),
         "heapSlopeMBPerSec": round(heap_slope_mb_per_s, 4),
@@ -75,9 +108,6 @@ def _formula(spec: GCPolicySpec, qps: float, heap_slope_mb_per_s: float) -> Reco
         "uncappedGOGC": round(float(r.inputs.get("raw_gogc", r.gogc)), 2),
     }
     return Recommendation(r.gogc, r.explanation, "Formula", inputs)
-
-
-STRATEGIES: dict[str, Callable[[GCPolicySpec, float, float], Recommendation]] = {"Formula": _formula}
 
 
 def budget_params(spec: GCPolicySpec) -> BudgetParams:
@@ -108,9 +138,8 @@ def non_heap_bytes(sample: RuntimeSample, floor: int) -> int:
     return max(floor, held - sample.heap_goal_bytes)
 
 
-def _budget(
-    spec: GCPolicySpec, qps: float, pod_fits: Sequence[PodFit], memory: MemoryLimitTarget | None
-) -> Recommendation:
+def _budget(inp: StrategyInput) -> Recommendation:
+    spec, qps, pod_fits, memory = inp.spec, inp.qps, inp.pod_fits, inp.memory
     if memory is None or memory.bytes is None:
         why = memory.note if memory is not None else "no memory limit given"
         raise StrategyUnavailable(f"the Budget strategy needs a memory limit to take the budget from: {why}")
@@ -158,9 +187,9 @@ def _budget(
         inputs["timeToBudgetSeconds"] = round(r.time_to_budget_s, 1)
     where = f"pod {pod}: " if usable > 1 else ""
     leak = (
-        Verdict("True", "HeapGrowing", f"{where}{r.leak_reason}; GOGC held at bounds.minGOGC {r.gogc}")
+        Verdict(TRUE, "HeapGrowing", f"{where}{r.leak_reason}; GOGC held at bounds.minGOGC {r.gogc}")
         if r.leak_suspected
-        else Verdict("False", "NoLeak", f"{where}{r.leak_reason}")
+        else Verdict(FALSE, "NoLeak", f"{where}{r.leak_reason}")
     )
     return Recommendation(r.gogc, where + r.explanation, "Budget", inputs, leak)
 
@@ -174,9 +203,28 @@ def recommend(
     memory: MemoryLimitTarget | None = None,
 ) -> Recommendation:
     """The policy's strategy on this cycle's fit; StrategyUnavailable when it lacks an input."""
-    if spec.strategy.type == "Budget":
-        return _budget(spec, qps, pod_fits, memory)
-    return STRATEGIES[spec.strategy.type](spec, qps, heap_slope_mb_per_s)
+    strategy = STRATEGIES[spec.strategy.type]
+    return strategy(StrategyInput(spec, qps, heap_slope_mb_per_s, tuple(pod_fits), memory))
+
+
+STRATEGIES: dict[str, Strategy] = {"Formula": _formula, "Budget": _budget}
+
+
+def recommend_for(
+    spec: GCPolicySpec, fit: FitSummary, pod_fits: Sequence[PodFit], memory: MemoryLimitTarget
+) -> tuple[Recommendation | None, str | None]:
+    """The recommend step: the policy's strategy on the Deployment's fit, with the memory limit it was
+    made for among its inputs; (None, why) when the strategy lacks an input, (None, None) while the
+    fit is incomplete (the fit says why)."""
+    if fit.qps is None or fit.heap_slope_mb_per_s is None:
+        return None, None
+    try:
+        rec = recommend(spec, fit.qps, fit.heap_slope_mb_per_s, pod_fits=pod_fits, memory=memory)
+    except StrategyUnavailable as e:
+        return None, str(e)
+    if memory.bytes is not None:
+        rec = dataclasses.replace(rec, inputs={**rec.inputs, "memoryLimitBytes": memory.bytes})
+    return rec, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,3 +252,16 @@ def desired_memory_limit(spec: GCPolicySpec, container_limit: str | int | None) 
     return MemoryLimitTarget(
         n, render_gomemlimit(n), f"{ml.percent}% of the container limit {container_limit}"
     )
+
+
+def memory_target(
+    spec: GCPolicySpec, workload: WorkloadInfo | None, pods: Sequence[PodTarget]
+) -> MemoryLimitTarget:
+    """The Deployment's GOMEMLIMIT target: from its container's limit, or without a Deployment
+    (`gc-tuner local`) from the lowest limit given with the targets."""
+    if spec.memory_limit.mode != "FromContainerLimit":
+        return desired_memory_limit(spec, None)
+    if workload is not None:
+        return desired_memory_limit(spec, workload.memory_limit)
+    limits = sorted({p.memory_limit for p in pods if p.memory_limit is not None})
+    return desired_memory_limit(spec, limits[0] if limits else None)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from gc_tuner.model.sample import RuntimeSample
-from gc_tuner.tuning.records import CycleOutcome, FitSummary, GCTraceSummary, PodFit
+from gc_tuner.tuning.outcome import CycleOutcome, Fitted
+from gc_tuner.tuning.records import FitSummary, GCTraceSummary, PodFit, Verdict
 from gc_tuner.tuning.signals import gc_cpu_share, policy_signals
 
 
@@ -13,13 +16,11 @@ def _fit(pod: str, **sample: float) -> PodFit:
 
 
 def _outcome(*fits: PodFit, gctrace: GCTraceSummary | None = None) -> CycleOutcome:
-    o = CycleOutcome(time=0.0, mode="DryRun", method="EnvPatch")
-    o.fit = FitSummary(
+    summary = FitSummary(
         qps=120.0, qps_source="Counter", heap_slope_mb_per_s=0.5, r2=0.9, samples=10, pods=2, window_s=300
     )
-    o.pod_fits = list(fits)
-    o.gctrace = gctrace
-    return o
+    fitted = Fitted(tuple(fits), summary, Verdict("Unknown", "InsufficientData"), gctrace)
+    return CycleOutcome(time=0.0, mode="DryRun", method="EnvPatch", fitted=fitted)
 
 
 def test_signals_take_the_fit_and_the_worst_pod() -> None:
@@ -40,8 +41,7 @@ def test_gctrace_pause_wins_over_the_runtime_histogram() -> None:
 
 
 def test_unknown_signals_stay_unknown() -> None:
-    o = _outcome(_fit("a"))
-    o.fit = None
+    o = dataclasses.replace(_outcome(_fit("a")), fitted=None)
     s = policy_signals(o)
     assert s == type(s)(qps=None, heap_slope_mb_per_s=None, stw_pause_p99_s=None, gc_cpu_fraction=None)
 

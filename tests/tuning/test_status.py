@@ -2,18 +2,55 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
+from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.tuning.conditions import CONDITION_TYPES, MAX_FAILURES_LISTED, build_status
+from gc_tuner.tuning.outcome import CycleOutcome, Fitted, Gathered
 from gc_tuner.tuning.records import (
     AppliedState,
-    CycleOutcome,
     FitSummary,
     PodFailure,
+    PodReading,
+    PodTarget,
     Verdict,
     parse_rfc3339,
     rfc3339,
 )
+from gc_tuner.tuning.rollout import ApplyResult
+from gc_tuner.tuning.strategies import Recommendation
 
 T0 = 1_700_000_000.0
+
+
+def outcome(
+    *,
+    pods_matched: int = 0,
+    pods_sampled: int = 0,
+    fit: FitSummary | None = None,
+    recommendation_gogc: int | None = None,
+    recommendation_explanation: str = "",
+    applied: AppliedState | None = None,
+    apply_verdict: Verdict | None = None,
+    **kw: Any,
+) -> CycleOutcome:
+    """A cycle's outcome from the figures a status test cares about."""
+    sample = RuntimeSample(t=T0, source="agent")
+    readings = tuple(PodReading(PodTarget(f"p{i}", "h"), sample) for i in range(pods_sampled))
+    rec = None
+    if recommendation_gogc is not None:
+        rec = Recommendation(recommendation_gogc, recommendation_explanation, "Formula")
+    result = None
+    if applied is not None or apply_verdict is not None:
+        result = ApplyResult(applied, None, applied, apply_verdict or Verdict("True", "InSync"))
+    return CycleOutcome(
+        gathered=Gathered(pods_matched=pods_matched, readings=readings),
+        fitted=Fitted((), fit, Verdict("Unknown", "InsufficientData")) if fit is not None else None,
+        recommendation=rec,
+        result=result,
+        **kw,
+    )
 
 
 def conds(status: dict) -> dict[str, dict]:  # type: ignore[type-arg]
@@ -25,7 +62,7 @@ def fit(qps: float = 100.0, slope: float = 0.5) -> FitSummary:
 
 
 def test_first_visit_sets_every_condition() -> None:
-    s = build_status(CycleOutcome(time=T0, mode="DryRun", method="Endpoint"), None, generation=3)
+    s = build_status(outcome(time=T0, mode="DryRun", method="Endpoint"), None, generation=3)
     c = conds(s)
     assert list(c) == list(CONDITION_TYPES)
     assert c["Sampling"]["status"] == "False" and c["Sampling"]["reason"] == "NoPodsMatched"
@@ -36,9 +73,9 @@ def test_first_visit_sets_every_condition() -> None:
 
 
 def test_transition_time_kept_while_status_unchanged_and_moved_on_change() -> None:
-    o1 = CycleOutcome(time=T0, mode="DryRun", method="Endpoint", pods_matched=2, pods_sampled=2)
+    o1 = outcome(time=T0, mode="DryRun", method="Endpoint", pods_matched=2, pods_sampled=2)
     s1 = build_status(o1, None, generation=1)
-    o2 = CycleOutcome(
+    o2 = outcome(
         time=T0 + 30,
         mode="DryRun",
         method="Endpoint",
@@ -60,8 +97,8 @@ def test_transition_time_kept_while_status_unchanged_and_moved_on_change() -> No
 def test_degraded_names_the_most_common_reason_and_lists_bounded_failures() -> None:
     failures = [PodFailure(f"p{i}", "agent", "AuthFailed", "HTTP 403") for i in range(15)]
     failures.append(PodFailure("q", "prometheus", "MalformedData", "garbage"))
-    o = CycleOutcome(
-        time=T0, mode="Enforce", method="Endpoint", pods_matched=17, pods_sampled=1, failures=failures
+    o = outcome(
+        time=T0, mode="Enforce", method="Endpoint", pods_matched=17, pods_sampled=1, failures=tuple(failures)
     )
     s = build_status(o, None, generation=1)
     d = conds(s)["Degraded"]
@@ -72,7 +109,7 @@ def test_degraded_names_the_most_common_reason_and_lists_bounded_failures() -> N
 
 
 def test_enforce_ready_needs_applied_and_kill_switch_reports_itself() -> None:
-    o = CycleOutcome(
+    o = outcome(
         time=T0,
         mode="Enforce",
         method="Endpoint",
@@ -85,14 +122,14 @@ def test_enforce_ready_needs_applied_and_kill_switch_reports_itself() -> None:
     )
     c = conds(build_status(o, None, generation=1))
     assert c["Ready"]["status"] == "False" and c["Ready"]["reason"] == "PartiallyApplied"
-    o.kill_switch = True
+    o = dataclasses.replace(o, kill_switch=True)
     c = conds(build_status(o, None, generation=1))
     assert c["Applied"]["reason"] == "OperatorDryRun"
     assert c["Ready"]["status"] == "True"
 
 
 def test_sections_survive_a_cycle_without_data_but_endpoint_applied_lapses_in_dry_run() -> None:
-    o = CycleOutcome(
+    o = outcome(
         time=T0,
         mode="Enforce",
         method="Endpoint",
@@ -110,15 +147,15 @@ def test_sections_survive_a_cycle_without_data_but_endpoint_applied_lapses_in_dr
         "time": rfc3339(T0),
         "pods": 1,
     }
-    empty = CycleOutcome(time=T0 + 5, mode="Enforce", method="Endpoint", pods_matched=1)
+    empty = outcome(time=T0 + 5, mode="Enforce", method="Endpoint", pods_matched=1)
     s2 = build_status(empty, s1, generation=1)
     assert s2["recommendation"] == s1["recommendation"] and s2["applied"] == s1["applied"]
-    dry = CycleOutcome(time=T0 + 5, mode="DryRun", method="Endpoint", pods_matched=1)
+    dry = outcome(time=T0 + 5, mode="DryRun", method="Endpoint", pods_matched=1)
     assert "applied" not in build_status(dry, s1, generation=2)
 
 
 def test_target_not_found_is_degraded_and_not_sampling() -> None:
-    o = CycleOutcome(
+    o = outcome(
         time=T0,
         mode="DryRun",
         method="EnvPatch",

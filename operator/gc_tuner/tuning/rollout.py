@@ -1,0 +1,352 @@
+"""Rollout plans: what to write where, and what the policy's applied state becomes. Pure, no I/O.
+
+    plan_endpoint / plan_envpatch    prior applied state + decision + memory target + readings + time
+                                     -> ApplyPlan: the writes, the new applied state, events, or the
+                                        verdict when there is nothing to write
+    (loop/execute.py carries the plan out)
+    settle_endpoint / settle_envpatch  the plan + what the writes got back -> ApplyResult
+
+The rules, each a row of tests/tuning/test_rollout.py:
+- Endpoint takeover: pods that already run the recommended GOGC (decision `AtTarget`) while gc-tuner
+  holds nothing are adopted, and their lease held, without counting a change.
+- Endpoint renewals: every ready pod is written each cycle, except those whose own GET this cycle
+  shows our values under our lease with more than `renew_margin_s` left (`in_force`).
+- Endpoint verdict: InSync when every ready pod acked, PartiallyApplied when some did, the first
+  failure's reason when none did, NoReadyPods when there is no ready pod.
+- EnvPatch: one template patch per applied decision; a patch that changes nothing is no change. A
+  patched template is RolloutInProgress until the Deployment reports the rollout complete, then
+  InSync. A template that already sets the recommended GOGC is InSync without a patch.
+- EnvPatch conflicts: GOGC/GOMEMLIMIT set through valueFrom are never overwritten; that is a failure
+  (Degraded) and the verdict ValueFromConflict, whatever else happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from gc_tuner.actuation.envpatch import EnvPlan
+from gc_tuner.input.agent_doc import AgentStatus
+from gc_tuner.model.policy import GCPolicySpec
+from gc_tuner.model.policy_status import AppliedNote
+from gc_tuner.tuning.discovery import WorkloadInfo
+from gc_tuner.tuning.records import (
+    FALSE,
+    TRUE,
+    UNKNOWN,
+    AppliedState,
+    DecisionInfo,
+    LoopEvent,
+    PodFailure,
+    PodReading,
+    PodTarget,
+    Verdict,
+    rfc3339,
+)
+from gc_tuner.tuning.strategies import MemoryLimitTarget, desired_memory_limit
+
+__all__ = [
+    "ApplyPlan",
+    "ApplyResult",
+    "PodWrite",
+    "current_settings",
+    "lease_in_force",
+    "plan_endpoint",
+    "plan_envpatch",
+    "renew_margin_s",
+    "settle_endpoint",
+    "settle_envpatch",
+    "template_gogc",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PodWrite:
+    """One agent write of the plan: the plan's GOGC and this pod's own GOMEMLIMIT."""
+
+    pod: PodTarget
+    memory_limit_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyPlan:
+    """What the act step is to do this cycle, and the policy's applied state before and after it."""
+
+    method: str
+    decision: DecisionInfo | None
+    prior: AppliedState | None  # what gc-tuner had put in force before this cycle
+    prior_change_at: float | None  # the cooldown clock before this cycle
+    state: AppliedState | None  # the applied state once the plan is carried out
+    change_at: float | None  # the cooldown clock once the plan is carried out
+    verdict: Verdict | None = None  # known already: nothing will be written
+    events: tuple[LoopEvent, ...] = ()
+    writes: tuple[PodWrite, ...] = ()  # Endpoint: agents to POST, all with `state.gogc`
+    in_force: tuple[str, ...] = ()  # Endpoint: ready pods counted as acked without a write
+    ready: int = 0  # Endpoint: ready pods
+    env: Mapping[str, str] | None = None  # EnvPatch: the env to set in the template
+    note: AppliedNote | None = None  # EnvPatch: the applied annotation written with it
+    changing: bool = False  # carrying it out puts a new value in force (restarts the cooldown)
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What the act step achieved: the policy's applied state from now on, and what status shows."""
+
+    state: AppliedState | None
+    change_at: float | None
+    applied: AppliedState | None  # for status: the values in force and on how many pods
+    verdict: Verdict
+    changed: bool = False  # a change was put in force this cycle
+    events: tuple[LoopEvent, ...] = ()
+    failures: tuple[PodFailure, ...] = ()
+
+
+def renew_margin_s(spec: GCPolicySpec) -> float:
+    """Lease time a pod must have left to skip its renewal this cycle.
+
+    Two intervals and two timeouts: the next cycle may start late (a long cycle runs past its
+    interval) and its write may take a full timeout, and the lease must still hold until then.
+    """
+    return 2.0 * spec.sampling.interval_seconds + 2.0 * spec.sampling.timeout_seconds
+
+
+def lease_in_force(
+    status: AgentStatus | None,
+    *,
+    owner: str,
+    gogc: int | None,
+    memory_limit_bytes: int | None,
+    read_at: float,
+    now: float,
+    margin_s: float,
+) -> bool:
+    """True when the agent (as read at `read_at`) runs these values under `owner`'s lease and the
+    lease still has more than `margin_s` seconds at `now`. A None knob is one the write leaves as it is."""
+    if status is None or status.lease is None or status.lease.owner != owner:
+        return False
+    if status.current.gogc != gogc:
+        return False
+    if memory_limit_bytes is not None and status.current.memory_limit_bytes != memory_limit_bytes:
+        return False
+    return status.lease.remaining_seconds - max(0.0, now - read_at) > margin_s
+
+
+def template_gogc(w: WorkloadInfo) -> int | None:
+    v = w.env.get("GOGC")
+    return int(v) if v is not None and v.isascii() and v.isdigit() else None
+
+
+def observed_gogc(readings: Sequence[PodReading]) -> int | None:
+    values = [r.sample.gogc for r in readings if r.sample is not None and r.sample.gogc is not None]
+    return int(statistics.median_low(values)) if values else None
+
+
+def current_settings(
+    method: str, prior: AppliedState | None, readings: Sequence[PodReading], workload: WorkloadInfo | None
+) -> tuple[int | None, str | None]:
+    """The GOGC and GOMEMLIMIT the decision starts from: what gc-tuner put in force by this method,
+    else the template's env (EnvPatch), else what the pods report."""
+    if method == "EnvPatch" and workload is not None:
+        gogc = template_gogc(workload)
+        return (gogc if gogc is not None else observed_gogc(readings)), workload.env.get("GOMEMLIMIT")
+    if prior is not None and prior.method == "Endpoint":
+        return prior.gogc, prior.gomemlimit
+    return observed_gogc(readings), None
+
+
+def pod_memory_limits(
+    spec: GCPolicySpec, pods: Sequence[PodTarget], mem: MemoryLimitTarget
+) -> dict[str, int | None]:
+    """Each pod's own GOMEMLIMIT: during a rollout old and new pods may have different limits."""
+    if spec.memory_limit.mode != "FromContainerLimit":
+        return {p.name: mem.bytes for p in pods}
+    return {p.name: desired_memory_limit(spec, p.memory_limit).bytes for p in pods}
+
+
+def _endpoint_event(d: DecisionInfo, mem: MemoryLimitTarget) -> LoopEvent:
+    was = f" (was {d.current})" if d.current is not None else ""
+    limit = f", GOMEMLIMIT {mem.rendered}" if mem.rendered else ""
+    return LoopEvent(
+        "Normal", "GOGCApplied", f"GOGC {d.gogc}{was}{limit} through the agent endpoint: {d.reason}"
+    )
+
+
+def plan_endpoint(
+    spec: GCPolicySpec,
+    prior: AppliedState | None,
+    prior_change_at: float | None,
+    decision: DecisionInfo | None,
+    mem: MemoryLimitTarget,
+    pods: Sequence[PodTarget],
+    readings: Sequence[PodReading],
+    *,
+    owner: str,
+    at: float,
+    now: float,
+) -> ApplyPlan:
+    """The agent writes of this cycle. `at` stamps a new applied state (the cycle's time); `now` is
+    when the leases are judged (the readings are older)."""
+    own = prior if prior is not None and prior.method == "Endpoint" else None
+    plan = ApplyPlan("Endpoint", decision, prior, prior_change_at, prior, prior_change_at)
+    d = decision
+    if d is not None and d.action == "hold" and own is None and d.code == "AtTarget":
+        plan = dataclasses.replace(plan, state=AppliedState(d.gogc, mem.rendered, "Endpoint", at))
+    if d is not None and d.action == "apply":
+        new = AppliedState(d.gogc, mem.rendered, "Endpoint", at)
+        event = _endpoint_event(d, mem)
+        plan = dataclasses.replace(plan, state=new, change_at=at, events=(event,), changing=True)
+    if plan.state is None:
+        return dataclasses.replace(
+            plan, verdict=Verdict(UNKNOWN, "NothingApplied", "waiting for a recommendation")
+        )
+    ready = [p for p in pods if p.ready]
+    limits = pod_memory_limits(spec, ready, mem)
+    margin = renew_margin_s(spec)
+    by_pod = {r.pod.name: r for r in readings}
+    in_force = sorted(
+        p.name
+        for p in ready
+        if (r := by_pod.get(p.name)) is not None
+        and r.sample is not None
+        and lease_in_force(
+            r.agent,
+            owner=owner,
+            gogc=plan.state.gogc,
+            memory_limit_bytes=limits.get(p.name),
+            read_at=r.sample.t,
+            now=now,
+            margin_s=margin,
+        )
+    )
+    writes = tuple(PodWrite(p, limits.get(p.name)) for p in ready if p.name not in in_force)
+    return dataclasses.replace(plan, writes=writes, in_force=tuple(in_force), ready=len(ready))
+
+
+def settle_endpoint(plan: ApplyPlan, acked: Sequence[str], failures: Sequence[PodFailure]) -> ApplyResult:
+    """The Applied verdict from the agents' answers (`acked`: pods whose write succeeded)."""
+    a = plan.state
+    if a is None or plan.verdict is not None:
+        verdict = plan.verdict or Verdict(UNKNOWN, "NothingApplied", "waiting for a recommendation")
+        return ApplyResult(a, plan.change_at, None, verdict)
+    done = len(set(acked) | set(plan.in_force))
+    applied = AppliedState(a.gogc, a.gomemlimit, "Endpoint", a.time, done)
+    if not plan.ready:
+        verdict = Verdict(FALSE, "NoReadyPods", "no ready pod to write to")
+    elif done == plan.ready:
+        verdict = Verdict(TRUE, "InSync", f"GOGC {a.gogc} in force on {plan.ready}/{plan.ready} ready pods")
+    elif done:
+        verdict = Verdict(
+            FALSE, "PartiallyApplied", f"GOGC {a.gogc} in force on {done}/{plan.ready} ready pods"
+        )
+    else:
+        reason = failures[0].reason if failures else "ApplyFailed"
+        verdict = Verdict(FALSE, reason, f"no ready pod accepted GOGC {a.gogc}")
+    return ApplyResult(a, plan.change_at, applied, verdict, plan.changing, plan.events, tuple(failures))
+
+
+def plan_envpatch(
+    prior: AppliedState | None,
+    prior_change_at: float | None,
+    decision: DecisionInfo | None,
+    mem: MemoryLimitTarget,
+    workload: WorkloadInfo | None,
+    *,
+    owner: str,
+    at: float,
+) -> ApplyPlan:
+    """The template patch of this cycle, if the decision is to apply. `workload` None: no Deployment
+    to patch (no cluster, or no env actuator)."""
+    plan = ApplyPlan("EnvPatch", decision, prior, prior_change_at, prior, prior_change_at)
+    if workload is None:
+        unavailable = Verdict(FALSE, "EnvPatchUnavailable", "EnvPatch needs a Deployment (run in a cluster)")
+        return dataclasses.replace(plan, verdict=unavailable)
+    if decision is None or decision.action != "apply":
+        return plan
+    env = {"GOGC": str(decision.gogc)}
+    if mem.rendered is not None:
+        env["GOMEMLIMIT"] = mem.rendered
+    note = AppliedNote(gogc=decision.gogc, gomemlimit=mem.rendered, time=rfc3339(at), policy=owner)
+    new = AppliedState(decision.gogc, mem.rendered, "EnvPatch", at)
+    return dataclasses.replace(plan, state=new, change_at=at, env=env, note=note, changing=True)
+
+
+def settle_envpatch(
+    plan: ApplyPlan, workload: WorkloadInfo | None, patched: EnvPlan | None, error: PodFailure | None
+) -> ApplyResult:
+    """The Applied verdict from the patch (None: nothing was patched) or its failure."""
+    kept = ApplyResult(plan.prior, plan.prior_change_at, None, plan.verdict or _nothing_applied())
+    if plan.verdict is not None or workload is None:
+        return kept
+    if error is not None:
+        return dataclasses.replace(
+            kept, verdict=Verdict(FALSE, "EnvPatchFailed", error.message), failures=(error,)
+        )
+    result = kept
+    if patched is not None and patched.changes and plan.state is not None and plan.decision is not None:
+        changes = ", ".join(
+            f"{k} {old or 'unset'} -> {new}" for k, (old, new) in sorted(patched.changes.items())
+        )
+        event = LoopEvent(
+            "Normal",
+            "EnvPatched",
+            f"deployment/{workload.name} container {patched.container}: {changes}; {plan.decision.reason}",
+        )
+        result = ApplyResult(
+            plan.state,
+            plan.change_at,
+            dataclasses.replace(plan.state, pods=0),
+            Verdict(FALSE, "RolloutInProgress", f"patched: {changes}; waiting for the rollout"),
+            changed=True,
+            events=(event,),
+        )
+    conflicts = set(workload.env_value_from) | set(patched.conflicts if patched is not None else ())
+    if conflicts:
+        return _value_from_conflict(result, workload, conflicts)
+    if result.changed:
+        return result
+    return _rollout_verdict(plan, workload)
+
+
+def _nothing_applied() -> Verdict:
+    return Verdict(UNKNOWN, "NothingApplied", "no change applied yet")
+
+
+def _value_from_conflict(result: ApplyResult, w: WorkloadInfo, conflicts: set[str]) -> ApplyResult:
+    names = ", ".join(sorted(conflicts))
+    # A failure like any other: one Warning Event when it appears, Degraded while it lasts.
+    failure = PodFailure(
+        w.name,
+        "apply",
+        "ValueFromConflict",
+        f"{names} of container {w.container} set through valueFrom; gc-tuner leaves it alone",
+    )
+    verdict = Verdict(
+        FALSE, "ValueFromConflict", f"{names} of container {w.container} use valueFrom; not overwritten"
+    )
+    return dataclasses.replace(result, verdict=verdict, failures=(*result.failures, failure))
+
+
+def _rollout_verdict(plan: ApplyPlan, w: WorkloadInfo) -> ApplyResult:
+    """No patch this cycle: the verdict is where the Deployment's rollout of our values stands."""
+    a, gogc_now = plan.prior, template_gogc(w)
+    if a is None:
+        d = plan.decision
+        if d is not None and d.code == "AtTarget" and w.rollout_complete:
+            verdict = Verdict(TRUE, "InSync", f"the template already sets GOGC {gogc_now}")
+        else:
+            verdict = _nothing_applied()
+        return ApplyResult(None, plan.prior_change_at, None, verdict)
+    applied = AppliedState(
+        gogc_now if gogc_now is not None else a.gogc,
+        w.env.get("GOMEMLIMIT", a.gomemlimit),
+        "EnvPatch",
+        a.time,
+        w.updated_ready,
+    )
+    if w.rollout_complete:
+        verdict = Verdict(TRUE, "InSync", f"GOGC {gogc_now} in force on {w.updated_ready}/{w.replicas} pods")
+    else:
+        verdict = Verdict(FALSE, "RolloutInProgress", f"{w.updated_ready}/{w.replicas} pods updated")
+    return ApplyResult(a, plan.prior_change_at, applied, verdict)
