@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from gc_tuner.input.agent_doc import AgentBounds, AgentLease, AgentSettings, AgentStatus
-from gc_tuner.tuning.rollout import lease_in_force, renew_margin_s
 from gc_tuner.model.policy import parse_policy
+from gc_tuner.tuning.rollout import lease_in_force, renew_margin_s
 
 OWNER = "gc-tuner/ns/policy"
 

@@ -148,6 +148,12 @@ def _metadata(deployment: Mapping[str, Any], annotations: dict[str, str | None])
     return meta
 
 
+def _note_json(note: AppliedNote | Mapping[str, Any]) -> str:
+    if isinstance(note, AppliedNote):
+        return note.annotation()
+    return json.dumps(dict(note), sort_keys=True)
+
+
 def plan_env_patch(
     deployment: Mapping[str, Any],
     container: str | None,
@@ -189,11 +195,7 @@ def plan_env_patch(
         ANNOTATION_PREVIOUS: json.dumps({"container": cname, "env": previous}, sort_keys=True),
     }
     if applied_note is not None:
-        annotations[ANNOTATION_APPLIED] = (
-            applied_note.annotation()
-            if isinstance(applied_note, AppliedNote)
-            else json.dumps(dict(applied_note), sort_keys=True)
-        )
+        annotations[ANNOTATION_APPLIED] = _note_json(applied_note)
     patch = {
         "metadata": _metadata(deployment, annotations),
         "spec": {

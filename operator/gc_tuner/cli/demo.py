@@ -25,17 +25,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gc_tuner.cli.demo_view import Screen, ViewState
 from gc_tuner.cli.exits import CLIError
+from gc_tuner.cli.interrupt import stop_event
+
+if TYPE_CHECKING:
+    import httpx
+
+    from gc_tuner.loop.standalone import LocalLoop
 
 __all__ = ["PHASES", "demo"]
 
 MiB = 1 << 20
-
 
 
 def _die_with_parent() -> None:
@@ -47,6 +52,7 @@ def _die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG (Linux)
+
 
 class Phase:
     def __init__(self, name: str, note: str, load: dict[str, str], leak: float = 0.0) -> None:
@@ -246,6 +252,45 @@ def _summary_line(s: dict[str, Any]) -> str:
     return "workload summary: " + ", ".join(parts)
 
 
+class _PhaseCycle:
+    """Which phase runs and since when; moving on restarts the workload only when its leak changes."""
+
+    def __init__(self, workload: DemoWorkload, view: ViewState, screen: Screen, seconds: float) -> None:
+        self.workload, self.view, self.screen, self.seconds = workload, view, screen, seconds
+        self.index = -1
+        self.started = 0.0
+
+    def over(self) -> bool:
+        return time.monotonic() - self.started >= self.seconds
+
+    def left_s(self) -> float:
+        return max(0.0, self.seconds - (time.monotonic() - self.started))
+
+    async def advance(self, http: httpx.AsyncClient) -> None:
+        self.index = (self.index + 1) % len(PHASES)
+        phase, prev = PHASES[self.index], PHASES[self.index - 1]
+        self.started = time.monotonic()
+        if self.workload.proc is None or phase.leak != prev.leak:
+            # The leak rate is read from the environment at start; only the load changes live.
+            self.view.note(self._restart(phase))
+        else:
+            await http.post(f"{self.workload.url}/load", params=phase.load, timeout=5)
+            self.view.note(f"phase → {phase.name}: {phase.note}")
+        self.view.phase, self.view.phase_note = phase.name, phase.note
+        self.view.phase_index = self.index + 1
+        self.screen.line(f"== phase {phase.name}: {phase.note}")
+
+    def _restart(self, phase: Phase) -> str:
+        """Restarts the workload in `phase`; the note for the view."""
+        workload = self.workload
+        old = workload.proc is not None
+        workload.stop(quiet=True)
+        workload.start(phase)
+        if old:
+            return f"phase → {phase.name}: {phase.note} (pid {workload.pid})"
+        return f"started the workload on {workload.url} (pid {workload.pid}); phase → {phase.name}"
+
+
 async def _run(
     workload: DemoWorkload,
     mode: str,
@@ -256,62 +301,43 @@ async def _run(
 ) -> None:
     import httpx
 
-    from gc_tuner.cli.local import format_cycle
     from gc_tuner.loop.standalone import LocalLoop, parse_target
     from gc_tuner.model.policy import parse_policy
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     # SIGHUP too: closing the terminal must stop the demo as cleanly as Ctrl-C does.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_event(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    loop = asyncio.get_running_loop()
     spec = parse_policy(_policy(workload.port, "Enforce" if mode == "enforce" else "DryRun", interval))
     view = ViewState(target=workload.url, mode=mode, phases=len(PHASES), phase_len_s=phase_seconds)
+    phases = _PhaseCycle(workload, view, screen, phase_seconds)
     started = time.monotonic()
-    phase_i = -1
-    phase_started = 0.0
     screen.enter()
-
-    async def next_phase(http: httpx.AsyncClient) -> None:
-        nonlocal phase_i, phase_started
-        phase_i = (phase_i + 1) % len(PHASES)
-        phase, prev = PHASES[phase_i], PHASES[phase_i - 1]
-        phase_started = time.monotonic()
-        if workload.proc is None or phase.leak != prev.leak:
-            old = workload.proc is not None
-            workload.stop(quiet=True)
-            workload.start(phase)
-            view.note(
-                f"phase → {phase.name}: {phase.note} (pid {workload.pid})"
-                if old
-                else f"started the workload on {workload.url} (pid {workload.pid}); phase → {phase.name}"
-            )
-        else:
-            await http.post(f"{workload.url}/load", params=phase.load, timeout=5)
-            view.note(f"phase → {phase.name}: {phase.note}")
-        view.phase, view.phase_note, view.phase_index = phase.name, phase.note, phase_i + 1
-        screen.line(f"== phase {phase.name}: {phase.note}")
-
     async with httpx.AsyncClient(trust_env=False) as http:
-        await next_phase(http)
+        await phases.advance(http)
         runner = LocalLoop(spec, [parse_target(workload.url)], http, token=workload.token)
         while not stop.is_set():
             if duration is not None and time.monotonic() - started >= duration:
                 break
-            if time.monotonic() - phase_started >= phase_seconds:
-                await next_phase(http)
+            if phases.over():
+                await phases.advance(http)
             t0 = loop.time()
-            outcome, status = await runner.step()
-            _update(view, outcome, status)
-            view.phase_left_s = max(0.0, phase_seconds - (time.monotonic() - phase_started))
-            screen.draw(view)
-            for line in format_cycle(outcome, status):
-                screen.line(line)
+            await _cycle(runner, view, screen, phases)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, interval - (loop.time() - t0)))
         if mode == "enforce":
             await runner.release()
+
+
+async def _cycle(runner: LocalLoop, view: ViewState, screen: Screen, phases: _PhaseCycle) -> None:
+    """One step of the loop, shown: the panel on a terminal, the cycle's lines elsewhere."""
+    from gc_tuner.cli.local import format_cycle
+
+    outcome, status = await runner.step()
+    _update(view, outcome, status)
+    view.phase_left_s = phases.left_s()
+    screen.draw(view)
+    for line in format_cycle(outcome, status):
+        screen.line(line)
 
 
 def _update(view: ViewState, outcome: Any, status: dict[str, Any]) -> None:

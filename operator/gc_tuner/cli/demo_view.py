@@ -67,51 +67,80 @@ def _bar(fraction: float, width: int = 16) -> str:
 def render_panel(v: ViewState, *, color: bool = True, width: int = 100) -> list[str]:
     """The whole panel as lines (no trailing newlines)."""
     d = v.last
-    out: list[str] = []
-    mode = _c(color, RED + BOLD if v.mode == "enforce" else CYAN + BOLD, v.mode.upper())
-    out.append(
-        _c(color, BOLD, " gc-tuner demo") + f" — the operator's tuning loop on {v.target}    mode {mode}"
-    )
-    done = 1 - (v.phase_left_s / v.phase_len_s if v.phase_len_s else 0)
-    out.append(
-        f" phase {v.phase_index}/{v.phases}  {_c(color, MAGENTA + BOLD, v.phase.ljust(7))} {_bar(done)} "
-        f"{v.phase_left_s:4.0f}s left   {v.phase_note}"
-    )
+    out = _header(v, color)
     out.append("")
+    out += _trends(v, color, width)
+    out.append(f" {'GC':<12}" + "   ".join(_gc_figures(d.get("gc") or {})))
+    out.append(_gogc_line(v, color))
+    if d.get("decision"):
+        out.append(f" {'decision':<12}{d['decision']}"[: width + 20])
+    if d.get("applied"):
+        out.append(f" {'applied':<12}{_c(color, GREEN, d['applied'])}")
+    out.append(f" {'conditions':<12}" + "  ".join(_condition_marks(d.get("conditions") or {}, color)))
+    for f in d.get("failures") or []:
+        out.append(_c(color, RED, f"   ! {f}"))
+    out.append("")
+    out.append(_c(color, BOLD, " what happened"))
+    out.extend(f"  {h}" for h in v.history)
+    out.append("")
+    out.append(_c(color, DIM, " Ctrl-C stops (the workload prints its summary)"))
+    return out
+
+
+def _header(v: ViewState, color: bool) -> list[str]:
+    """The title with the mode, and the phase with its progress."""
+    mode = _c(color, RED + BOLD if v.mode == "enforce" else CYAN + BOLD, v.mode.upper())
+    done = 1 - (v.phase_left_s / v.phase_len_s if v.phase_len_s else 0)
+    return [
+        _c(color, BOLD, " gc-tuner demo") + f" — the operator's tuning loop on {v.target}    mode {mode}",
+        f" phase {v.phase_index}/{v.phases}  {_c(color, MAGENTA + BOLD, v.phase.ljust(7))} {_bar(done)} "
+        f"{v.phase_left_s:4.0f}s left   {v.phase_note}",
+    ]
+
+
+def _trends(v: ViewState, color: bool, width: int) -> list[str]:
+    """The QPS and live-heap lines: latest value, sparkline and, for the heap, its fit."""
+    d = v.last
     qps, slope, r2 = d.get("qps"), d.get("slope"), d.get("r2")
     q = f"{qps:9.1f}" if qps is not None else "        -"
-    out.append(f" {'QPS':<12}{q}   {_c(color, GREEN, sparkline(list(v.qps)))}")
     heap = f"{v.heap_mib[-1]:7.1f} MiB" if v.heap_mib else "        -  "
     sl = (
         f"slope {slope:+.3f} MB/s  r² {r2:.2f}"
         if slope is not None and r2 is not None
         else (d.get("why") or "")
     )
-    out.append(
-        f" {'live heap':<12}{heap} {_c(color, YELLOW, sparkline(list(v.heap_mib)))}  {sl}"[: width + 40]
-    )
-    gc = d.get("gc") or {}
-    gcl = []
+    return [
+        f" {'QPS':<12}{q}   {_c(color, GREEN, sparkline(list(v.qps)))}",
+        f" {'live heap':<12}{heap} {_c(color, YELLOW, sparkline(list(v.heap_mib)))}  {sl}"[: width + 40],
+    ]
+
+
+def _gc_figures(gc: dict[str, Any]) -> list[str]:
+    """Only the figures the source reported: a missing one is left out, not shown as 0."""
+    figures = []
     if gc.get("cycles") is not None:
-        gcl.append(f"cycles {gc['cycles']}")
+        figures.append(f"cycles {gc['cycles']}")
     if gc.get("cpu_pct") is not None:
-        gcl.append(f"GC CPU {gc['cpu_pct']:.1f}%")
+        figures.append(f"GC CPU {gc['cpu_pct']:.1f}%")
     if gc.get("p99_ms") is not None:
-        gcl.append(f"pause p99 {gc['p99_ms']:.3f} ms")
-    out.append(f" {'GC':<12}" + "   ".join(gcl))
+        figures.append(f"pause p99 {gc['p99_ms']:.3f} ms")
+    return figures
+
+
+def _gogc_line(v: ViewState, color: bool) -> str:
+    d = v.last
     now_gogc = d.get("gogc_now")
     rec = d.get("recommended")
     recs = f"recommended {_c(color, BOLD, str(rec))}" if rec is not None else "recommended -"
     factors = d.get("factors") or ""
-    out.append(
+    return (
         f" {'GOGC':<12}now {now_gogc if now_gogc is not None else '-':<5} {recs}   {factors}   "
         f"{_c(color, CYAN, sparkline(list(v.gogc_hist)))}"
     )
-    if d.get("decision"):
-        out.append(f" {'decision':<12}{d['decision']}"[: width + 20])
-    if d.get("applied"):
-        out.append(f" {'applied':<12}{_c(color, GREEN, d['applied'])}")
-    conds = d.get("conditions") or {}
+
+
+def _condition_marks(conds: dict[str, str], color: bool) -> list[str]:
+    """A mark per reported condition, green when it is good news (for the alarms: when False)."""
     marks = []
     for name in ("Ready", "Sampling", "Recommending", "Applied", "LeakSuspected", "Degraded"):
         st = conds.get(name)
@@ -122,15 +151,7 @@ def render_panel(v: ViewState, *, color: bool = True, width: int = 100) -> list[
         tint = GREEN if good else (RED if alarm else DIM)
         sym = {"True": "✓", "False": "✗"}.get(st, "?")
         marks.append(_c(color, tint, f"{name} {sym}"))
-    out.append(f" {'conditions':<12}" + "  ".join(marks))
-    for f in d.get("failures") or []:
-        out.append(_c(color, RED, f"   ! {f}"))
-    out.append("")
-    out.append(_c(color, BOLD, " what happened"))
-    out.extend(f"  {h}" for h in v.history)
-    out.append("")
-    out.append(_c(color, DIM, " Ctrl-C stops (the workload prints its summary)"))
-    return out
+    return marks
 
 
 class Screen:

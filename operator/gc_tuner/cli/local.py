@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
 
 from gc_tuner.cli.exits import CLIError
+from gc_tuner.cli.interrupt import stop_event
+
+if TYPE_CHECKING:
+    from gc_tuner.model.policy import GCPolicySpec
+    from gc_tuner.tuning.records import PodTarget
 
 __all__ = ["format_cycle", "local"]
 
@@ -63,7 +67,7 @@ def format_cycle(outcome: Any, status: dict[str, Any]) -> list[str]:
         parts.append(f"{outcome.decision.action} {outcome.decision.gogc} ({outcome.decision.code})")
     if outcome.applied is not None and outcome.enforcing:
         parts.append(f"applied GOGC {outcome.applied.gogc} on {outcome.applied.pods} pod(s)")
-    if outcome.leak.status == "True":
+    if outcome.leak.true:
         parts.append("LEAK SUSPECTED")
     lines = [" | ".join(parts)]
     lines += [f"    {f.pod} {f.source}: {f.reason}: {f.message}" for f in outcome.failures]
@@ -160,9 +164,26 @@ def local(
     Ctrl-C stops; in enforce mode the leases are released so the processes return to their
     startup values at once.
     """
+    from gc_tuner.loop.standalone import TargetError
+
+    pods = _parse_targets(targets, memory_limit)
+    policy_mode = "Enforce" if mode == "enforce" else "DryRun"
+    spec_doc = _load_policy(policy_path, mode=policy_mode, port=pods[0].port)
+    if policy_path is not None:
+        spec_doc["mode"] = policy_mode
+    spec_doc["sampling"] = _sampling_overrides(dict(spec_doc.get("sampling") or {}), interval, window)
+    spec = _parse_spec(spec_doc)
+    if token_file is not None:
+        token = Path(token_file).read_text().strip() or None
+    try:
+        asyncio.run(_run(spec, pods, token, cycles, fmt, keep))
+    except TargetError as e:
+        raise CLIError(str(e)) from None
+
+
+def _parse_targets(targets: tuple[str, ...], memory_limit: str | None) -> list[PodTarget]:
     from gc_tuner.logic.memlimit import parse_quantity
     from gc_tuner.loop.standalone import TargetError, parse_target
-    from gc_tuner.model.policy import PolicyError, parse_policy
 
     if memory_limit is not None:
         try:
@@ -176,26 +197,26 @@ def local(
     names = [p.name for p in pods]
     if len(set(names)) != len(names):
         raise CLIError("the same --target is given twice")
-    spec_doc = _load_policy(policy_path, mode="Enforce" if mode == "enforce" else "DryRun", port=pods[0].port)
-    if policy_path is not None:
-        spec_doc["mode"] = "Enforce" if mode == "enforce" else "DryRun"
-    sampling = dict(spec_doc.get("sampling") or {})
+    return pods
+
+
+def _sampling_overrides(sampling: dict[str, Any], interval: int | None, window: int | None) -> dict[str, Any]:
+    """The policy's sampling with --interval and --window applied."""
     if interval is not None:
         sampling["intervalSeconds"] = interval
         if window is None and "windowSeconds" not in sampling:
             sampling["windowSeconds"] = max(60, 3 * interval)
     if window is not None:
         sampling["windowSeconds"] = window
-    spec_doc["sampling"] = sampling
+    return sampling
+
+
+def _parse_spec(spec_doc: dict[str, Any]) -> GCPolicySpec:
+    from gc_tuner.model.policy import PolicyError, parse_policy
+
     try:
-        spec = parse_policy(spec_doc)
+        return parse_policy(spec_doc)
     except PolicyError as e:
-        raise CLIError(str(e)) from None
-    if token_file is not None:
-        token = Path(token_file).read_text().strip() or None
-    try:
-        asyncio.run(_run(spec, pods, token, cycles, fmt, keep))
-    except TargetError as e:
         raise CLIError(str(e)) from None
 
 
@@ -206,11 +227,7 @@ async def _run(
 
     from gc_tuner.loop.standalone import LocalLoop
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_event(signal.SIGINT, signal.SIGTERM)
 
     def show(outcome: Any, status: dict[str, Any]) -> None:
         if fmt == "json":

@@ -6,15 +6,23 @@ import logging
 import os
 import socket
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import click
+from click.decorators import FC
 
 from gc_tuner.cli.exits import CLIError
 from gc_tuner.tuning.floor import MAX_MIN_INTERVAL_SECONDS
 
 __all__ = ["operator", "peer_identity", "peering_priority"]
+
+
+def _port_option(flag: str, default: int, help_text: str) -> Callable[[FC], FC]:
+    """A TCP port option where 0 turns the server off."""
+    return click.option(
+        flag, type=click.IntRange(0, 65535), default=default, show_default=True, help=help_text
+    )
 
 
 @click.command("operator")
@@ -49,20 +57,8 @@ __all__ = ["operator", "peer_identity", "peering_priority"]
     "one from the pod name ($POD_NAME, else the host name) so the replicas of one Deployment differ "
     "(kopf pauses every peer when two share the highest priority).",
 )
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    default=9100,
-    show_default=True,
-    help="Serve Prometheus metrics on this port (0: off).",
-)
-@click.option(
-    "--liveness-port",
-    type=click.IntRange(0, 65535),
-    default=8081,
-    show_default=True,
-    help="Serve the liveness probe at /healthz on this port (0: off).",
-)
+@_port_option("--metrics-port", 9100, "Serve Prometheus metrics on this port (0: off).")
+@_port_option("--liveness-port", 8081, "Serve the liveness probe at /healthz on this port (0: off).")
 @click.option(
     "--bind-address",
     default="127.0.0.1",
@@ -124,24 +120,10 @@ def operator(
     identity = peer_identity(os.environ)
     if identity is not None:
         os.environ["POD_ID"] = identity  # kopf names this peer by $POD_ID
-    if bool(namespaces) == all_namespaces:
-        raise CLIError("give --namespace NS (repeatable) or --all-namespaces, not both and not neither")
-    if kubeconfig is not None:
-        if not Path(kubeconfig).is_file():
-            raise CLIError(f"--kubeconfig {kubeconfig}: no such file")
-        # kopf's login and the kubernetes client both read KUBECONFIG.
-        os.environ["KUBECONFIG"] = str(Path(kubeconfig).resolve())
-    elif "KUBERNETES_SERVICE_HOST" not in os.environ:
-        default = Path.home() / ".kube" / "config"
-        if not default.is_file():
-            raise CLIError("no --kubeconfig, no $KUBECONFIG, no ~/.kube/config and not in a pod")
+    _check_scope(namespaces, all_namespaces)
+    _select_kubeconfig(kubeconfig)
     _configure_client()
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # One line per scrape of every pod drowns what matters; failures reach the log through status.
-    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    _configure_logging(verbose)
     import kopf
 
     import gc_tuner.controller.handlers  # noqa: F401  (registers the handlers)
@@ -150,22 +132,10 @@ def operator(
 
     metrics = OperatorMetrics()
     if metrics_port:
-        from prometheus_client import start_http_server
-
-        try:
-            start_http_server(metrics_port, addr=bind_address)
-        except OSError as e:
-            raise CLIError(
-                f"cannot serve metrics on {bind_address}:{metrics_port}: {e.strerror or e}"
-            ) from None
+        _serve_metrics(metrics_port, bind_address)
     liveness = f"http://{bind_address}:{liveness_port}/healthz" if liveness_port else None
     if not standalone:
-        # kopf logs a pause only when a working replica turns standby; one that starts as the standby
-        # stays silent, so say here how this replica takes part.
-        logging.getLogger("gc_tuner.operator").info(
-            f"peering {peering_name!r} as {identity or 'a generated id'} with priority {priority}: "
-            "the live peer with the highest priority works, the others stand by"
-        )
+        _announce_peering(peering_name, identity, priority)
     kopf.run(
         standalone=standalone,
         peering_name=None if standalone else peering_name,
@@ -177,6 +147,51 @@ def operator(
             config=OperatorConfig(dry_run=dry_run, min_interval_seconds=min_interval_seconds),
             metrics=metrics,
         ),
+    )
+
+
+def _check_scope(namespaces: tuple[str, ...], all_namespaces: bool) -> None:
+    if bool(namespaces) == all_namespaces:
+        raise CLIError("give --namespace NS (repeatable) or --all-namespaces, not both and not neither")
+
+
+def _select_kubeconfig(kubeconfig: str | None) -> None:
+    """Fail early, before kopf starts, when no cluster configuration can be found."""
+    if kubeconfig is not None:
+        if not Path(kubeconfig).is_file():
+            raise CLIError(f"--kubeconfig {kubeconfig}: no such file")
+        # kopf's login and the kubernetes client both read KUBECONFIG.
+        os.environ["KUBECONFIG"] = str(Path(kubeconfig).resolve())
+    elif "KUBERNETES_SERVICE_HOST" not in os.environ:
+        default = Path.home() / ".kube" / "config"
+        if not default.is_file():
+            raise CLIError("no --kubeconfig, no $KUBECONFIG, no ~/.kube/config and not in a pod")
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # One line per scrape of every pod drowns what matters; failures reach the log through status.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _serve_metrics(port: int, bind_address: str) -> None:
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(port, addr=bind_address)
+    except OSError as e:
+        raise CLIError(f"cannot serve metrics on {bind_address}:{port}: {e.strerror or e}") from None
+
+
+def _announce_peering(peering_name: str, identity: str | None, priority: int) -> None:
+    # kopf logs a pause only when a working replica turns standby; one that starts as the standby
+    # stays silent, so say here how this replica takes part.
+    logging.getLogger("gc_tuner.operator").info(
+        f"peering {peering_name!r} as {identity or 'a generated id'} with priority {priority}: "
+        "the live peer with the highest priority works, the others stand by"
     )
 
 

@@ -112,27 +112,7 @@ class PolicyRunner:
             self.state = PolicyState(float(spec.sampling.window_seconds))
             annotations = ((deployment or {}).get("metadata") or {}).get("annotations") or {}
             self.state.restore(previous, annotations)
-        workload, target_error = self._workload(spec, deployment)
-        src = spec.sampling.sources
-        agent_ref = (src.agent.token_secret_ref if src.agent else None) or (
-            spec.rollout.endpoint.token_secret_ref if spec.rollout.endpoint else None
-        )
-        endpoint_ref = spec.rollout.endpoint.token_secret_ref if spec.rollout.endpoint else None
-        agent_token, agent_err = await self._token(ctx, agent_ref)
-        endpoint_token, endpoint_err = (
-            (agent_token, agent_err) if endpoint_ref == agent_ref else await self._token(ctx, endpoint_ref)
-        )
-        extra = [f for f in (agent_err, endpoint_err) if f is not None]
-        inputs = CycleInputs(
-            pods=targets_for(pods, workload) if workload is not None else [],
-            owner=_owner(self.namespace, self.name),
-            workload=workload,
-            target_error=target_error,
-            agent_token=agent_token,
-            endpoint_token=endpoint_token,
-            kill_switch=ctx.config.dry_run,
-            extra_failures=tuple(dict.fromkeys(extra)),
-        )
+        inputs = await self._inputs(ctx, spec, pods, deployment)
         io = CycleIO(
             http=ctx.http,
             env=KubeEnv(ctx.kube, self.namespace, spec.target_ref.name, spec.target_ref.container),
@@ -149,14 +129,42 @@ class PolicyRunner:
             post_event(ev)
         return float(spec.sampling.interval_seconds)
 
+    async def _inputs(
+        self,
+        ctx: OperatorContext,
+        spec: GCPolicySpec,
+        pods: Iterable[PodInfo],
+        deployment: Mapping[str, Any] | None,
+    ) -> CycleInputs:
+        """What the cycle needs from the cluster: the target's pods and Deployment, the tokens."""
+        workload, target_error = self._workload(spec, deployment)
+        src = spec.sampling.sources
+        agent_ref = (src.agent.token_secret_ref if src.agent else None) or (
+            spec.rollout.endpoint.token_secret_ref if spec.rollout.endpoint else None
+        )
+        endpoint_ref = spec.rollout.endpoint.token_secret_ref if spec.rollout.endpoint else None
+        agent_token, agent_err = await self._token(ctx, agent_ref)
+        endpoint_token, endpoint_err = (
+            (agent_token, agent_err) if endpoint_ref == agent_ref else await self._token(ctx, endpoint_ref)
+        )
+        extra = [f for f in (agent_err, endpoint_err) if f is not None]
+        return CycleInputs(
+            pods=targets_for(pods, workload) if workload is not None else [],
+            owner=_owner(self.namespace, self.name),
+            workload=workload,
+            target_error=target_error,
+            agent_token=agent_token,
+            endpoint_token=endpoint_token,
+            kill_switch=ctx.config.dry_run,
+            extra_failures=tuple(dict.fromkeys(extra)),
+        )
+
     def _workload(
         self, spec: GCPolicySpec, deployment: Mapping[str, Any] | None
     ) -> tuple[WorkloadInfo | None, Verdict | None]:
         ref = spec.target_ref
         if deployment is None:
-            return None, Verdict(
-                TRUE, "TargetNotFound", f"Deployment {self.namespace}/{ref.name} not found"
-            )
+            return None, Verdict(TRUE, "TargetNotFound", f"Deployment {self.namespace}/{ref.name} not found")
         try:
             return workload_info(deployment, ref.container), None
         except EnvPatchError as e:

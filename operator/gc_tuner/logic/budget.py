@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gc_tuner.logic.memlimit import render_gomemlimit
+from gc_tuner.logic.params import require_positive_order
 from gc_tuner.model.sample import MiB
 
 __all__ = ["DEFAULT_BUDGET_PARAMS", "BudgetParams", "BudgetResult", "budget_gogc", "time_to_budget_s"]
@@ -60,10 +61,7 @@ class BudgetParams:
                 raise ValueError(f"BudgetParams.{name} must be a finite number >= 0, got {v!r}")
         if self.leak_min_r2 > 1:
             raise ValueError(f"BudgetParams.leak_min_r2 must be within 0..1, got {self.leak_min_r2}")
-        if not 0 < self.gogc_min <= self.gogc_max:
-            raise ValueError(
-                f"BudgetParams needs 0 < gogc_min <= gogc_max, got {self.gogc_min} and {self.gogc_max}"
-            )
+        require_positive_order(self, "gogc_min", "gogc_max")
 
 
 DEFAULT_BUDGET_PARAMS = BudgetParams()
@@ -144,57 +142,21 @@ def budget_gogc(
     `heap_slope_mb_per_s` is the fitted live-heap growth in MiB/s; `r2` and `span_s` are that fit's
     quality and time span (both needed for leak suspicion).
     """
-    if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, int):
-        raise ValueError(f"budget must be an integer number of bytes, got {budget_bytes!r}")
-    if budget_bytes <= 0:
-        raise ValueError(f"budget must be > 0 bytes, got {budget_bytes}")
-    for name, v in (("live heap", live_bytes), ("stacks", stacks_bytes), ("globals", globals_bytes),
-                    ("non-heap memory", non_heap_bytes)):
-        _check_bytes(name, v)
-    if not math.isfinite(heap_slope_mb_per_s):
-        raise ValueError(f"heap slope must be a finite number of MB/s, got {heap_slope_mb_per_s!r}")
-    if r2 is not None and not (math.isfinite(r2) and 0 <= r2 <= 1):
-        raise ValueError(f"r² must be within 0..1, got {r2!r}")
-    if span_s is not None and not (math.isfinite(span_s) and span_s >= 0):
-        raise ValueError(f"fit span must be a finite number of seconds >= 0, got {span_s!r}")
+    f = _Figures(budget_bytes, live_bytes, heap_slope_mb_per_s, stacks_bytes, globals_bytes, non_heap_bytes)
+    _check(f, r2, span_s)
     p = params
     gomemlimit = render_gomemlimit(budget_bytes)
+    pred = _predict(f, p.horizon_s)
     clamps: list[str] = []
-
-    slope_used = max(0.0, heap_slope_mb_per_s)
     if heap_slope_mb_per_s < 0:
         clamps.append("heap_slope")  # a shrinking heap is not counted on to keep shrinking
-    live_pred = live_bytes + slope_used * MiB * p.horizon_s
-    room = budget_bytes - live_pred - non_heap_bytes
-    base = live_pred + stacks_bytes + globals_bytes
-    raw: float | None = 100.0 * room / base if base > 0 else None
     ttb = time_to_budget_s(
         budget_bytes=budget_bytes, live_bytes=live_bytes, non_heap_bytes=non_heap_bytes,
         heap_slope_mb_per_s=heap_slope_mb_per_s,
     )
     leak, leak_reason = _leak(heap_slope_mb_per_s, r2, span_s, ttb, p)
-
-    inputs: dict[str, Any] = {
-        "budget_bytes": budget_bytes,
-        "live_bytes": live_bytes,
-        "heap_slope_mb_per_s": heap_slope_mb_per_s,
-        "stacks_bytes": stacks_bytes,
-        "globals_bytes": globals_bytes,
-        "non_heap_bytes": non_heap_bytes,
-        "horizon_s": p.horizon_s,
-        "live_pred_bytes": live_pred,
-        "raw_gogc": raw,
-        "r2": r2,
-        "span_s": span_s,
-        "time_to_budget_s": ttb,
-    }
-    pred = f"live {_mib(live_bytes)}"
-    if slope_used > 0:
-        pred += f" + {slope_used:.3g} MB/s × {p.horizon_s:g}s = {_mib(live_pred)}"
-    sizes = (
-        f"budget {_mib(budget_bytes)}, {pred}, non-heap {_mib(non_heap_bytes)}, "
-        f"stacks+globals {_mib(stacks_bytes + globals_bytes)}"
-    )
+    inputs = _inputs(f, p.horizon_s, pred, r2=r2, span_s=span_s, ttb=ttb)
+    sizes = _sizes(f, pred, p.horizon_s)
 
     if leak:
         gogc = p.gogc_min
@@ -203,24 +165,12 @@ def budget_gogc(
             f"only trade CPU for time; GOMEMLIMIT {gomemlimit} is the backstop ({sizes})"
         )
         return BudgetResult(gogc, budget_bytes, gomemlimit, explanation, inputs, True, leak_reason,
-                            tuple(clamps), raw, ttb)
+                            tuple(clamps), pred.raw, ttb)
 
-    if raw is None:
-        bounded = float(p.gogc_max)  # an empty heap fits any GOGC
+    gogc, note = _bounded_gogc(pred, p)
+    if note:
         clamps.append("gogc")
-        note = f"empty heap: any GOGC fits, so the ceiling {p.gogc_max}"
-    else:
-        bounded = max(float(p.gogc_min), min(float(p.gogc_max), raw))
-        note = ""
-        if bounded != raw:
-            clamps.append("gogc")
-            note = f"GOGC {raw:.1f} clamped to [{p.gogc_min}, {p.gogc_max}]"
-            if raw < p.gogc_min:
-                # The floor wins over the budget: the policy forbids a lower GOGC, the limit catches the rest.
-                what = "no headroom left" if room <= 0 else "little headroom"
-                note += f"; {what}: the predicted peak exceeds the budget and GOMEMLIMIT must hold it"
-    gogc = int(bounded)
-    raw_text = f"{raw:.1f}" if raw is not None else "∞"
+    raw_text = f"{pred.raw:.1f}" if pred.raw is not None else "∞"
     explanation = (
         f"GOGC {gogc} from 100 × (budget − live_pred − non-heap) / (live_pred + stacks + globals) "
         f"= {raw_text} ({sizes}); GOMEMLIMIT {gomemlimit}"
@@ -228,4 +178,97 @@ def budget_gogc(
     if note:
         explanation += f" ({note})"
     return BudgetResult(gogc, budget_bytes, gomemlimit, explanation, inputs, False, leak_reason,
-                        tuple(clamps), raw, ttb)
+                        tuple(clamps), pred.raw, ttb)
+
+
+@dataclass(frozen=True, slots=True)
+class _Figures:
+    """The caller's memory figures, as given."""
+
+    budget_bytes: int
+    live_bytes: int
+    heap_slope_mb_per_s: float
+    stacks_bytes: int
+    globals_bytes: int
+    non_heap_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Prediction:
+    """The live heap one horizon ahead and the GOGC that just fits the budget around it."""
+
+    slope_used: float
+    live_pred: float
+    room: float  # budget less the predicted live heap and non-heap memory; negative when over
+    raw: float | None  # GOGC before the bounds; None when the heap is empty (no finite value)
+
+
+def _check(f: _Figures, r2: float | None, span_s: float | None) -> None:
+    if isinstance(f.budget_bytes, bool) or not isinstance(f.budget_bytes, int):
+        raise ValueError(f"budget must be an integer number of bytes, got {f.budget_bytes!r}")
+    if f.budget_bytes <= 0:
+        raise ValueError(f"budget must be > 0 bytes, got {f.budget_bytes}")
+    for name, v in (("live heap", f.live_bytes), ("stacks", f.stacks_bytes), ("globals", f.globals_bytes),
+                    ("non-heap memory", f.non_heap_bytes)):
+        _check_bytes(name, v)
+    if not math.isfinite(f.heap_slope_mb_per_s):
+        raise ValueError(f"heap slope must be a finite number of MB/s, got {f.heap_slope_mb_per_s!r}")
+    if r2 is not None and not (math.isfinite(r2) and 0 <= r2 <= 1):
+        raise ValueError(f"r² must be within 0..1, got {r2!r}")
+    if span_s is not None and not (math.isfinite(span_s) and span_s >= 0):
+        raise ValueError(f"fit span must be a finite number of seconds >= 0, got {span_s!r}")
+
+
+def _predict(f: _Figures, horizon_s: float) -> _Prediction:
+    slope_used = max(0.0, f.heap_slope_mb_per_s)
+    live_pred = f.live_bytes + slope_used * MiB * horizon_s
+    room = f.budget_bytes - live_pred - f.non_heap_bytes
+    base = live_pred + f.stacks_bytes + f.globals_bytes
+    return _Prediction(slope_used, live_pred, room, 100.0 * room / base if base > 0 else None)
+
+
+def _inputs(
+    f: _Figures, horizon_s: float, pred: _Prediction, *, r2: float | None, span_s: float | None,
+    ttb: float | None,
+) -> dict[str, Any]:
+    return {
+        "budget_bytes": f.budget_bytes,
+        "live_bytes": f.live_bytes,
+        "heap_slope_mb_per_s": f.heap_slope_mb_per_s,
+        "stacks_bytes": f.stacks_bytes,
+        "globals_bytes": f.globals_bytes,
+        "non_heap_bytes": f.non_heap_bytes,
+        "horizon_s": horizon_s,
+        "live_pred_bytes": pred.live_pred,
+        "raw_gogc": pred.raw,
+        "r2": r2,
+        "span_s": span_s,
+        "time_to_budget_s": ttb,
+    }
+
+
+def _sizes(f: _Figures, pred: _Prediction, horizon_s: float) -> str:
+    """The figures behind the value, for the explanation."""
+    live = f"live {_mib(f.live_bytes)}"
+    if pred.slope_used > 0:
+        live += f" + {pred.slope_used:.3g} MB/s × {horizon_s:g}s = {_mib(pred.live_pred)}"
+    return (
+        f"budget {_mib(f.budget_bytes)}, {live}, non-heap {_mib(f.non_heap_bytes)}, "
+        f"stacks+globals {_mib(f.stacks_bytes + f.globals_bytes)}"
+    )
+
+
+def _bounded_gogc(pred: _Prediction, p: BudgetParams) -> tuple[int, str]:
+    """The raw GOGC within the bounds, and a note on the clamp ("" when the bounds did not act)."""
+    if pred.raw is None:
+        return p.gogc_max, f"empty heap: any GOGC fits, so the ceiling {p.gogc_max}"
+    raw = pred.raw
+    bounded = max(float(p.gogc_min), min(float(p.gogc_max), raw))
+    if bounded == raw:
+        return int(bounded), ""
+    note = f"GOGC {raw:.1f} clamped to [{p.gogc_min}, {p.gogc_max}]"
+    if raw < p.gogc_min:
+        # The floor wins over the budget: the policy forbids a lower GOGC, the limit catches the rest.
+        what = "no headroom left" if pred.room <= 0 else "little headroom"
+        note += f"; {what}: the predicted peak exceeds the budget and GOMEMLIMIT must hold it"
+    return int(bounded), note

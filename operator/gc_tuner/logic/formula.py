@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from gc_tuner.logic.params import require_positive_order
+
 __all__ = ["DEFAULT_FORMULA_PARAMS", "FormulaParams", "FormulaResult", "formula_gogc"]
 
 
@@ -40,21 +42,14 @@ class FormulaParams:
                 raise ValueError(f"FormulaParams.{name} must be finite, got {getattr(self, name)!r}")
         if self.qps_scale <= 0:
             raise ValueError(f"FormulaParams.qps_scale must be > 0, got {self.qps_scale}")
-        if not 0 < self.qps_factor_min <= self.qps_factor_max:
-            raise ValueError(
-                f"FormulaParams needs 0 < qps_factor_min <= qps_factor_max, got "
-                f"{self.qps_factor_min} and {self.qps_factor_max}"
-            )
+        require_positive_order(self, "qps_factor_min", "qps_factor_max")
         if self.slope_coefficient < 0:
             raise ValueError(f"FormulaParams.slope_coefficient must be >= 0, got {self.slope_coefficient}")
         if not 0 < self.slope_factor_min <= 1:
             raise ValueError(f"FormulaParams.slope_factor_min must be in (0, 1], got {self.slope_factor_min}")
         if self.base_gogc <= 0:
             raise ValueError(f"FormulaParams.base_gogc must be > 0, got {self.base_gogc}")
-        if not 0 < self.gogc_min <= self.gogc_max:
-            raise ValueError(
-                f"FormulaParams needs 0 < gogc_min <= gogc_max, got {self.gogc_min} and {self.gogc_max}"
-            )
+        require_positive_order(self, "gogc_min", "gogc_max")
 
 
 DEFAULT_FORMULA_PARAMS = FormulaParams()

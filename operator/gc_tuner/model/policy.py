@@ -53,6 +53,12 @@ _QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]
 _MIN_FIXED_LIMIT = 4 << 20
 
 
+def _require_order(low: int, high: int, message: str) -> None:
+    """Rejects low > high: a Field bound checks one field alone, never the pair."""
+    if low > high:
+        raise ValueError(message)
+
+
 class PolicyError(ValueError):
     """A policy document that is not a valid GCPolicy; the message names every offending field."""
 
@@ -200,8 +206,11 @@ class FormulaSpec(_Model):
 
     @model_validator(mode="after")
     def _factor_order(self) -> FormulaSpec:
-        if self.qps_factor_min_milli > self.qps_factor_max_milli:
-            raise ValueError("strategy.formula.qpsFactorMinMilli must be <= qpsFactorMaxMilli")
+        _require_order(
+            self.qps_factor_min_milli,
+            self.qps_factor_max_milli,
+            "strategy.formula.qpsFactorMinMilli must be <= qpsFactorMaxMilli",
+        )
         return self
 
 
@@ -227,8 +236,7 @@ class Bounds(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> Bounds:
-        if self.min_gogc > self.max_gogc:
-            raise ValueError("bounds.minGOGC must be <= bounds.maxGOGC")
+        _require_order(self.min_gogc, self.max_gogc, "bounds.minGOGC must be <= bounds.maxGOGC")
         return self
 
 

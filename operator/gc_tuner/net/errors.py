@@ -29,6 +29,11 @@ __all__ = [
 class SourceError(Exception):
     reason = "SourceError"
 
+    def _set_message(self, where: str, message: str) -> None:
+        """`message` is what went wrong, for status and Events; str() adds where, for logs."""
+        self.message = message
+        super().__init__(f"{where}: {message}")
+
 
 class SourceFormatError(SourceError):
     """A malformed document. `source` names the format, `field` the offending field or line."""
@@ -38,8 +43,7 @@ class SourceFormatError(SourceError):
     def __init__(self, source: str, field: str, message: str) -> None:
         self.source = source
         self.field = field
-        self.message = message
-        super().__init__(f"{source}: {field}: {message}")
+        self._set_message(f"{source}: {field}", message)
 
 
 class FetchError(SourceError):
@@ -47,9 +51,8 @@ class FetchError(SourceError):
 
     def __init__(self, url: str, message: str, *, status: int | None = None) -> None:
         self.url = url
-        self.message = message
+        self._set_message(url, message)
         self.status = status
-        super().__init__(f"{url}: {message}")
 
 
 class UnreachableError(FetchError):
