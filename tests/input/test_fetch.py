@@ -1,4 +1,4 @@
-"""The error mapping of gc_tuner.input.fetch, against real peers on loopback that misbehave.
+"""The error mapping of gc_tuner.net.transport, through the readers, against real peers that misbehave.
 
 Each fault is produced by a real socket or HTTP server: refused connections, a peer that accepts
 and never answers, one that closes or resets mid-exchange, one that speaks no HTTP, and every
@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from gc_tuner.input.fetch import fetch_agent
+from gc_tuner.input.agent_doc import fetch_agent
 from gc_tuner.input.promql import fetch_promql
 from gc_tuner.net.errors import (
     AuthError,

@@ -20,8 +20,9 @@ import httpx
 import pytest
 
 from gc_tuner.actuation.agent_writer import apply, release
-from gc_tuner.input.agent_doc import AgentSettings, AgentStatus
-from gc_tuner.input.fetch import fetch_agent, fetch_expvar, fetch_prometheus
+from gc_tuner.input.agent_doc import AgentSettings, AgentStatus, fetch_agent
+from gc_tuner.input.expvar import fetch_expvar
+from gc_tuner.input.prometheus import fetch_prometheus
 from gc_tuner.model.sample import GCCycle, MiB, RuntimeSample
 from gc_tuner.net.errors import AuthError, FetchTimeoutError, RejectedError, UnreachableError
 from tests.integration.workload import Workload, workload_binary

@@ -16,18 +16,18 @@ from gc_tuner.actuation.envpatch import EnvPlan
 from gc_tuner.input.agent_doc import AgentBounds, AgentLease, AgentSettings, AgentStatus
 from gc_tuner.model.policy import GCPolicySpec, parse_policy
 from gc_tuner.model.sample import MiB, RuntimeSample
+from gc_tuner.tuning.decide import current_settings
 from gc_tuner.tuning.discovery import WorkloadInfo
 from gc_tuner.tuning.records import AppliedState, DecisionInfo, PodFailure, PodReading, PodTarget
 from gc_tuner.tuning.rollout import (
     ApplyPlan,
-    current_settings,
     plan_endpoint,
     plan_envpatch,
     renew_margin_s,
     settle_endpoint,
     settle_envpatch,
 )
-from gc_tuner.tuning.strategies import MemoryLimitTarget
+from gc_tuner.tuning.strategies import MemoryLimitTarget, memory_target
 
 T0 = 1_700_000_000.0
 OWNER = "gc-tuner/ns/web"
@@ -187,7 +187,7 @@ def test_each_pod_gets_its_own_memory_limit_from_its_container() -> None:
         PodTarget("old", "10.0.0.1", memory_limit="1Gi"),
         PodTarget("new", "10.0.0.2", memory_limit="2Gi"),
     )
-    plan = endpoint(None, apply(60), [old, new], mem=MemoryLimitTarget(0, "0", "x"), s=s)
+    plan = endpoint(None, apply(60), [old, new], mem=memory_target(s, None, [old, new]), s=s)
     assert {w.pod.name: w.memory_limit_bytes for w in plan.writes} == {
         "old": 921 * MiB,
         "new": 1843 * MiB,

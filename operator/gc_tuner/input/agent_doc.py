@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import math
 import reprlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import httpx
+
 from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.net.errors import SourceFormatError
+from gc_tuner.net.transport import (
+    DEFAULT_TIMEOUT,
+    auth_headers,
+    check_status,
+    join_url,
+    json_body,
+    mapped_errors,
+    time_bound,
+)
 
 __all__ = [
     "AGENT_PATH",
@@ -25,6 +37,7 @@ __all__ = [
     "AgentLease",
     "AgentSettings",
     "AgentStatus",
+    "fetch_agent",
     "parse_agent",
     "parse_lease",
     "parse_settings",
@@ -263,3 +276,22 @@ def _metric_float(metrics: Mapping[str, Any], name: str) -> float | None:
     if v < 0:
         raise SourceFormatError(SOURCE, f"metrics.{name}", f"negative CPU time {_show(v)}")
     return v
+
+
+async def fetch_agent(
+    client: httpx.AsyncClient,
+    base_url: str,
+    path: str = AGENT_PATH,
+    token: str | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> tuple[RuntimeSample, AgentStatus]:
+    """GET the agent's state: one `RuntimeSample` (source "agent") and the `AgentStatus`."""
+    url = join_url(base_url, path)
+    async with time_bound(url, timeout):
+        with mapped_errors(url):
+            response = await client.get(url, headers=auth_headers(token), timeout=timeout)
+    t = time.time()
+    check_status(response)
+    doc = json_body(response, "agent")
+    return parse_agent(doc, t=t)

@@ -23,10 +23,24 @@ import math
 import reprlib
 from collections.abc import Mapping, Sequence
 
+import httpx
+
 from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.net.errors import SourceFormatError
+from gc_tuner.net.transport import (
+    DEFAULT_TIMEOUT,
+    check_status,
+    mapped_errors,
+    time_bound,
+)
 
-__all__ = ["PAUSE_RING", "new_pauses", "parse_expvar", "pause_quantile"]
+__all__ = [
+    "PAUSE_RING",
+    "fetch_expvar",
+    "new_pauses",
+    "parse_expvar",
+    "pause_quantile",
+]
 
 PAUSE_RING = 256
 _DEFAULT_GOGC = 100
@@ -175,3 +189,20 @@ def parse_expvar(
         heap_allocs_bytes_total=_optional_uint(mem, "TotalAlloc"),
         heap_released_bytes=_optional_uint(mem, "HeapReleased"),
     )
+
+
+async def fetch_expvar(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    t: float,
+    previous: RuntimeSample | None = None,
+    gogc: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> RuntimeSample:
+    """GET /debug/vars and parse it (see gc_tuner.input.expvar for what is estimated)."""
+    async with time_bound(url, timeout):
+        with mapped_errors(url):
+            response = await client.get(url, timeout=timeout)
+    check_status(response)
+    return parse_expvar(response.content, t=t, previous=previous, gogc=gogc)

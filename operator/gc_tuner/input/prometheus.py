@@ -35,12 +35,19 @@ import math
 import re
 from collections.abc import Mapping
 
+import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.net.errors import SourceFormatError
+from gc_tuner.net.transport import (
+    DEFAULT_TIMEOUT,
+    check_status,
+    mapped_errors,
+    time_bound,
+)
 
-__all__ = ["parse_counter", "parse_prometheus"]
+__all__ = ["fetch_counter", "fetch_prometheus", "parse_counter", "parse_prometheus"]
 
 # /gc/gomemlimit:bytes reads math.MaxInt64 without a limit and /gc/gogc:percent reads MaxUint64 with
 # GC off (9.223372036854776e18 and 1.8446744073709552e19 as float64); with GC off and no limit the
@@ -157,9 +164,7 @@ def _go_version(series: _Series) -> str | None:
     return None
 
 
-def _requests(
-    series: _Series, counters: dict[str, str], counter: str, matchers: Mapping[str, str]
-) -> float:
+def _requests(series: _Series, counters: dict[str, str], counter: str, matchers: Mapping[str, str]) -> float:
     # prometheus_client names a counter family without `_total` and its sample with it; a policy may
     # spell the counter either way. An untyped series keeps its exposed name.
     total, matched = 0.0, 0
@@ -242,3 +247,38 @@ def parse_counter(text: str | bytes, counter: str, matchers: Mapping[str, str] |
     prefix = counter.removesuffix("_total")
     series, counters = _collect(_family_lines(_decoded(text), prefix))
     return _requests(series, counters, counter, matchers or {})
+
+
+async def fetch_prometheus(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    t: float,
+    counter: str | None = None,
+    matchers: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> RuntimeSample:
+    """GET a Prometheus text exposition (/metrics) and parse it."""
+    response = await _get_exposition(client, url, timeout)
+    return parse_prometheus(response.text, t=t, counter=counter, matchers=matchers)
+
+
+async def _get_exposition(client: httpx.AsyncClient, url: str, timeout: float) -> httpx.Response:
+    async with time_bound(url, timeout):
+        with mapped_errors(url):
+            response = await client.get(url, headers={"Accept": "text/plain"}, timeout=timeout)
+    check_status(response)
+    return response
+
+
+async def fetch_counter(
+    client: httpx.AsyncClient,
+    url: str,
+    counter: str,
+    *,
+    matchers: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> float:
+    """GET a Prometheus text exposition and read only the request counter (see `parse_counter`)."""
+    response = await _get_exposition(client, url, timeout)
+    return parse_counter(response.content, counter, matchers)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from gc_tuner.net.errors import SourceFormatError
-from gc_tuner.net.transport import check_status, json_body, mapped_errors
+from gc_tuner.net.transport import check_status, json_body, mapped_errors, time_bound
 
 __all__ = ["fetch_promql", "parse_promql_vector"]
 
@@ -73,9 +73,11 @@ async def fetch_promql(
 ) -> dict[str | None, float]:
     """Run an instant query against `base_url` (e.g. http://127.0.0.1:9090) and parse the vector."""
     url = base_url.rstrip("/") + "/api/v1/query"
-    # The one mapping of the error tree (input/fetch.py): 400/422 (a bad query, Prometheus's message
+    # The one mapping of the error tree (net/transport.py): 400/422 (a bad query, Prometheus's message
     # kept) are RejectedError, 401/403 AuthError, transport failures Unreachable/Timeout.
-    with mapped_errors(url):
-        resp = await client.get(url, params={"query": query}, timeout=timeout)
+    async with time_bound(url, timeout):
+        with mapped_errors(url):
+            resp = await client.get(url, params={"query": query}, timeout=timeout)
     check_status(resp)
-    return parse_promql_vector(json_body(resp, "promql"), pod_label)
+    doc = json_body(resp, "promql")
+    return parse_promql_vector(doc, pod_label)

@@ -37,6 +37,7 @@ __all__ = [
     "parse_gomemlimit",
     "parse_quantity",
     "render_gomemlimit",
+    "same_limit",
 ]
 
 MAX_INT64 = (1 << 63) - 1
@@ -185,3 +186,13 @@ def memory_limit_from(container_limit_bytes: int, percent: int) -> int:
             "a limit that small keeps the GC running"
         )
     return min(mib, MAX_INT64 // (1 << 20) * (1 << 20))
+
+
+def same_limit(a: str, b: str | None) -> bool:
+    """Whether two GOMEMLIMIT renderings mean the same number of bytes (`1GiB` == `1024MiB`)."""
+    if b is None:
+        return False
+    try:
+        return parse_gomemlimit(a) == parse_gomemlimit(b)
+    except GoMemLimitError:
+        return False

@@ -20,13 +20,14 @@ import httpx
 
 from gc_tuner.actuation import agent_writer as agent_client
 from gc_tuner.actuation.envpatch import EnvPatchError, EnvPlan
-from gc_tuner.loop.ports import EnvActuator
+from gc_tuner.loop.ports import CycleIO, EnvActuator
 from gc_tuner.model.policy import GCPolicySpec
 from gc_tuner.net.errors import SourceError
+from gc_tuner.tuning.discovery import WorkloadInfo
 from gc_tuner.tuning.records import PodFailure, PodTarget
-from gc_tuner.tuning.rollout import ApplyPlan, PodWrite
+from gc_tuner.tuning.rollout import ApplyPlan, ApplyResult, PodWrite, WritesDone, settle
 
-__all__ = ["EndpointResult", "endpoint_release", "execute_endpoint", "execute_envpatch"]
+__all__ = ["EndpointResult", "carry_out", "endpoint_release", "execute_endpoint", "execute_envpatch"]
 
 T = TypeVar("T")
 
@@ -44,10 +45,31 @@ def _endpoint(spec: GCPolicySpec) -> tuple[int, str]:
     return ep.port, ep.path
 
 
+async def carry_out(
+    io: CycleIO,
+    spec: GCPolicySpec,
+    plan: ApplyPlan,
+    workload: WorkloadInfo | None,
+    *,
+    token: str | None,
+    owner: str,
+) -> ApplyResult:
+    """The apply step: perform the plan's writes, then settle them into the result (tuning/rollout.py)."""
+    if plan.method == "Endpoint":
+        res = await execute_endpoint(io.http, spec, plan, token=token, owner=owner)
+        done = WritesDone(acked=tuple(res.acked), failures=tuple(res.failures))
+    else:
+        patched, failure = await execute_envpatch(io.env, plan, workload.name if workload else "")
+        done = WritesDone(patched=patched, failures=(failure,) if failure else ())
+    return settle(plan, workload, done)
+
+
 async def execute_endpoint(
     http: httpx.AsyncClient, spec: GCPolicySpec, plan: ApplyPlan, *, token: str | None, owner: str
 ) -> EndpointResult:
     """POST the plan's GOGC (and each pod's memory limit) with a lease to the plan's pods, concurrently."""
+    if not plan.writes:
+        return EndpointResult()
     port, path = _endpoint(spec)
     gogc = plan.state.gogc if plan.state is not None else None
 
@@ -68,10 +90,11 @@ async def execute_endpoint(
 
 
 async def execute_envpatch(
-    env: EnvActuator, plan: ApplyPlan, workload: str
+    env: EnvActuator | None, plan: ApplyPlan, workload: str
 ) -> tuple[EnvPlan | None, PodFailure | None]:
-    """Patch the template as planned: (the patch made, None) or (None, the failure)."""
-    if plan.env is None or plan.note is None:
+    """Patch the template as planned: (the patch made, None), (None, the failure), or (None, None)
+    when the plan patches nothing."""
+    if env is None or plan.env is None or plan.note is None:
         return None, None
     try:
         return await env.patch(plan.env, plan.note), None

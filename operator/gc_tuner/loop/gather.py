@@ -19,14 +19,17 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from gc_tuner.input.agent_doc import AgentStatus
-from gc_tuner.input.fetch import fetch_agent, fetch_counter, fetch_expvar, fetch_prometheus
+from gc_tuner.input.agent_doc import AgentStatus, fetch_agent
+from gc_tuner.input.expvar import fetch_expvar
 from gc_tuner.input.gctrace import GCTraceParser
+from gc_tuner.input.prometheus import fetch_counter, fetch_prometheus
 from gc_tuner.input.promql import fetch_promql
 from gc_tuner.loop.ports import CycleIO
 from gc_tuner.model.policy import GCPolicySpec
 from gc_tuner.model.sample import RuntimeSample
-from gc_tuner.net.errors import FetchTimeoutError, SourceError
+from gc_tuner.net.errors import SourceError
+from gc_tuner.net.transport import time_bound
+from gc_tuner.tuning.outcome import Gathered
 from gc_tuner.tuning.records import PodFailure, PodReading, PodTarget
 from gc_tuner.tuning.state import PodState
 
@@ -65,14 +68,6 @@ def merge_samples(samples: Sequence[RuntimeSample]) -> RuntimeSample:
     return dataclasses.replace(base, **updates) if updates else base
 
 
-async def _bounded(what: Awaitable[T], seconds: float, url: str) -> T:
-    try:
-        async with asyncio.timeout(seconds):
-            return await what
-    except TimeoutError:
-        raise FetchTimeoutError(url, f"no answer within {seconds:g}s") from None
-
-
 def _counter_fetch(spec: GCPolicySpec, pod: PodTarget) -> tuple[str | None, bool]:
     """(URL of the counter's own /metrics, or None when it is the Prometheus source's document)."""
     c = spec.qps.counter
@@ -99,9 +94,10 @@ class _Docs:
         return [(k, v) for k, v in (*got, ("expvar", self.expvar)) if v is not None]
 
 
-async def _attempt(what: Awaitable[T], seconds: float, url: str) -> T | SourceError:
+async def _attempt(what: Awaitable[T]) -> T | SourceError:
+    """The document, or the error reading it (each reader bounds its own time)."""
     try:
-        return await _bounded(what, seconds, url)
+        return await what
     except SourceError as err:
         return err
 
@@ -122,19 +118,19 @@ async def _read_documents(
     async def agent() -> None:
         if (a := src.agent) is not None:
             get = fetch_agent(io.http, pod.base_url(a.port), a.path, token, timeout=timeout)
-            docs.agent = await _attempt(get, timeout, pod.url(a.port, a.path))
+            docs.agent = await _attempt(get)
 
     async def prometheus() -> None:
         if (p := src.prometheus) is not None:
             url = pod.url(p.port, p.path)
             m = matchers if prom_counter else None
             get = fetch_prometheus(io.http, url, t=t0, counter=prom_counter, matchers=m, timeout=timeout)
-            docs.prometheus = await _attempt(get, timeout, url)
+            docs.prometheus = await _attempt(get)
 
     async def counter() -> None:
         if counter_url is not None and c is not None:
             get = fetch_counter(io.http, counter_url, c.name, matchers=matchers, timeout=timeout)
-            docs.qps = await _attempt(get, timeout, counter_url)
+            docs.qps = await _attempt(get)
 
     await asyncio.gather(agent(), prometheus(), counter())
     t = (t0 + io.clock()) / 2
@@ -143,7 +139,7 @@ async def _read_documents(
         gogc = docs.agent[1].gogc if isinstance(docs.agent, tuple) else None
         url = pod.url(e.port, e.path)
         get = fetch_expvar(io.http, url, t=t, previous=ps.last_expvar, gogc=gogc, timeout=timeout)
-        docs.expvar = await _attempt(get, timeout, url)
+        docs.expvar = await _attempt(get)
     return docs, t
 
 
@@ -200,11 +196,10 @@ async def _read_trace(
     # Read a little more than one interval back; cycles already seen are skipped by number.
     since = 2 * spec.sampling.interval_seconds + spec.sampling.timeout_seconds
     try:
-        lines = await _bounded(
-            io.logs.read(pod.name, spec.target_ref.container, since_seconds=since, tail_lines=gt.tail_lines),
-            float(spec.sampling.timeout_seconds),
-            f"pods/{pod.name}/log",
-        )
+        async with time_bound(f"pods/{pod.name}/log", float(spec.sampling.timeout_seconds)):
+            lines = await io.logs.read(
+                pod.name, spec.target_ref.container, since_seconds=since, tail_lines=gt.tail_lines
+            )
     except SourceError as err:
         io.metrics.sample_error("gctrace", err.reason)
         failure = PodFailure(pod.name, "gctrace", err.reason, _message(err))
@@ -221,21 +216,31 @@ async def _read_trace(
 
 async def gather(
     spec: GCPolicySpec,
-    pods: Sequence[PodTarget],
     states: Mapping[str, PodState],
+    pods: Sequence[PodTarget],
     io: CycleIO,
     *,
     token: str | None,
-) -> list[PodReading]:
-    """Read every pod (bounded concurrency). Nothing is stored: `states` (each pod's memory, e.g. the
-    newest gctrace cycle seen) is only read; the caller feeds the windows from the readings."""
+) -> Gathered:
+    """The gather step: read every pod (bounded concurrency) and the PromQL source. Nothing read is
+    stored: each pod's state is only read here (e.g. the newest gctrace cycle seen), and the caller
+    feeds the windows from the readings."""
     sem = asyncio.Semaphore(spec.sampling.max_concurrency)
 
     async def one(pod: PodTarget) -> PodReading:
         async with sem:
             return await _read_pod(pod, spec, states[pod.name], io, token)
 
-    return list(await asyncio.gather(*(one(p) for p in pods)))
+    readings = await asyncio.gather(*(one(p) for p in pods))
+    promql, promql_failure = await read_promql(spec, io, pods)
+    failures = [f for r in readings for f in r.failures]
+    return Gathered(
+        pods_matched=len(pods),
+        pods_ready=sum(1 for p in pods if p.ready),
+        readings=tuple(readings),
+        promql=promql,
+        failures=(*failures, *([promql_failure] if promql_failure else [])),
+    )
 
 
 async def read_promql(

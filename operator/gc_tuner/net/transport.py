@@ -19,9 +19,10 @@ own configuration.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -35,12 +36,31 @@ from gc_tuner.net.errors import (
     UnreachableError,
 )
 
-__all__ = ["DEFAULT_TIMEOUT", "auth_headers", "check_status", "join_url", "json_body", "mapped_errors"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "auth_headers",
+    "check_status",
+    "join_url",
+    "json_body",
+    "mapped_errors",
+    "time_bound",
+]
 
 DEFAULT_TIMEOUT = 5.0
 _REJECTED = frozenset({400, 409, 413, 415, 422})
 # httpcore's words for "the peer closed the connection": a process that died mid-exchange.
 _PEER_GONE = ("disconnected", "connection closed", "peer closed", "connection reset")
+
+
+@asynccontextmanager
+async def time_bound(url: str, seconds: float) -> AsyncIterator[None]:
+    """Bound a whole exchange, not only each phase: httpx's timeout restarts with every chunk, so a
+    peer that drips its answer would otherwise hold the caller for as long as it likes."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise FetchTimeoutError(url, f"no answer within {seconds:g}s") from None
 
 
 @contextmanager

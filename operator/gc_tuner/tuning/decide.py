@@ -13,23 +13,36 @@ where the runtime spends up to half the CPU on GC. The move to the floor is appl
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Sequence
+
 from gc_tuner.logic.decision import decide
-from gc_tuner.logic.memlimit import GoMemLimitError, parse_gomemlimit
+from gc_tuner.logic.memlimit import same_limit
 from gc_tuner.model.policy import GCPolicySpec
-from gc_tuner.tuning.records import DecisionInfo
+from gc_tuner.tuning.discovery import WorkloadInfo
+from gc_tuner.tuning.outcome import CycleOutcome
+from gc_tuner.tuning.records import AppliedState, DecisionInfo, PodReading
 from gc_tuner.tuning.strategies import MemoryLimitTarget
 
-__all__ = ["decide_change", "same_limit"]
+__all__ = ["current_settings", "decide_change", "decide_step", "observed_gogc", "same_limit"]
 
 
-def same_limit(a: str, b: str | None) -> bool:
-    """Whether two GOMEMLIMIT renderings mean the same number of bytes (`1GiB` == `1024MiB`)."""
-    if b is None:
-        return False
-    try:
-        return parse_gomemlimit(a) == parse_gomemlimit(b)
-    except GoMemLimitError:
-        return False
+def observed_gogc(readings: Sequence[PodReading]) -> int | None:
+    values = [r.sample.gogc for r in readings if r.sample is not None and r.sample.gogc is not None]
+    return int(statistics.median_low(values)) if values else None
+
+
+def current_settings(
+    method: str, prior: AppliedState | None, readings: Sequence[PodReading], workload: WorkloadInfo | None
+) -> tuple[int | None, str | None]:
+    """The GOGC and GOMEMLIMIT the decision starts from: what gc-tuner put in force by this method,
+    else the template's env (EnvPatch), else what the pods report."""
+    if method == "EnvPatch" and workload is not None:
+        gogc = workload.template_gogc
+        return (gogc if gogc is not None else observed_gogc(readings)), workload.env.get("GOMEMLIMIT")
+    if prior is not None and prior.method == "Endpoint":
+        return prior.gogc, prior.gomemlimit
+    return observed_gogc(readings), None
 
 
 def decide_change(
@@ -89,4 +102,30 @@ def decide_change(
         "MemoryLimitChanged",
         f"GOMEMLIMIT {current_mem or 'unset'} -> {mem.rendered} ({mem.note}); {d.reason}",
         current,
+    )
+
+
+def decide_step(
+    spec: GCPolicySpec,
+    prior: AppliedState | None,
+    last_change_at: float | None,
+    o: CycleOutcome,
+    workload: WorkloadInfo | None,
+) -> DecisionInfo | None:
+    """The decide step: apply or hold the recommendation, from the values in force (what gc-tuner put
+    there, else the template's env, else what the pods report). None: nothing to decide on (no
+    recommendation, or EnvPatch without a Deployment to patch)."""
+    rec = o.recommendation
+    if rec is None or o.memory is None or (o.method == "EnvPatch" and workload is None):
+        return None
+    current, current_mem = current_settings(o.method, prior, o.gathered.readings, workload)
+    return decide_change(
+        spec,
+        rec.gogc,
+        current=current,
+        current_mem=current_mem,
+        mem=o.memory,
+        last_change_at=last_change_at,
+        now=o.time,
+        leak_hold=rec.holds_for_leak,
     )

@@ -117,6 +117,12 @@ class WorkloadInfo:
     updated_ready: int
     rollout_complete: bool
 
+    @property
+    def template_gogc(self) -> int | None:
+        """The template's GOGC as a number; None when unset or not a number (e.g. "off")."""
+        v = self.env.get("GOGC")
+        return int(v) if v is not None and v.isascii() and v.isdigit() else None
+
 
 def workload_info(deployment: Mapping[str, Any], container: str | None) -> WorkloadInfo:
     """Raises EnvPatchError when the named container does not exist."""

@@ -16,14 +16,25 @@ from collections.abc import Iterable, Sequence
 from gc_tuner.logic.analysis import analyze_cycles
 from gc_tuner.logic.fit import InsufficientData, TrendFit, fit_heap_slopes, fit_qps_many, fit_segments
 from gc_tuner.model.policy import GCPolicySpec
-from gc_tuner.tuning.records import FALSE, TRUE, UNKNOWN, FitSummary, GCTraceSummary, PodFit, Verdict
-from gc_tuner.tuning.state import PodState
+from gc_tuner.tuning.outcome import Fitted
+from gc_tuner.tuning.records import (
+    FALSE,
+    TRUE,
+    UNKNOWN,
+    FitSummary,
+    GCTraceSummary,
+    PodFit,
+    PodReading,
+    Verdict,
+)
+from gc_tuner.tuning.state import PodState, PolicyState
 
 __all__ = [
     "MIN_SAMPLES",
     "fit_deployment",
     "fit_pod",
     "fit_pods",
+    "fit_step",
     "gctrace_summary",
     "leak_verdict",
     "min_span_s",
@@ -142,3 +153,10 @@ def gctrace_summary(pods: Iterable[PodState]) -> GCTraceSummary | None:
     return GCTraceSummary(
         cycles, max(p99s) if p99s else None, statistics.median(medians) if medians else None, n
     )
+
+
+def fit_step(spec: GCPolicySpec, state: PolicyState, readings: Sequence[PodReading]) -> Fitted:
+    """The fit step: each read pod's fit over its windows, the Deployment's median, the leak verdict."""
+    pod_fits = fit_pods([(r.pod.name, state.pods[r.pod.name]) for r in readings], spec)
+    summary = fit_deployment(pod_fits, spec)
+    return Fitted(tuple(pod_fits), summary, leak_verdict(summary, spec), gctrace_summary(state.pods.values()))

@@ -23,7 +23,6 @@ The rules, each a row of tests/tuning/test_rollout.py:
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -45,20 +44,21 @@ from gc_tuner.tuning.records import (
     Verdict,
     rfc3339,
 )
-from gc_tuner.tuning.strategies import MemoryLimitTarget, desired_memory_limit
+from gc_tuner.tuning.strategies import MemoryLimitTarget
 
 __all__ = [
     "ApplyPlan",
     "ApplyResult",
     "PodWrite",
-    "current_settings",
+    "WritesDone",
     "lease_in_force",
     "plan_endpoint",
     "plan_envpatch",
+    "plan_rollout",
     "renew_margin_s",
+    "settle",
     "settle_endpoint",
     "settle_envpatch",
-    "template_gogc",
 ]
 
 
@@ -133,38 +133,6 @@ def lease_in_force(
     return status.lease.remaining_seconds - max(0.0, now - read_at) > margin_s
 
 
-def template_gogc(w: WorkloadInfo) -> int | None:
-    v = w.env.get("GOGC")
-    return int(v) if v is not None and v.isascii() and v.isdigit() else None
-
-
-def observed_gogc(readings: Sequence[PodReading]) -> int | None:
-    values = [r.sample.gogc for r in readings if r.sample is not None and r.sample.gogc is not None]
-    return int(statistics.median_low(values)) if values else None
-
-
-def current_settings(
-    method: str, prior: AppliedState | None, readings: Sequence[PodReading], workload: WorkloadInfo | None
-) -> tuple[int | None, str | None]:
-    """The GOGC and GOMEMLIMIT the decision starts from: what gc-tuner put in force by this method,
-    else the template's env (EnvPatch), else what the pods report."""
-    if method == "EnvPatch" and workload is not None:
-        gogc = template_gogc(workload)
-        return (gogc if gogc is not None else observed_gogc(readings)), workload.env.get("GOMEMLIMIT")
-    if prior is not None and prior.method == "Endpoint":
-        return prior.gogc, prior.gomemlimit
-    return observed_gogc(readings), None
-
-
-def pod_memory_limits(
-    spec: GCPolicySpec, pods: Sequence[PodTarget], mem: MemoryLimitTarget
-) -> dict[str, int | None]:
-    """Each pod's own GOMEMLIMIT: during a rollout old and new pods may have different limits."""
-    if spec.memory_limit.mode != "FromContainerLimit":
-        return {p.name: mem.bytes for p in pods}
-    return {p.name: desired_memory_limit(spec, p.memory_limit).bytes for p in pods}
-
-
 def _endpoint_event(d: DecisionInfo, mem: MemoryLimitTarget) -> LoopEvent:
     was = f" (was {d.current})" if d.current is not None else ""
     limit = f", GOMEMLIMIT {mem.rendered}" if mem.rendered else ""
@@ -202,7 +170,6 @@ def plan_endpoint(
             plan, verdict=Verdict(UNKNOWN, "NothingApplied", "waiting for a recommendation")
         )
     ready = [p for p in pods if p.ready]
-    limits = pod_memory_limits(spec, ready, mem)
     margin = renew_margin_s(spec)
     by_pod = {r.pod.name: r for r in readings}
     in_force = sorted(
@@ -214,13 +181,13 @@ def plan_endpoint(
             r.agent,
             owner=owner,
             gogc=plan.state.gogc,
-            memory_limit_bytes=limits.get(p.name),
+            memory_limit_bytes=mem.for_pod(p.name),
             read_at=r.sample.t,
             now=now,
             margin_s=margin,
         )
     )
-    writes = tuple(PodWrite(p, limits.get(p.name)) for p in ready if p.name not in in_force)
+    writes = tuple(PodWrite(p, mem.for_pod(p.name)) for p in ready if p.name not in in_force)
     return dataclasses.replace(plan, writes=writes, in_force=tuple(in_force), ready=len(ready))
 
 
@@ -330,7 +297,7 @@ def _value_from_conflict(result: ApplyResult, w: WorkloadInfo, conflicts: set[st
 
 def _rollout_verdict(plan: ApplyPlan, w: WorkloadInfo) -> ApplyResult:
     """No patch this cycle: the verdict is where the Deployment's rollout of our values stands."""
-    a, gogc_now = plan.prior, template_gogc(w)
+    a, gogc_now = plan.prior, w.template_gogc
     if a is None:
         d = plan.decision
         if d is not None and d.code == "AtTarget" and w.rollout_complete:
@@ -350,3 +317,42 @@ def _rollout_verdict(plan: ApplyPlan, w: WorkloadInfo) -> ApplyResult:
     else:
         verdict = Verdict(FALSE, "RolloutInProgress", f"{w.updated_ready}/{w.replicas} pods updated")
     return ApplyResult(a, plan.prior_change_at, applied, verdict)
+
+
+def plan_rollout(
+    spec: GCPolicySpec,
+    prior: AppliedState | None,
+    prior_change_at: float | None,
+    decision: DecisionInfo | None,
+    mem: MemoryLimitTarget,
+    pods: Sequence[PodTarget],
+    readings: Sequence[PodReading],
+    workload: WorkloadInfo | None,
+    *,
+    owner: str,
+    at: float,
+    now: float,
+) -> ApplyPlan:
+    """The plan step: the policy's rollout method's plan (see plan_endpoint and plan_envpatch)."""
+    if spec.rollout.method == "Endpoint":
+        return plan_endpoint(
+            spec, prior, prior_change_at, decision, mem, pods, readings, owner=owner, at=at, now=now
+        )
+    return plan_envpatch(prior, prior_change_at, decision, mem, workload, owner=owner, at=at)
+
+
+@dataclass(frozen=True, slots=True)
+class WritesDone:
+    """What carrying a plan out got back: the agents that acked (Endpoint), the template patch made
+    (EnvPatch), and the failures."""
+
+    acked: tuple[str, ...] = ()
+    patched: EnvPlan | None = None
+    failures: tuple[PodFailure, ...] = ()
+
+
+def settle(plan: ApplyPlan, workload: WorkloadInfo | None, done: WritesDone) -> ApplyResult:
+    """The plan and what its writes got back -> the ApplyResult (see settle_endpoint, settle_envpatch)."""
+    if plan.method == "Endpoint":
+        return settle_endpoint(plan, done.acked, done.failures)
+    return settle_envpatch(plan, workload, done.patched, done.failures[0] if done.failures else None)

@@ -16,7 +16,7 @@ from typing import Any
 from gc_tuner.model.policy_status import ANNOTATION_APPLIED, AppliedNote, PolicyStatus
 from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.model.window import GCCycleWindow, PodWindow
-from gc_tuner.tuning.records import AppliedState, PodReading, parse_rfc3339
+from gc_tuner.tuning.records import AppliedState, PodReading, PodTarget, parse_rfc3339
 
 __all__ = ["PodState", "PolicyState"]
 
@@ -68,6 +68,11 @@ class PolicyState:
             old_trace, ps.trace = ps.trace, GCCycleWindow(window_s)
             for c in old_trace:
                 ps.trace.add(c)
+
+    def track(self, pods: Sequence[PodTarget], window_s: float, *, now: float) -> dict[str, PodState]:
+        """Every matched pod's state this cycle (new pods start empty), windows of `window_s`."""
+        self.resize(window_s)
+        return {p.name: self.pod(p.name, now=now, restart_count=p.restart_count) for p in pods}
 
     def prune(self, alive: Iterable[str]) -> None:
         keep = set(alive)

@@ -19,7 +19,7 @@ policy field), and the decision step re-checks them, so no strategy can ever pus
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -234,6 +234,12 @@ class MemoryLimitTarget:
     bytes: int | None
     rendered: str | None
     note: str  # why, in one line
+    # Each pod's own limit in bytes where it differs by pod: during a rollout old and new pods may
+    # have different container limits (FromContainerLimit). A pod not named here takes `bytes`.
+    per_pod: Mapping[str, int | None] = field(default_factory=dict)
+
+    def for_pod(self, name: str) -> int | None:
+        return self.per_pod.get(name, self.bytes)
 
 
 def desired_memory_limit(spec: GCPolicySpec, container_limit: str | int | None) -> MemoryLimitTarget:
@@ -262,6 +268,9 @@ def memory_target(
     if spec.memory_limit.mode != "FromContainerLimit":
         return desired_memory_limit(spec, None)
     if workload is not None:
-        return desired_memory_limit(spec, workload.memory_limit)
-    limits = sorted({p.memory_limit for p in pods if p.memory_limit is not None})
-    return desired_memory_limit(spec, limits[0] if limits else None)
+        target = desired_memory_limit(spec, workload.memory_limit)
+    else:
+        limits = sorted({p.memory_limit for p in pods if p.memory_limit is not None})
+        target = desired_memory_limit(spec, limits[0] if limits else None)
+    per_pod = {p.name: desired_memory_limit(spec, p.memory_limit).bytes for p in pods}
+    return dataclasses.replace(target, per_pod=per_pod)
