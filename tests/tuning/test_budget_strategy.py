@@ -39,34 +39,20 @@ def spec(**patch: Any) -> GCPolicySpec:
     return parse_policy(doc)
 
 
-def sample(
-    live_mib: float, *, goal_mib: float | None = None, total_mib: float | None = None, released_mib: float = 0
-) -> RuntimeSample:
+def sample(live_mib: float, *, goal_mib: float | None = None, total_mib: float | None = None,
+           released_mib: float = 0) -> RuntimeSample:
     goal = goal_mib if goal_mib is not None else 2 * live_mib
     return RuntimeSample(
-        t=1000.0,
-        source="agent",
-        live_heap_bytes=int(live_mib * MiB),
-        heap_goal_bytes=int(goal * MiB),
+        t=1000.0, source="agent", live_heap_bytes=int(live_mib * MiB), heap_goal_bytes=int(goal * MiB),
         total_memory_bytes=int((total_mib if total_mib is not None else goal + 20) * MiB),
-        heap_released_bytes=int(released_mib * MiB),
-        stacks_bytes=MiB,
-        globals_bytes=MiB,
+        heap_released_bytes=int(released_mib * MiB), stacks_bytes=MiB, globals_bytes=MiB,
     )
 
 
-def fit(
-    pod: str, live_mib: float, slope: float = 0.0, r2: float | None = 0.1, span: float | None = 120, **kw: Any
-) -> PodFit:
-    return PodFit(
-        pod=pod,
-        qps=100.0,
-        heap_slope_mb_per_s=slope,
-        r2=r2,
-        samples=10,
-        sample=sample(live_mib, **kw),
-        heap_span_s=span,
-    )
+def fit(pod: str, live_mib: float, slope: float = 0.0, r2: float | None = 0.1, span: float | None = 120,
+        **kw: Any) -> PodFit:
+    return PodFit(pod=pod, qps=100.0, heap_slope_mb_per_s=slope, r2=r2, samples=10,
+                  sample=sample(live_mib, **kw), heap_span_s=span)
 
 
 def memory(s: GCPolicySpec) -> MemoryLimitTarget:
@@ -80,12 +66,8 @@ def test_the_spec_becomes_the_strategys_parameters() -> None:
     assert (p.leak_min_slope_mb_per_s, p.leak_min_r2) == (0.1, 0.8)  # leakDetection's defaults
     assert (p.leak_min_span_s, p.leak_max_time_to_budget_s) == (60, 3600)
     knobs = {"horizonSeconds": 90, "leakMinSpanSeconds": 5, "leakMaxTimeToBudgetSeconds": 100}
-    p = budget_params(
-        spec(
-            strategy={"type": "Budget", "budget": knobs},
-            leakDetection={"minHeapSlopeMilliMBPerSecond": 500, "minR2Milli": 900},
-        )
-    )
+    p = budget_params(spec(strategy={"type": "Budget", "budget": knobs},
+                           leakDetection={"minHeapSlopeMilliMBPerSecond": 500, "minR2Milli": 900}))
     assert (p.horizon_s, p.leak_min_span_s, p.leak_max_time_to_budget_s) == (90, 5, 100)
     assert (p.leak_min_slope_mb_per_s, p.leak_min_r2) == (0.5, 0.9)
 
@@ -101,17 +83,9 @@ def test_non_heap_is_measured_beyond_the_goal_with_a_floor() -> None:
 def test_recommends_what_the_pure_strategy_computes_and_fills_status_inputs() -> None:
     s = spec()
     rec = recommend(s, 100.0, 0.0, pod_fits=[fit("a", 150, goal_mib=300, total_mib=340)], memory=memory(s))
-    expected = budget_gogc(
-        budget_bytes=870 * MiB,
-        live_bytes=150 * MiB,
-        heap_slope_mb_per_s=0.0,
-        stacks_bytes=MiB,
-        globals_bytes=MiB,
-        non_heap_bytes=40 * MiB,
-        r2=0.1,
-        span_s=120,
-        params=budget_params(s),
-    )
+    expected = budget_gogc(budget_bytes=870 * MiB, live_bytes=150 * MiB, heap_slope_mb_per_s=0.0,
+                           stacks_bytes=MiB, globals_bytes=MiB, non_heap_bytes=40 * MiB, r2=0.1, span_s=120,
+                           params=budget_params(s))
     assert rec.strategy == "Budget"
     assert rec.gogc == expected.gogc == 447  # 100 × (870 − 150 − 40) / (150 + 1 + 1) = 447.4
     assert rec.explanation == expected.explanation
@@ -138,9 +112,8 @@ def test_a_leaking_pod_holds_every_pod_at_the_floor_and_sets_the_verdict() -> No
     assert rec.leak is not None and rec.leak.status == "True" and rec.leak.reason == "HeapGrowing"
     assert "pod leaky" in rec.leak.message and "held at bounds.minGOGC 25" in rec.leak.message
     # The same growth seen for too short a time is not (yet) a leak.
-    short = recommend(
-        s, 100.0, 0.0, pod_fits=[fit("leaky", 150, slope=3.0, r2=0.97, span=10)], memory=memory(s)
-    )
+    short = recommend(s, 100.0, 0.0, pod_fits=[fit("leaky", 150, slope=3.0, r2=0.97, span=10)],
+                      memory=memory(s))
     assert short.leak is not None and short.leak.status == "False" and short.gogc > 25
 
 
@@ -148,14 +121,8 @@ def test_no_budget_or_no_heap_figures_means_no_recommendation() -> None:
     s = spec()
     with pytest.raises(StrategyUnavailable, match="needs a memory limit"):
         recommend(s, 100.0, 0.0, pod_fits=[fit("a", 100)], memory=desired_memory_limit(s, None))
-    no_live = PodFit(
-        pod="a",
-        qps=1.0,
-        heap_slope_mb_per_s=0.0,
-        r2=0.5,
-        samples=3,
-        sample=RuntimeSample(t=0.0, source="prometheus"),
-    )
+    no_live = PodFit(pod="a", qps=1.0, heap_slope_mb_per_s=0.0, r2=0.5, samples=3,
+                     sample=RuntimeSample(t=0.0, source="prometheus"))
     with pytest.raises(StrategyUnavailable, match="live-heap figure"):
         recommend(s, 100.0, 0.0, pod_fits=[no_live], memory=memory(s))
 

@@ -16,14 +16,7 @@ import httpx
 
 from gc_tuner.input.agent_doc import AGENT_PATH, AgentLease, AgentSettings, parse_lease, parse_settings
 from gc_tuner.net.errors import SourceFormatError
-from gc_tuner.net.transport import (
-    DEFAULT_TIMEOUT,
-    auth_headers,
-    check_status,
-    join_url,
-    json_body,
-    mapped_errors,
-)
+from gc_tuner.net.transport import DEFAULT_TIMEOUT, join_url, json_body, request
 
 __all__ = ["AgentWriteResult", "apply", "release"]
 
@@ -62,9 +55,7 @@ async def apply(
         "owner": owner,
     }
     url = join_url(base_url, path)
-    with mapped_errors(url):
-        response = await client.post(url, json=body, headers=auth_headers(token), timeout=timeout)
-    check_status(response)
+    response = await request(client, "POST", url, json=body, token=token, timeout=timeout)
     return _result(json_body(response, "agent"))
 
 
@@ -84,9 +75,7 @@ async def release(
     """
     url = join_url(base_url, path)
     params = {"owner": owner} if owner else None
-    with mapped_errors(url):
-        response = await client.delete(url, params=params, headers=auth_headers(token), timeout=timeout)
-    check_status(response)
+    response = await request(client, "DELETE", url, params=params, token=token, timeout=timeout)
     return _result(json_body(response, "agent"))
 
 

@@ -102,11 +102,8 @@ def run_example_trace(duration_s: float) -> bytes:
     env["GODEBUG"] = "gctrace=1"
     try:
         proc = subprocess.run(
-            [str(binary), "-duration", f"{duration_s}s"],
-            env=env,
-            capture_output=True,
-            timeout=duration_s + 60,
-            check=False,
+            [str(binary), "-duration", f"{duration_s}s"], env=env, capture_output=True,
+            timeout=duration_s + 60, check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise CLIError(f"running {binary} failed: {e}") from None
@@ -174,36 +171,24 @@ def _print_json(a: Analysis, label: str) -> None:
 
 
 def _print_table(a: Analysis, label: str) -> None:
-    header = (
-        f"{'n':>6} {'t(s)':>9} {'cpu%':>4} {'start':>6} {'end':>6} {'live':>6} {'goal':>6} "
-        f"{'stacks':>6} {'glob':>5} {'P':>3} {'stw_ms':>8} {'eff_gogc':>8} {'assist':>6} forced"
-    )
+    header = (f"{'n':>6} {'t(s)':>9} {'cpu%':>4} {'start':>6} {'end':>6} {'live':>6} {'goal':>6} "
+              f"{'stacks':>6} {'glob':>5} {'P':>3} {'stw_ms':>8} {'eff_gogc':>8} {'assist':>6} forced")
     click.echo(header)
     _write_lines(map(_table_line, a.table.rows()))
     s = a.summary
     click.echo(f"\nSummary of {label}")
     rows = [
-        (
-            "cycles",
-            f"{s.cycles} ({s.forced} forced) over {s.span_s:.2f}s in {s.segments} process(es); "
-            f"{s.skipped_lines} other lines skipped",
-        ),
-        (
-            "STW pause",
-            f"p50 {_fmt(s.stw_p50_ms)} ms, p99 {_fmt(s.stw_p99_ms)} ms, max {_fmt(s.stw_max_ms)} ms",
-        ),
+        ("cycles", f"{s.cycles} ({s.forced} forced) over {s.span_s:.2f}s in {s.segments} process(es); "
+                   f"{s.skipped_lines} other lines skipped"),
+        ("STW pause",
+         f"p50 {_fmt(s.stw_p50_ms)} ms, p99 {_fmt(s.stw_p99_ms)} ms, max {_fmt(s.stw_max_ms)} ms"),
         ("GC CPU", f"{s.gc_cpu_pct}% (cumulative since start, last line)"),
-        (
-            "live heap slope",
-            f"{_fmt(s.live_slope_mb_per_s)} MB/s (r² {_fmt(s.live_slope_r2, '.2f')}; {s.live_slope_note})",
-        ),
+        ("live heap slope", f"{_fmt(s.live_slope_mb_per_s)} MB/s (r² {_fmt(s.live_slope_r2, '.2f')}; "
+                            f"{s.live_slope_note})"),
         ("effective GOGC", f"median {_fmt(s.effective_gogc_median, '.0f')}"),
-        (
-            "memory limit",
-            ("binding" if s.memory_limit_binding else "not binding")
-            + f" ({s.memory_limit_bound_cycles} cycles below 80% of reference GOGC "
-            f"{_fmt(s.reference_gogc, '.0f')}, {s.reference_gogc_source})",
-        ),
+        ("memory limit", ("binding" if s.memory_limit_binding else "not binding")
+         + f" ({s.memory_limit_bound_cycles} cycles below 80% of reference GOGC "
+           f"{_fmt(s.reference_gogc, '.0f')}, {s.reference_gogc_source})"),
         ("assist share", f"{_fmt(s.assist_share, '.0%')} of mark CPU"),
     ]
     for k, v in rows:
@@ -229,55 +214,22 @@ def _finite_non_negative(_ctx: click.Context, param: click.Parameter, value: flo
 
 @click.command("analyze")
 @click.argument("file", required=False, metavar="FILE|-")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Per-cycle table plus summary for people, or the JSON contract for programs.",
-)
-@click.option(
-    "--plot",
-    "plot_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write a PNG timeline: heap start/end/live/goal, STW pauses, GC CPU %.",
-)
-@click.option(
-    "--qps",
-    type=float,
-    default=None,
-    callback=_finite_non_negative,
-    help="Request rate of the traced program, for the recommendation "
-    "(a log has none; default: the formula's neutral 500).",
-)
-@click.option(
-    "--gogc",
-    type=click.IntRange(min=1),
-    default=None,
-    help="GOGC the program ran with; makes memory-limit detection exact.",
-)
-@click.option(
-    "--run-example",
-    is_flag=True,
-    help="Build and run examples/gcdemo with GODEBUG=gctrace=1 and analyze its trace.",
-)
-@click.option(
-    "--example-duration",
-    type=click.FloatRange(min=0.5, max=600),
-    default=4.0,
-    show_default=True,
-    help="Seconds to run the example for (with --run-example).",
-)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Per-cycle table plus summary for people, or the JSON contract for programs.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a PNG timeline: heap start/end/live/goal, STW pauses, GC CPU %.")
+@click.option("--qps", type=float, default=None, callback=_finite_non_negative,
+              help="Request rate of the traced program, for the recommendation "
+                   "(a log has none; default: the formula's neutral 500).")
+@click.option("--gogc", type=click.IntRange(min=1), default=None,
+              help="GOGC the program ran with; makes memory-limit detection exact.")
+@click.option("--run-example", is_flag=True,
+              help="Build and run examples/gcdemo with GODEBUG=gctrace=1 and analyze its trace.")
+@click.option("--example-duration", type=click.FloatRange(min=0.5, max=600), default=4.0, show_default=True,
+              help="Seconds to run the example for (with --run-example).")
 def analyze(
-    file: str | None,
-    fmt: str,
-    plot_path: Path | None,
-    qps: float | None,
-    gogc: int | None,
-    run_example: bool,
-    example_duration: float,
+    file: str | None, fmt: str, plot_path: Path | None, qps: float | None, gogc: int | None,
+    run_example: bool, example_duration: float,
 ) -> None:
     """Reverse-derive the Go GC pacer from a GODEBUG=gctrace=1 log.
 
@@ -322,3 +274,4 @@ def analyze(
         _print_json(result, label)
     else:
         _print_table(result, label)
+

@@ -47,84 +47,32 @@ def _finite(_ctx: click.Context, param: click.Parameter, value: float | None) ->
 
 
 @click.command("recommend")
-@click.option(
-    "--strategy",
-    type=click.Choice(["formula", "budget"]),
-    default="formula",
-    show_default=True,
-    help="formula: the article's formula (needs --qps, --heap-slope); budget: the largest GOGC "
-    "whose predicted peak fits percent × --memory-limit (needs --live, --memory-limit).",
-)
-@click.option(
-    "--qps",
-    type=float,
-    default=None,
-    callback=_finite,
-    help="Requests per second of the service (negative is treated as 0). Formula only.",
-)
-@click.option(
-    "--heap-slope",
-    type=float,
-    default=None,
-    callback=_finite,
-    help="Live-heap growth in MB/s (MiB); a shrinking heap (negative) is treated as 0. Budget: default 0.",
-)
-@click.option(
-    "--memory-limit",
-    default=None,
-    metavar="QUANTITY",
-    help="Container memory limit as a Kubernetes quantity (1Gi, 512Mi, 1e9) to derive GOMEMLIMIT.",
-)
-@click.option(
-    "--percent",
-    type=click.IntRange(1, 100),
-    default=None,
-    help="GOMEMLIMIT as this percent of --memory-limit, rounded down to a whole MiB [default: 90].",
-)
-@click.option(
-    "--live", default=None, metavar="QUANTITY", help="Budget: live heap (/gc/heap/live), e.g. 150Mi."
-)
-@click.option(
-    "--stacks",
-    default="0",
-    show_default=True,
-    metavar="QUANTITY",
-    help="Budget: scannable stacks (/gc/scan/stack).",
-)
-@click.option(
-    "--globals",
-    "globals_",
-    default="0",
-    show_default=True,
-    metavar="QUANTITY",
-    help="Budget: scannable globals (/gc/scan/globals).",
-)
-@click.option(
-    "--non-heap",
-    default="16Mi",
-    show_default=True,
-    metavar="QUANTITY",
-    help="Budget: memory outside the heap goal (runtime, free spans, fragmentation).",
-)
-@click.option(
-    "--horizon",
-    type=click.IntRange(0, 86400),
-    default=300,
-    show_default=True,
-    help="Budget: seconds ahead the live heap is predicted (the cooldown).",
-)
-@click.option(
-    "--r2",
-    type=click.FloatRange(0, 1),
-    default=None,
-    help="Budget: r² of the heap-slope fit; with --fit-span it enables leak suspicion.",
-)
-@click.option(
-    "--fit-span",
-    type=click.FloatRange(0, 86400),
-    default=None,
-    help="Budget: seconds the heap-slope fit spans.",
-)
+@click.option("--strategy", type=click.Choice(["formula", "budget"]), default="formula", show_default=True,
+              help="formula: the article's formula (needs --qps, --heap-slope); budget: the largest GOGC "
+                   "whose predicted peak fits percent × --memory-limit (needs --live, --memory-limit).")
+@click.option("--qps", type=float, default=None, callback=_finite,
+              help="Requests per second of the service (negative is treated as 0). Formula only.")
+@click.option("--heap-slope", type=float, default=None, callback=_finite,
+              help="Live-heap growth in MB/s (MiB); a shrinking heap (negative) is treated as 0. "
+                   "Budget: default 0.")
+@click.option("--memory-limit", default=None, metavar="QUANTITY",
+              help="Container memory limit as a Kubernetes quantity (1Gi, 512Mi, 1e9) to derive GOMEMLIMIT.")
+@click.option("--percent", type=click.IntRange(1, 100), default=None,
+              help="GOMEMLIMIT as this percent of --memory-limit, rounded down to a whole MiB [default: 90].")
+@click.option("--live", default=None, metavar="QUANTITY",
+              help="Budget: live heap (/gc/heap/live), e.g. 150Mi.")
+@click.option("--stacks", default="0", show_default=True, metavar="QUANTITY",
+              help="Budget: scannable stacks (/gc/scan/stack).")
+@click.option("--globals", "globals_", default="0", show_default=True, metavar="QUANTITY",
+              help="Budget: scannable globals (/gc/scan/globals).")
+@click.option("--non-heap", default="16Mi", show_default=True, metavar="QUANTITY",
+              help="Budget: memory outside the heap goal (runtime, free spans, fragmentation).")
+@click.option("--horizon", type=click.IntRange(0, 86400), default=300, show_default=True,
+              help="Budget: seconds ahead the live heap is predicted (the cooldown).")
+@click.option("--r2", type=click.FloatRange(0, 1), default=None,
+              help="Budget: r² of the heap-slope fit; with --fit-span it enables leak suspicion.")
+@click.option("--fit-span", type=click.FloatRange(0, 86400), default=None,
+              help="Budget: seconds the heap-slope fit spans.")
 @click.option("--min-gogc", type=click.IntRange(1, 10000), default=25, show_default=True, help="GOGC floor.")
 @click.option("--max-gogc", type=click.IntRange(1, 10000), default=200, show_default=True, help="GOGC cap.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)

@@ -7,7 +7,7 @@ gctuner_decisions_total{outcome}                 apply / hold
 gctuner_applied_changes_total{method}            changes put in force (Endpoint, EnvPatch)
 gctuner_recommended_gogc{namespace,policy}       the latest recommendation
 gctuner_applied_gogc{namespace,policy}           the value gc-tuner holds in force (absent in DryRun)
-gctuner_policy_qps{namespace,policy}             fitted request rate (loop/signals.py)
+gctuner_policy_qps{namespace,policy}             fitted request rate (tuning/signals.py)
 gctuner_policy_heap_slope_mb_per_second{...}     fitted live-heap growth
 gctuner_policy_stw_pause_p99_seconds{...}        the worst pod's stop-the-world pause p99
 gctuner_policy_gc_cpu_fraction{...}              the worst pod's GC share of its CPU, 0..1

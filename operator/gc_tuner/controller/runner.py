@@ -36,7 +36,7 @@ INVALID_SPEC_RETRY_S = 30.0
 @dataclass(frozen=True, slots=True)
 class OperatorConfig:
     dry_run: bool = False  # the global kill switch: every policy behaves as DryRun
-    min_interval_seconds: int = 1  # the floor under every policy's sampling.intervalSeconds (loop/floor.py)
+    min_interval_seconds: int = 1  # the floor under every policy's sampling.intervalSeconds (tuning/floor.py)
     http_timeout_s: float = 10.0
     max_connections: int = 100
 

@@ -19,15 +19,7 @@ import httpx
 
 from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.net.errors import SourceFormatError
-from gc_tuner.net.transport import (
-    DEFAULT_TIMEOUT,
-    auth_headers,
-    check_status,
-    join_url,
-    json_body,
-    mapped_errors,
-    time_bound,
-)
+from gc_tuner.net.transport import DEFAULT_TIMEOUT, join_url, json_body, request, time_bound
 
 __all__ = [
     "AGENT_PATH",
@@ -289,9 +281,7 @@ async def fetch_agent(
     """GET the agent's state: one `RuntimeSample` (source "agent") and the `AgentStatus`."""
     url = join_url(base_url, path)
     async with time_bound(url, timeout):
-        with mapped_errors(url):
-            response = await client.get(url, headers=auth_headers(token), timeout=timeout)
+        response = await request(client, "GET", url, token=token, timeout=timeout)
     t = time.time()
-    check_status(response)
     doc = json_body(response, "agent")
     return parse_agent(doc, t=t)

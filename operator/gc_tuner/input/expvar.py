@@ -27,12 +27,7 @@ import httpx
 
 from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.net.errors import SourceFormatError
-from gc_tuner.net.transport import (
-    DEFAULT_TIMEOUT,
-    check_status,
-    mapped_errors,
-    time_bound,
-)
+from gc_tuner.net.transport import DEFAULT_TIMEOUT, request, time_bound
 
 __all__ = [
     "PAUSE_RING",
@@ -202,7 +197,5 @@ async def fetch_expvar(
 ) -> RuntimeSample:
     """GET /debug/vars and parse it (see gc_tuner.input.expvar for what is estimated)."""
     async with time_bound(url, timeout):
-        with mapped_errors(url):
-            response = await client.get(url, timeout=timeout)
-    check_status(response)
+        response = await request(client, "GET", url, timeout=timeout)
     return parse_expvar(response.content, t=t, previous=previous, gogc=gogc)

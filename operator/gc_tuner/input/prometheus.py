@@ -40,12 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.net.errors import SourceFormatError
-from gc_tuner.net.transport import (
-    DEFAULT_TIMEOUT,
-    check_status,
-    mapped_errors,
-    time_bound,
-)
+from gc_tuner.net.transport import DEFAULT_TIMEOUT, request, time_bound
 
 __all__ = ["fetch_counter", "fetch_prometheus", "parse_counter", "parse_prometheus"]
 
@@ -164,7 +159,9 @@ def _go_version(series: _Series) -> str | None:
     return None
 
 
-def _requests(series: _Series, counters: dict[str, str], counter: str, matchers: Mapping[str, str]) -> float:
+def _requests(
+    series: _Series, counters: dict[str, str], counter: str, matchers: Mapping[str, str]
+) -> float:
     # prometheus_client names a counter family without `_total` and its sample with it; a policy may
     # spell the counter either way. An untyped series keeps its exposed name.
     total, matched = 0.0, 0
@@ -265,10 +262,7 @@ async def fetch_prometheus(
 
 async def _get_exposition(client: httpx.AsyncClient, url: str, timeout: float) -> httpx.Response:
     async with time_bound(url, timeout):
-        with mapped_errors(url):
-            response = await client.get(url, headers={"Accept": "text/plain"}, timeout=timeout)
-    check_status(response)
-    return response
+        return await request(client, "GET", url, headers={"Accept": "text/plain"}, timeout=timeout)
 
 
 async def fetch_counter(

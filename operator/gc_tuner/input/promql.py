@@ -4,7 +4,7 @@ The query is the user's (`spec.qps.promql.query`), e.g.
 `sum by (pod) (rate(http_requests_total{namespace="shop"}[1m]))`. Each series of the resulting
 vector names its pod in the `pod_label` label; a lone series without that label is a value that
 applies to every pod (keyed None). Anything else the API returns is a SourceFormatError naming
-the field, and transport failures map to the FetchError tree of input/errors.py.
+the field, and transport failures map to the FetchError tree of net/errors.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from gc_tuner.net.errors import SourceFormatError
-from gc_tuner.net.transport import check_status, json_body, mapped_errors, time_bound
+from gc_tuner.net.transport import json_body, request, time_bound
 
 __all__ = ["fetch_promql", "parse_promql_vector"]
 
@@ -76,8 +76,6 @@ async def fetch_promql(
     # The one mapping of the error tree (net/transport.py): 400/422 (a bad query, Prometheus's message
     # kept) are RejectedError, 401/403 AuthError, transport failures Unreachable/Timeout.
     async with time_bound(url, timeout):
-        with mapped_errors(url):
-            resp = await client.get(url, params={"query": query}, timeout=timeout)
-    check_status(resp)
+        resp = await request(client, "GET", url, params={"query": query}, timeout=timeout)
     doc = json_body(resp, "promql")
     return parse_promql_vector(doc, pod_label)

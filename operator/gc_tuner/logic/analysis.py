@@ -70,20 +70,8 @@ class CycleTable:
     cycles; every reader flushes the buffer first.
     """
 
-    _INT = (
-        "n",
-        "cpu_pct",
-        "heap_start_mb",
-        "heap_end_mb",
-        "live_mb",
-        "goal_mb",
-        "stacks_mb",
-        "globals_mb",
-        "procs",
-        "segment",
-        "flags",
-        "base_mb",
-    )
+    _INT = ("n", "cpu_pct", "heap_start_mb", "heap_end_mb", "live_mb", "goal_mb", "stacks_mb",
+            "globals_mb", "procs", "segment", "flags", "base_mb")
     _FLOAT = ("t", "stw_ms", "effective_gogc", "assist_share", "reclaimed_fraction")
     _BATCH = 4096
 
@@ -145,24 +133,9 @@ class CycleTable:
             yield from map(_row, zip(*chunk, strict=True))
 
 
-_ROW_COLUMNS = (
-    "n",
-    "t",
-    "cpu_pct",
-    "heap_start_mb",
-    "heap_end_mb",
-    "live_mb",
-    "goal_mb",
-    "stacks_mb",
-    "globals_mb",
-    "procs",
-    "flags",
-    "stw_ms",
-    "effective_gogc",
-    "assist_share",
-    "reclaimed_fraction",
-    "segment",
-)
+_ROW_COLUMNS = ("n", "t", "cpu_pct", "heap_start_mb", "heap_end_mb", "live_mb", "goal_mb", "stacks_mb",
+                "globals_mb", "procs", "flags", "stw_ms", "effective_gogc", "assist_share",
+                "reclaimed_fraction", "segment")
 
 
 def _row(v: tuple[Any, ...]) -> dict[str, Any]:
@@ -300,26 +273,8 @@ class TraceAnalyzer:
         n = len(tb)
         if n == 0:
             note = "no GC cycles"
-            return Summary(
-                0,
-                0,
-                skipped_lines,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                note,
-                None,
-                False,
-                0,
-                gogc,
-                "given" if gogc is not None else "none",
-                0,
-                0.0,
-            ), False
+            return Summary(0, 0, skipped_lines, None, None, None, None, None, None, None, note, None,
+                           False, 0, gogc, "given" if gogc is not None else "none", 0, 0.0), False
         flags = tb.np("flags")
         stw = tb.np("stw_ms")
         eff = tb.np("effective_gogc")
@@ -339,11 +294,8 @@ class TraceAnalyzer:
 
         fit = self._live_fit()
         slope = fit.slope if isinstance(fit, TrendFit) else None
-        note = (
-            f"Theil–Sen over {fit.n} cycles, {fit.span_s:.1f}s"
-            if isinstance(fit, TrendFit)
-            else f"insufficient data: {fit.reason}"
-        )
+        note = (f"Theil–Sen over {fit.n} cycles, {fit.span_s:.1f}s" if isinstance(fit, TrendFit)
+                else f"insufficient data: {fit.reason}")
         t = tb.np("t")
         seg = tb.np("segment")
         span = float(sum(t[seg == s].max() - t[seg == s].min() for s in np.unique(seg)))
@@ -490,9 +442,8 @@ def _recommend(
     qps_assumed = qps is None
     q = params.qps_pivot if qps is None else qps
     if qps_assumed:
-        notes.append(
-            f"a gctrace log has no request rate: assumed {q:g} QPS (the formula's neutral point); pass --qps"
-        )
+        notes.append(f"a gctrace log has no request rate: assumed {q:g} QPS (the formula's neutral point); "
+                     "pass --qps")
     slope_assumed = s.live_slope_mb_per_s is None
     slope = 0.0 if s.live_slope_mb_per_s is None else s.live_slope_mb_per_s
     if slope_assumed:
@@ -500,17 +451,8 @@ def _recommend(
     if limit_binding:
         notes.append("the memory limit binds: GOGC changes matter little until the limit is raised")
     r = formula_gogc(q, slope, params)
-    return TraceRecommendation(
-        r.gogc,
-        r.qps_factor,
-        r.slope_factor,
-        r.explanation,
-        q,
-        qps_assumed,
-        slope,
-        slope_assumed,
-        tuple(notes),
-    )
+    return TraceRecommendation(r.gogc, r.qps_factor, r.slope_factor, r.explanation, q, qps_assumed, slope,
+                          slope_assumed, tuple(notes))
 
 
 def analyze_cycles(

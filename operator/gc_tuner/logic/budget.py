@@ -54,13 +54,8 @@ class BudgetParams:
     leak_max_time_to_budget_s: float = 3600.0
 
     def __post_init__(self) -> None:
-        for name in (
-            "horizon_s",
-            "leak_min_slope_mb_per_s",
-            "leak_min_r2",
-            "leak_min_span_s",
-            "leak_max_time_to_budget_s",
-        ):
+        for name in ("horizon_s", "leak_min_slope_mb_per_s", "leak_min_r2", "leak_min_span_s",
+                     "leak_max_time_to_budget_s"):
             v = getattr(self, name)
             if not math.isfinite(v) or v < 0:
                 raise ValueError(f"BudgetParams.{name} must be a finite number >= 0, got {v!r}")
@@ -156,9 +151,7 @@ def budget_gogc(
     if heap_slope_mb_per_s < 0:
         clamps.append("heap_slope")  # a shrinking heap is not counted on to keep shrinking
     ttb = time_to_budget_s(
-        budget_bytes=budget_bytes,
-        live_bytes=live_bytes,
-        non_heap_bytes=non_heap_bytes,
+        budget_bytes=budget_bytes, live_bytes=live_bytes, non_heap_bytes=non_heap_bytes,
         heap_slope_mb_per_s=heap_slope_mb_per_s,
     )
     leak, leak_reason = _leak(heap_slope_mb_per_s, r2, span_s, ttb, p)
@@ -171,18 +164,8 @@ def budget_gogc(
             f"GOGC held at the floor {gogc}: leak suspected ({leak_reason}); lowering GOGC further would "
             f"only trade CPU for time; GOMEMLIMIT {gomemlimit} is the backstop ({sizes})"
         )
-        return BudgetResult(
-            gogc,
-            budget_bytes,
-            gomemlimit,
-            explanation,
-            inputs,
-            True,
-            leak_reason,
-            tuple(clamps),
-            pred.raw,
-            ttb,
-        )
+        return BudgetResult(gogc, budget_bytes, gomemlimit, explanation, inputs, True, leak_reason,
+                            tuple(clamps), pred.raw, ttb)
 
     gogc, note = _bounded_gogc(pred, p)
     if note:
@@ -194,9 +177,8 @@ def budget_gogc(
     )
     if note:
         explanation += f" ({note})"
-    return BudgetResult(
-        gogc, budget_bytes, gomemlimit, explanation, inputs, False, leak_reason, tuple(clamps), pred.raw, ttb
-    )
+    return BudgetResult(gogc, budget_bytes, gomemlimit, explanation, inputs, False, leak_reason,
+                        tuple(clamps), pred.raw, ttb)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,12 +208,8 @@ def _check(f: _Figures, r2: float | None, span_s: float | None) -> None:
         raise ValueError(f"budget must be an integer number of bytes, got {f.budget_bytes!r}")
     if f.budget_bytes <= 0:
         raise ValueError(f"budget must be > 0 bytes, got {f.budget_bytes}")
-    for name, v in (
-        ("live heap", f.live_bytes),
-        ("stacks", f.stacks_bytes),
-        ("globals", f.globals_bytes),
-        ("non-heap memory", f.non_heap_bytes),
-    ):
+    for name, v in (("live heap", f.live_bytes), ("stacks", f.stacks_bytes), ("globals", f.globals_bytes),
+                    ("non-heap memory", f.non_heap_bytes)):
         _check_bytes(name, v)
     if not math.isfinite(f.heap_slope_mb_per_s):
         raise ValueError(f"heap slope must be a finite number of MB/s, got {f.heap_slope_mb_per_s!r}")
@@ -250,12 +228,7 @@ def _predict(f: _Figures, horizon_s: float) -> _Prediction:
 
 
 def _inputs(
-    f: _Figures,
-    horizon_s: float,
-    pred: _Prediction,
-    *,
-    r2: float | None,
-    span_s: float | None,
+    f: _Figures, horizon_s: float, pred: _Prediction, *, r2: float | None, span_s: float | None,
     ttb: float | None,
 ) -> dict[str, Any]:
     return {

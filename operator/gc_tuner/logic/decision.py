@@ -62,19 +62,15 @@ def decide(
 
     if current is not None and not min_gogc <= current <= max_gogc:
         return Decision(
-            "apply",
-            target,
+            "apply", target,
             f"current GOGC {current} is outside [{min_gogc}, {max_gogc}]; setting {target}{clamp_note}",
-            "OutOfBounds",
-            target,
-            clamped,
+            "OutOfBounds", target, clamped,
         )
     if current == target:
         return hold(target, f"GOGC is already {target}", "AtTarget")
     if current is not None and abs(target - current) < min_change:
         return hold(
-            current,
-            f"change {current} -> {target} is smaller than the minimum change {min_change}",
+            current, f"change {current} -> {target} is smaller than the minimum change {min_change}",
             "WithinHysteresis",
         )
     if last_applied_at is not None:

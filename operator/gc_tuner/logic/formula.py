@@ -36,15 +36,8 @@ class FormulaParams:
     gogc_max: int = 200
 
     def __post_init__(self) -> None:
-        for name in (
-            "qps_pivot",
-            "qps_scale",
-            "qps_factor_min",
-            "qps_factor_max",
-            "slope_coefficient",
-            "slope_factor_min",
-            "base_gogc",
-        ):
+        for name in ("qps_pivot", "qps_scale", "qps_factor_min", "qps_factor_max", "slope_coefficient",
+                     "slope_factor_min", "base_gogc"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"FormulaParams.{name} must be finite, got {getattr(self, name)!r}")
         if self.qps_scale <= 0:

@@ -85,10 +85,10 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
         if decision is not None:
             io.metrics.decision(decision.action)
         # 6. plan
+        now = io.clock()
         plan = plan_rollout(
-            spec, state.applied, state.last_change_at, decision, memory, inp.pods, gathered.readings,
-            workload, owner=inp.owner, at=o.time, now=io.clock(),
-        )  # fmt: skip
+            spec, state, decision, memory, gathered.readings, workload, owner=inp.owner, at=o.time, now=now
+        )
         # 7. apply
         result = await carry_out(io, spec, plan, workload, token=inp.endpoint_token, owner=inp.owner)
         state.applied, state.last_change_at = result.state, result.change_at

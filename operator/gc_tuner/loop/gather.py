@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from gc_tuner.input.agent_doc import AgentStatus, fetch_agent
@@ -79,27 +79,32 @@ def _counter_fetch(spec: GCPolicySpec, pod: PodTarget) -> tuple[str | None, bool
     return pod.url(c.port, c.path), False
 
 
+_ORDER = ("agent", "prometheus", "qps", "expvar")  # the order failures and metrics are reported in
+
+
 @dataclass(slots=True)
 class _Docs:
-    """One pod's documents this cycle, each the parsed document or the error reading it."""
+    """One pod's documents this cycle; a source that failed is None here and its error in `errors`."""
 
-    agent: tuple[RuntimeSample, AgentStatus] | SourceError | None = None
-    prometheus: RuntimeSample | SourceError | None = None
-    qps: float | SourceError | None = None
-    expvar: RuntimeSample | SourceError | None = None
+    agent: tuple[RuntimeSample, AgentStatus] | None = None
+    prometheus: RuntimeSample | None = None
+    qps: float | None = None
+    expvar: RuntimeSample | None = None
+    read: set[str] = field(default_factory=set)
+    errors: dict[str, SourceError] = field(default_factory=dict)
 
-    def items(self) -> list[tuple[str, object]]:
-        # The order failures and metrics are reported in: agent, prometheus, qps, expvar.
-        got = [("agent", self.agent), ("prometheus", self.prometheus), ("qps", self.qps)]
-        return [(k, v) for k, v in (*got, ("expvar", self.expvar)) if v is not None]
+    async def attempt(self, source: str, what: Awaitable[T]) -> T | None:
+        """The document, or None with the error kept (each reader bounds its own time)."""
+        try:
+            doc = await what
+        except SourceError as err:
+            self.errors[source] = err
+            return None
+        self.read.add(source)
+        return doc
 
-
-async def _attempt(what: Awaitable[T]) -> T | SourceError:
-    """The document, or the error reading it (each reader bounds its own time)."""
-    try:
-        return await what
-    except SourceError as err:
-        return err
+    def outcomes(self) -> list[tuple[str, SourceError | None]]:
+        return [(k, self.errors.get(k)) for k in _ORDER if k in self.read or k in self.errors]
 
 
 async def _read_documents(
@@ -118,28 +123,28 @@ async def _read_documents(
     async def agent() -> None:
         if (a := src.agent) is not None:
             get = fetch_agent(io.http, pod.base_url(a.port), a.path, token, timeout=timeout)
-            docs.agent = await _attempt(get)
+            docs.agent = await docs.attempt("agent", get)
 
     async def prometheus() -> None:
         if (p := src.prometheus) is not None:
             url = pod.url(p.port, p.path)
             m = matchers if prom_counter else None
             get = fetch_prometheus(io.http, url, t=t0, counter=prom_counter, matchers=m, timeout=timeout)
-            docs.prometheus = await _attempt(get)
+            docs.prometheus = await docs.attempt("prometheus", get)
 
     async def counter() -> None:
         if counter_url is not None and c is not None:
             get = fetch_counter(io.http, counter_url, c.name, matchers=matchers, timeout=timeout)
-            docs.qps = await _attempt(get)
+            docs.qps = await docs.attempt("qps", get)
 
     await asyncio.gather(agent(), prometheus(), counter())
     t = (t0 + io.clock()) / 2
     # Phase 2: expvar has no GOGC of its own, and its live-heap estimate needs one.
     if (e := src.expvar) is not None:
-        gogc = docs.agent[1].gogc if isinstance(docs.agent, tuple) else None
+        gogc = docs.agent[1].gogc if docs.agent is not None else None
         url = pod.url(e.port, e.path)
         get = fetch_expvar(io.http, url, t=t, previous=ps.last_expvar, gogc=gogc, timeout=timeout)
-        docs.expvar = await _attempt(get)
+        docs.expvar = await docs.attempt("expvar", get)
     return docs, t
 
 
@@ -147,27 +152,27 @@ def _merge_documents(pod: PodTarget, spec: GCPolicySpec, docs: _Docs, t: float, 
     """One pod's documents as one reading: the merged sample, the agent's state, the failures."""
     failures: list[PodFailure] = []
     ok: list[str] = []
-    for name, got in docs.items():
-        if isinstance(got, SourceError):
-            failures.append(PodFailure(pod.name, name, got.reason, _message(got)))
-            io.metrics.sample_error(name, got.reason)
+    for name, err in docs.outcomes():
+        if err is not None:
+            failures.append(PodFailure(pod.name, name, err.reason, _message(err)))
+            io.metrics.sample_error(name, err.reason)
         else:
             io.metrics.sample(name)
             ok.append(name)
     parts: list[RuntimeSample] = []
     agent = None
-    if isinstance(docs.agent, tuple):
+    if docs.agent is not None:
         sample, agent = docs.agent
         parts.append(dataclasses.replace(sample, t=t))
         if spec.qps.agent is not None and sample.requests_total is None:
             failures.append(PodFailure(pod.name, "qps", "MalformedData", _NO_AGENT_COUNTER))
             io.metrics.sample_error("qps", "MalformedData")
-    if isinstance(docs.prometheus, RuntimeSample):
+    if docs.prometheus is not None:
         parts.append(dataclasses.replace(docs.prometheus, t=t))
-    expvar = dataclasses.replace(docs.expvar, t=t) if isinstance(docs.expvar, RuntimeSample) else None
+    expvar = dataclasses.replace(docs.expvar, t=t) if docs.expvar is not None else None
     if expvar is not None:
         parts.append(expvar)
-    qps = None if isinstance(docs.qps, SourceError) else docs.qps
+    qps = docs.qps
     if qps is not None:
         # Only the request counter: the runtime series come from the sources the policy chose.
         parts.append(RuntimeSample(t=t, source="prometheus", requests_total=qps))

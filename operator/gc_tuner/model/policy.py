@@ -6,7 +6,7 @@ CRD (crds/gcpolicies.gctuner.io.yaml) and these models state the rules twice, an
 tests/model/test_policy.py walks the CRD schema to check that every default, bound and enum agrees.
 
 Field names are the CRD's camelCase via aliases; Python code uses snake_case. No floats in spec:
-formula constants are integer milli-units, converted to floats only at the strategy (loop/strategy.py).
+formula constants are integer milli-units, converted to floats only at the strategy (tuning/strategies.py).
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ __all__ = [
     "join_url",
     "json_body",
     "mapped_errors",
+    "request",
     "time_bound",
 ]
 
@@ -122,3 +123,23 @@ def auth_headers(token: str | None) -> dict[str, str]:
 def join_url(base_url: str, path: str) -> str:
     """base_url + path with exactly one slash between them, whichever side has one."""
     return base_url.rstrip("/") + "/" + path.lstrip("/")
+
+
+async def request(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> httpx.Response:
+    """One HTTP exchange with a 2xx answer; anything else raises from the error tree. `timeout`
+    bounds each phase (connect, each read); wrap the call in `time_bound` to bound it as a whole."""
+    with mapped_errors(url):
+        response = await client.request(
+            method, url, headers={**(headers or {}), **auth_headers(token)}, timeout=timeout, **kwargs
+        )
+    check_status(response)
+    return response

@@ -44,6 +44,7 @@ from gc_tuner.tuning.records import (
     Verdict,
     rfc3339,
 )
+from gc_tuner.tuning.state import PolicyState
 from gc_tuner.tuning.strategies import MemoryLimitTarget
 
 __all__ = [
@@ -321,11 +322,9 @@ def _rollout_verdict(plan: ApplyPlan, w: WorkloadInfo) -> ApplyResult:
 
 def plan_rollout(
     spec: GCPolicySpec,
-    prior: AppliedState | None,
-    prior_change_at: float | None,
+    state: PolicyState,
     decision: DecisionInfo | None,
     mem: MemoryLimitTarget,
-    pods: Sequence[PodTarget],
     readings: Sequence[PodReading],
     workload: WorkloadInfo | None,
     *,
@@ -333,12 +332,13 @@ def plan_rollout(
     at: float,
     now: float,
 ) -> ApplyPlan:
-    """The plan step: the policy's rollout method's plan (see plan_endpoint and plan_envpatch)."""
+    """The plan step: the rollout method's plan from what the policy has in force (`state` is read,
+    not changed; see plan_endpoint and plan_envpatch)."""
+    prior, since = state.applied, state.last_change_at
     if spec.rollout.method == "Endpoint":
-        return plan_endpoint(
-            spec, prior, prior_change_at, decision, mem, pods, readings, owner=owner, at=at, now=now
-        )
-    return plan_envpatch(prior, prior_change_at, decision, mem, workload, owner=owner, at=at)
+        pods = [r.pod for r in readings]  # gather reads every matched pod, in order
+        return plan_endpoint(spec, prior, since, decision, mem, pods, readings, owner=owner, at=at, now=now)
+    return plan_envpatch(prior, since, decision, mem, workload, owner=owner, at=at)
 
 
 @dataclass(frozen=True, slots=True)
