@@ -232,3 +232,69 @@ async def test_promql_refused_connection_is_unreachable() -> None:
     async with httpx.AsyncClient() as client:
         with pytest.raises(UnreachableError):
             await fetch_promql(client, f"http://127.0.0.1:{_closed_port()}", "up")
+
+
+class _Endless(BaseHTTPRequestHandler):
+    """Answers 200 and then sends forever (no length): a broken or hostile pod."""
+
+    declared: ClassVar[int | None] = None
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        if self.declared is not None:
+            self.send_header("Content-Length", str(self.declared))
+        self.end_headers()
+        chunk = b"go_memstats_alloc_bytes 1\n" * 4096
+        try:
+            while True:
+                self.wfile.write(chunk)
+        except OSError:
+            pass  # the reader stopped reading: that is the point
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def endless_peer(declared: int | None = None) -> Iterator[str]:
+    handler = type("E", (_Endless,), {"declared": declared})
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.mark.parametrize("declared", [None, 1 << 40])
+async def test_an_endless_answer_is_cut_at_the_limit_with_bounded_memory(declared: int | None) -> None:
+    import tracemalloc
+
+    from gc_tuner.input.prometheus import fetch_prometheus
+    from gc_tuner.net.errors import ResponseTooLargeError
+
+    with endless_peer(declared) as base:
+        async with httpx.AsyncClient() as client:
+            tracemalloc.start()
+            try:
+                with pytest.raises(ResponseTooLargeError) as info:
+                    await fetch_prometheus(client, base + "/metrics", t=0.0, timeout=3.0, max_bytes=256 << 10)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    assert info.value.reason == "ResponseTooLarge" and "262144" in str(info.value)
+    assert peak < 16 << 20  # a 256 KiB limit, a few chunks in flight; never the stream
+
+
+async def test_an_answer_within_the_limit_reads_whole() -> None:
+    body = json.dumps(_doc()).encode()
+    with http_peer(200, body) as (base, _):
+        async with httpx.AsyncClient() as client:
+            sample, _status = await fetch_agent(client, base, max_bytes=len(body))
+            assert sample.source == "agent"
+            with pytest.raises(FetchError, match="limit of"):
+                await fetch_agent(client, base, max_bytes=len(body) - 1)

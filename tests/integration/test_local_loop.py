@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -314,3 +314,55 @@ async def test_qps_from_the_agents_request_counter_in_one_request_per_pod(binary
     [failure] = [f for f in outcome.failures if f.source == "qps"]
     assert (failure.pod, failure.reason) == (targets[1].name, "MalformedData")
     assert "agent.WithRequestCounter" in failure.message
+
+
+class _BrokenReads(BaseHTTPRequestHandler):
+    """A pod whose every read fails (HTTP 500) but which would accept writes: it counts them."""
+
+    writes: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.send_response(500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_POST(self) -> None:
+        type(self).writes.append(self.path)
+        body = b'{"error": "writes are counted here"}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+async def test_enforce_never_writes_to_a_pod_it_could_not_read(pair: list[Workload]) -> None:
+    handler = type("B", (_BrokenReads,), {"writes": []})
+    srv = ThreadingHTTPServer(("127.0.0.8", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        broken = parse_target(f"http://127.0.0.8:{srv.server_address[1]}")
+        targets = [parse_target(pair[0].base_url), parse_target(pair[1].base_url), broken]
+        spec = parse_policy(
+            {
+                **default_local_policy(mode="Enforce", port=8080),
+                "sampling": {"intervalSeconds": 1, "windowSeconds": 30, "sources": {"agent": {"port": 8080}}},
+                "qps": {"agent": {}},
+                "rollout": {"method": "Endpoint", "endpoint": {"port": 8080}, "cooldownSeconds": 0},
+            }
+        )
+        async with httpx.AsyncClient(trust_env=False) as http:
+            loop = LocalLoop(spec, targets, http, token=TOKEN)
+            for _ in range(5):
+                outcome, _status = await loop.step()
+                await asyncio.sleep(1)
+            await loop.release()
+        assert outcome.applied is not None and outcome.applied.pods == 2  # the readable pair is tuned
+        assert handler.writes == []  # and the pod that could not be read got no write at all
+        assert outcome.apply_verdict is not None and outcome.apply_verdict.reason == "PartiallyApplied"
+        assert broken.name in outcome.apply_verdict.message
+    finally:
+        srv.shutdown()
+        srv.server_close()

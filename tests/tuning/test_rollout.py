@@ -460,3 +460,13 @@ def test_current_settings(
     readings = [reading(p, gogc=g) for p, g in zip(pods(len(gogcs)), gogcs, strict=True)]
     w = workload(gogc=template) if method == "EnvPatch" else None
     assert current_settings(method, prior, readings, w) == expected
+
+
+def test_a_pod_that_could_not_be_read_is_never_written() -> None:
+    a, b, c = pods(3)
+    unread = PodReading(b, None, None, failures=(PodFailure("p1", "agent", "Timeout", "no answer"),))
+    plan = endpoint(None, apply(60), [a, b, c], [reading(a), unread])  # c: no reading at all
+    assert [w.pod.name for w in plan.writes] == ["p0"] and plan.unread == ("p1", "p2")
+    result = settle_endpoint(plan, ["p0"], [])
+    assert (result.verdict.status, result.verdict.reason) == ("False", "PartiallyApplied")
+    assert result.verdict.message.endswith("not written, unread this cycle: p1, p2")

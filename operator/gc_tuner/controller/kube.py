@@ -18,6 +18,7 @@ from gc_tuner.net.errors import (
     FetchError,
     FetchTimeoutError,
     ProtocolError,
+    ResponseTooLargeError,
     UnreachableError,
 )
 
@@ -146,24 +147,36 @@ class KubeLogs:
     def __init__(self, kube: KubeIO, namespace: str) -> None:
         self.kube, self.namespace = kube, namespace
 
-    def _read(self, pod: str, container: str | None, since_seconds: int, tail_lines: int) -> list[str]:
+    def _read(
+        self, pod: str, container: str | None, since_seconds: int, tail_lines: int, max_bytes: int
+    ) -> list[str]:
         from kubernetes.client.exceptions import ApiException
 
         what = f"pods/{pod}/log"
         try:
-            kwargs: dict[str, Any] = {"since_seconds": since_seconds, "tail_lines": tail_lines}
+            # limitBytes makes the kubelet stop there; one byte more tells a full read from a cut one.
+            kwargs: dict[str, Any] = {
+                "since_seconds": since_seconds,
+                "tail_lines": tail_lines,
+                "limit_bytes": max_bytes + 1,
+            }
             if container:
                 kwargs["container"] = container
             resp: Any = self.kube.core.read_namespaced_pod_log(
                 pod, self.namespace, _preload_content=False, **kwargs
             )
-            return [str(line) for line in resp.data.decode("utf-8", "replace").splitlines()]
+            data: bytes = resp.data
+            if len(data) > max_bytes:
+                raise ResponseTooLargeError(
+                    what, f"more than {max_bytes} bytes in {tail_lines} lines; raise sampling.maxResponseKiB"
+                )
+            return [str(line) for line in data.decode("utf-8", "replace").splitlines()]
         except ApiException as e:
             raise _api_error(e, what) from None
         except OSError as e:
             raise UnreachableError(what, str(e)) from None
 
     async def read(
-        self, pod: str, container: str | None, *, since_seconds: int, tail_lines: int
+        self, pod: str, container: str | None, *, since_seconds: int, tail_lines: int, max_bytes: int
     ) -> Sequence[str]:
-        return await asyncio.to_thread(self._read, pod, container, since_seconds, tail_lines)
+        return await asyncio.to_thread(self._read, pod, container, since_seconds, tail_lines, max_bytes)

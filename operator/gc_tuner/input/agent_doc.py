@@ -19,7 +19,14 @@ import httpx
 
 from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.net.errors import SourceFormatError
-from gc_tuner.net.transport import DEFAULT_TIMEOUT, join_url, json_body, request, time_bound
+from gc_tuner.net.transport import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_TIMEOUT,
+    join_url,
+    json_body,
+    request,
+    time_bound,
+)
 
 __all__ = [
     "AGENT_PATH",
@@ -277,11 +284,12 @@ async def fetch_agent(
     token: str | None = None,
     *,
     timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> tuple[RuntimeSample, AgentStatus]:
     """GET the agent's state: one `RuntimeSample` (source "agent") and the `AgentStatus`."""
     url = join_url(base_url, path)
     async with time_bound(url, timeout):
-        response = await request(client, "GET", url, token=token, timeout=timeout)
+        response = await request(client, "GET", url, token=token, timeout=timeout, max_bytes=max_bytes)
     t = time.time()
     doc = json_body(response, "agent")
     return parse_agent(doc, t=t)

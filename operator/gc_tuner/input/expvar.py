@@ -27,7 +27,7 @@ import httpx
 
 from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.net.errors import SourceFormatError
-from gc_tuner.net.transport import DEFAULT_TIMEOUT, request, time_bound
+from gc_tuner.net.transport import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, request, time_bound
 
 __all__ = [
     "PAUSE_RING",
@@ -194,8 +194,9 @@ async def fetch_expvar(
     previous: RuntimeSample | None = None,
     gogc: int | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> RuntimeSample:
     """GET /debug/vars and parse it (see gc_tuner.input.expvar for what is estimated)."""
     async with time_bound(url, timeout):
-        response = await request(client, "GET", url, timeout=timeout)
+        response = await request(client, "GET", url, timeout=timeout, max_bytes=max_bytes)
     return parse_expvar(response.content, t=t, previous=previous, gogc=gogc)

@@ -40,7 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.net.errors import SourceFormatError
-from gc_tuner.net.transport import DEFAULT_TIMEOUT, request, time_bound
+from gc_tuner.net.transport import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, request, time_bound
 
 __all__ = ["fetch_counter", "fetch_prometheus", "parse_counter", "parse_prometheus"]
 
@@ -254,15 +254,20 @@ async def fetch_prometheus(
     counter: str | None = None,
     matchers: Mapping[str, str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> RuntimeSample:
     """GET a Prometheus text exposition (/metrics) and parse it."""
-    response = await _get_exposition(client, url, timeout)
+    response = await _get_exposition(client, url, timeout, max_bytes)
     return parse_prometheus(response.text, t=t, counter=counter, matchers=matchers)
 
 
-async def _get_exposition(client: httpx.AsyncClient, url: str, timeout: float) -> httpx.Response:
+async def _get_exposition(
+    client: httpx.AsyncClient, url: str, timeout: float, max_bytes: int
+) -> httpx.Response:
     async with time_bound(url, timeout):
-        return await request(client, "GET", url, headers={"Accept": "text/plain"}, timeout=timeout)
+        return await request(
+            client, "GET", url, headers={"Accept": "text/plain"}, timeout=timeout, max_bytes=max_bytes
+        )
 
 
 async def fetch_counter(
@@ -272,7 +277,8 @@ async def fetch_counter(
     *,
     matchers: Mapping[str, str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> float:
     """GET a Prometheus text exposition and read only the request counter (see `parse_counter`)."""
-    response = await _get_exposition(client, url, timeout)
+    response = await _get_exposition(client, url, timeout, max_bytes)
     return parse_counter(response.content, counter, matchers)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from gc_tuner.net.errors import SourceFormatError
-from gc_tuner.net.transport import json_body, request, time_bound
+from gc_tuner.net.transport import DEFAULT_MAX_BYTES, json_body, request, time_bound
 
 __all__ = ["fetch_promql", "parse_promql_vector"]
 
@@ -69,13 +69,21 @@ def _number(v: Any, fieldname: str) -> float:
 
 
 async def fetch_promql(
-    client: httpx.AsyncClient, base_url: str, query: str, *, pod_label: str = "pod", timeout: float = 5.0
+    client: httpx.AsyncClient,
+    base_url: str,
+    query: str,
+    *,
+    pod_label: str = "pod",
+    timeout: float = 5.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> dict[str | None, float]:
     """Run an instant query against `base_url` (e.g. http://127.0.0.1:9090) and parse the vector."""
     url = base_url.rstrip("/") + "/api/v1/query"
     # The one mapping of the error tree (net/transport.py): 400/422 (a bad query, Prometheus's message
     # kept) are RejectedError, 401/403 AuthError, transport failures Unreachable/Timeout.
     async with time_bound(url, timeout):
-        resp = await request(client, "GET", url, params={"query": query}, timeout=timeout)
+        resp = await request(
+            client, "GET", url, params={"query": query}, timeout=timeout, max_bytes=max_bytes
+        )
     doc = json_body(resp, "promql")
     return parse_promql_vector(doc, pod_label)

@@ -112,7 +112,7 @@ async def _read_documents(
 ) -> tuple[_Docs, float]:
     """Every HTTP source of one pod, and the one timestamp they share."""
     src, c = spec.sampling.sources, spec.qps.counter
-    timeout = float(spec.sampling.timeout_seconds)
+    timeout, limit = float(spec.sampling.timeout_seconds), spec.sampling.max_response_bytes
     matchers = dict(c.matchers or {}) if c is not None else None
     counter_url, counter_in_prom = _counter_fetch(spec, pod)
     prom_counter = c.name if c is not None and counter_in_prom else None
@@ -122,19 +122,23 @@ async def _read_documents(
 
     async def agent() -> None:
         if (a := src.agent) is not None:
-            get = fetch_agent(io.http, pod.base_url(a.port), a.path, token, timeout=timeout)
+            get = fetch_agent(io.http, pod.base_url(a.port), a.path, token, timeout=timeout, max_bytes=limit)
             docs.agent = await docs.attempt("agent", get)
 
     async def prometheus() -> None:
         if (p := src.prometheus) is not None:
             url = pod.url(p.port, p.path)
             m = matchers if prom_counter else None
-            get = fetch_prometheus(io.http, url, t=t0, counter=prom_counter, matchers=m, timeout=timeout)
+            get = fetch_prometheus(
+                io.http, url, t=t0, counter=prom_counter, matchers=m, timeout=timeout, max_bytes=limit
+            )
             docs.prometheus = await docs.attempt("prometheus", get)
 
     async def counter() -> None:
         if counter_url is not None and c is not None:
-            get = fetch_counter(io.http, counter_url, c.name, matchers=matchers, timeout=timeout)
+            get = fetch_counter(
+                io.http, counter_url, c.name, matchers=matchers, timeout=timeout, max_bytes=limit
+            )
             docs.qps = await docs.attempt("qps", get)
 
     await asyncio.gather(agent(), prometheus(), counter())
@@ -143,7 +147,9 @@ async def _read_documents(
     if (e := src.expvar) is not None:
         gogc = docs.agent[1].gogc if docs.agent is not None else None
         url = pod.url(e.port, e.path)
-        get = fetch_expvar(io.http, url, t=t, previous=ps.last_expvar, gogc=gogc, timeout=timeout)
+        get = fetch_expvar(
+            io.http, url, t=t, previous=ps.last_expvar, gogc=gogc, timeout=timeout, max_bytes=limit
+        )
         docs.expvar = await docs.attempt("expvar", get)
     return docs, t
 
@@ -203,7 +209,11 @@ async def _read_trace(
     try:
         async with time_bound(f"pods/{pod.name}/log", float(spec.sampling.timeout_seconds)):
             lines = await io.logs.read(
-                pod.name, spec.target_ref.container, since_seconds=since, tail_lines=gt.tail_lines
+                pod.name,
+                spec.target_ref.container,
+                since_seconds=since,
+                tail_lines=gt.tail_lines,
+                max_bytes=spec.sampling.max_response_bytes,
             )
     except SourceError as err:
         io.metrics.sample_error("gctrace", err.reason)
@@ -257,7 +267,12 @@ async def read_promql(
         return {}, None
     try:
         values = await fetch_promql(
-            io.http, q.url, q.query, pod_label=q.pod_label, timeout=float(spec.sampling.timeout_seconds)
+            io.http,
+            q.url,
+            q.query,
+            pod_label=q.pod_label,
+            timeout=float(spec.sampling.timeout_seconds),
+            max_bytes=spec.sampling.max_response_bytes,
         )
     except SourceError as err:
         io.metrics.sample_error("promql", err.reason)

@@ -35,8 +35,10 @@ class EnvActuator(Protocol):
 
 class LogReader(Protocol):
     async def read(
-        self, pod: str, container: str | None, *, since_seconds: int, tail_lines: int
-    ) -> Sequence[str]: ...
+        self, pod: str, container: str | None, *, since_seconds: int, tail_lines: int, max_bytes: int
+    ) -> Sequence[str]:
+        """The lines; ResponseTooLargeError when they hold more than `max_bytes`."""
+        ...
 
 
 class LoopMetrics(Protocol):

@@ -141,7 +141,12 @@ class SamplingSpec(_Model):
     window_seconds: int = Field(default=300, ge=3, le=86400)
     timeout_seconds: int = Field(default=5, ge=1, le=60)
     max_concurrency: int = Field(default=16, ge=1, le=256)
+    max_response_kib: int = Field(default=4096, ge=16, le=65536, alias="maxResponseKiB")
     sources: Sources
+
+    @property
+    def max_response_bytes(self) -> int:
+        return self.max_response_kib * 1024
 
     @model_validator(mode="after")
     def _window_holds_three_samples(self) -> SamplingSpec:

@@ -7,6 +7,7 @@
         ├── FetchTimeoutError    connect or read timeout
         ├── AuthError            401 / 403 (wrong or missing token)
         ├── RejectedError        4xx the peer explains (e.g. 422: value outside the agent's bounds)
+        ├── ResponseTooLargeError  the answer is longer than the source's byte limit
         └── ProtocolError        any other unexpected status or a broken HTTP exchange
 
 Each error has a short CamelCase `reason`, used in GCPolicy status, Events and metric labels.
@@ -20,6 +21,7 @@ __all__ = [
     "FetchTimeoutError",
     "ProtocolError",
     "RejectedError",
+    "ResponseTooLargeError",
     "SourceError",
     "SourceFormatError",
     "UnreachableError",
@@ -69,6 +71,12 @@ class AuthError(FetchError):
 
 class RejectedError(FetchError):
     reason = "Rejected"
+
+
+class ResponseTooLargeError(FetchError):
+    """The peer sent more than the byte limit; reading stopped there, so memory stays bounded."""
+
+    reason = "ResponseTooLarge"
 
 
 class ProtocolError(FetchError):

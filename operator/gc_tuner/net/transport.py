@@ -14,7 +14,8 @@ Every transport failure and unexpected status is mapped to the error tree of `ne
 
 Each request carries its own timeout (default `DEFAULT_TIMEOUT`), so a peer that accepts a
 connection and never answers (a stopped process) cannot hang a tuning cycle whatever the client's
-own configuration.
+own configuration. Each answer is read as a stream up to a byte limit (default `DEFAULT_MAX_BYTES`),
+so a peer that sends forever costs the operator that many bytes, then ResponseTooLargeError.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from gc_tuner.net.errors import (
     FetchTimeoutError,
     ProtocolError,
     RejectedError,
+    ResponseTooLargeError,
     SourceFormatError,
     UnreachableError,
 )
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "DEFAULT_TIMEOUT",
     "auth_headers",
     "check_status",
@@ -48,6 +51,7 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 5.0
+DEFAULT_MAX_BYTES = 4 << 20  # a large /metrics is well under 1 MiB; an agent document a few KiB
 _REJECTED = frozenset({400, 409, 413, 415, 422})
 # httpcore's words for "the peer closed the connection": a process that died mid-exchange.
 _PEER_GONE = ("disconnected", "connection closed", "peer closed", "connection reset")
@@ -133,13 +137,38 @@ async def request(
     timeout: float,
     token: str | None = None,
     headers: dict[str, str] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
     **kwargs: Any,
 ) -> httpx.Response:
-    """One HTTP exchange with a 2xx answer; anything else raises from the error tree. `timeout`
-    bounds each phase (connect, each read); wrap the call in `time_bound` to bound it as a whole."""
+    """One HTTP exchange with a 2xx answer of at most `max_bytes` (decoded); anything else raises from
+    the error tree. `timeout` bounds each phase (connect, each read); wrap the call in `time_bound`
+    to bound it as a whole."""
     with mapped_errors(url):
-        response = await client.request(
+        async with client.stream(
             method, url, headers={**(headers or {}), **auth_headers(token)}, timeout=timeout, **kwargs
-        )
+        ) as streamed:
+            body = await _read_capped(streamed, url, max_bytes)
+    # The body is read (and decoded) already: the copy must not announce an encoding or a length.
+    kept = [(k, v) for k, v in streamed.headers.multi_items() if k.lower() not in _BODY_HEADERS]
+    response = httpx.Response(streamed.status_code, headers=kept, content=body, request=streamed.request)
     check_status(response)
     return response
+
+
+_BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+async def _read_capped(response: httpx.Response, url: str, max_bytes: int) -> bytes:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ResponseTooLargeError(url, f"answer of {declared} bytes, more than the limit of {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ResponseTooLargeError(
+                url, f"answer longer than the limit of {max_bytes} bytes; reading stopped"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

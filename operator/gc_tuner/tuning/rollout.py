@@ -10,7 +10,8 @@ The rules, each a row of tests/tuning/test_rollout.py:
 - Endpoint takeover: pods that already run the recommended GOGC (decision `AtTarget`) while gc-tuner
   holds nothing are adopted, and their lease held, without counting a change.
 - Endpoint renewals: every ready pod is written each cycle, except those whose own GET this cycle
-  shows our values under our lease with more than `renew_margin_s` left (`in_force`).
+  shows our values under our lease with more than `renew_margin_s` left (`in_force`), and those
+  whose runtime could not be read this cycle (`unread`: gc-tuner never writes blind).
 - Endpoint verdict: InSync when every ready pod acked, PartiallyApplied when some did, the first
   failure's reason when none did, NoReadyPods when there is no ready pod.
 - EnvPatch: one template patch per applied decision; a patch that changes nothing is no change. A
@@ -85,6 +86,7 @@ class ApplyPlan:
     events: tuple[LoopEvent, ...] = ()
     writes: tuple[PodWrite, ...] = ()  # Endpoint: agents to POST, all with `state.gogc`
     in_force: tuple[str, ...] = ()  # Endpoint: ready pods counted as acked without a write
+    unread: tuple[str, ...] = ()  # Endpoint: ready pods not written: their runtime was not read this cycle
     ready: int = 0  # Endpoint: ready pods
     env: Mapping[str, str] | None = None  # EnvPatch: the env to set in the template
     note: AppliedNote | None = None  # EnvPatch: the applied annotation written with it
@@ -188,8 +190,13 @@ def plan_endpoint(
             margin_s=margin,
         )
     )
-    writes = tuple(PodWrite(p, mem.for_pod(p.name)) for p in ready if p.name not in in_force)
-    return dataclasses.replace(plan, writes=writes, in_force=tuple(in_force), ready=len(ready))
+    # Never write to a pod that could not be read this cycle: whatever broke the read (a wrong token,
+    # a hung or hostile process) makes a write blind, and its failure is reported already.
+    unread = tuple(p.name for p in ready if (r := by_pod.get(p.name)) is None or r.sample is None)
+    writes = tuple(
+        PodWrite(p, mem.for_pod(p.name)) for p in ready if p.name not in in_force and p.name not in unread
+    )
+    return dataclasses.replace(plan, writes=writes, in_force=tuple(in_force), unread=unread, ready=len(ready))
 
 
 def settle_endpoint(plan: ApplyPlan, acked: Sequence[str], failures: Sequence[PodFailure]) -> ApplyResult:
@@ -205,8 +212,9 @@ def settle_endpoint(plan: ApplyPlan, acked: Sequence[str], failures: Sequence[Po
     elif done == plan.ready:
         verdict = Verdict(TRUE, "InSync", f"GOGC {a.gogc} in force on {plan.ready}/{plan.ready} ready pods")
     elif done:
+        skipped = f"; not written, unread this cycle: {', '.join(plan.unread)}" if plan.unread else ""
         verdict = Verdict(
-            FALSE, "PartiallyApplied", f"GOGC {a.gogc} in force on {done}/{plan.ready} ready pods"
+            FALSE, "PartiallyApplied", f"GOGC {a.gogc} in force on {done}/{plan.ready} ready pods{skipped}"
         )
     else:
         reason = failures[0].reason if failures else "ApplyFailed"
