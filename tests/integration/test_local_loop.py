@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -363,6 +364,66 @@ async def test_enforce_never_writes_to_a_pod_it_could_not_read(pair: list[Worklo
         assert handler.writes == []  # and the pod that could not be read got no write at all
         assert outcome.apply_verdict is not None and outcome.apply_verdict.reason == "PartiallyApplied"
         assert broken.name in outcome.apply_verdict.message
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _hostile_agent(start: float) -> type[BaseHTTPRequestHandler]:
+    """An agent whose well-formed answers claim a live heap growing 10 GB/s, with every counter made
+    to agree (allocations and held memory grow as fast), so only the container's limit betrays it."""
+    from tests.input.test_agent_parser import _doc
+
+    class Hostile(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            dt = time.monotonic() - start
+            doc = _doc()
+            grown = int(10e9 * dt)
+            m = doc["metrics"]
+            m["/gc/heap/live:bytes"] = 40_000_000 + grown
+            m["/gc/heap/allocs:bytes"] = 123_456_789_012 + 2 * grown
+            m["/memory/classes/total:bytes"] = 90_000_000 + 2 * grown
+            m["/gc/heap/goal:bytes"] = 80_000_000 + 2 * grown
+            m["/gc/cycles/total:gc-cycles"] = 42 + int(dt * 10)
+            doc["requestsTotal"] = int(1200 * dt)
+            body = json.dumps(doc).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Hostile
+
+
+async def test_one_pod_with_absurd_well_formed_data_does_not_steer_the_other(pair: list[Workload]) -> None:
+    srv = ThreadingHTTPServer(("127.0.0.9", 0), _hostile_agent(time.monotonic()))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        hostile = parse_target(f"http://127.0.0.9:{srv.server_address[1]}", memory_limit="1Gi")
+        targets = [parse_target(pair[0].base_url, memory_limit="1Gi"), hostile]
+        spec = parse_policy(
+            {
+                **default_local_policy(mode="DryRun", port=8080),
+                "sampling": {"intervalSeconds": 1, "windowSeconds": 30, "sources": {"agent": {"port": 8080}}},
+                "qps": {"agent": {}},
+            }
+        )
+        async with httpx.AsyncClient(trust_env=False) as http:
+            loop = LocalLoop(spec, targets, http, token=TOKEN)
+            for _ in range(6):
+                outcome, status = await loop.step()
+                await asyncio.sleep(1)
+        screened = {(f.pod, f.reason) for f in outcome.failures if f.source == "fit"}
+        assert screened == {(hostile.name, "ImplausibleData")}
+        assert outcome.fit is not None and outcome.fit.pods == 1  # only the healthy pod's heap counts
+        assert outcome.fit.heap_slope_mb_per_s is not None and abs(outcome.fit.heap_slope_mb_per_s) < 50
+        # The median of two is their mean: unscreened, 10 GB/s would pin GOGC to the floor of 25.
+        assert outcome.recommendation_gogc is not None and outcome.recommendation_gogc > 25
+        assert any(f["name"] == hostile.name for f in status["pods"]["failures"])
     finally:
         srv.shutdown()
         srv.server_close()

@@ -96,7 +96,12 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
             io.metrics.applied_change(plan.method)
         o = dataclasses.replace(o, decision=decision, plan=plan, result=result, posted=result.events)
     # 8. report
-    failures = (*inp.extra_failures, *gathered.failures, *(o.result.failures if o.result else ()))
+    failures = (
+        *inp.extra_failures,
+        *gathered.failures,
+        *fitted.screened,
+        *(o.result.failures if o.result else ()),
+    )
     applied = state.applied.gogc if state.applied and o.enforcing else None
     io.metrics.gogc(*_policy_key(inp.owner), recommended=o.recommendation_gogc, applied=applied)
     return _report(dataclasses.replace(o, failures=failures), state)

@@ -27,6 +27,7 @@ from gc_tuner.tuning.records import (
     PodReading,
     Verdict,
 )
+from gc_tuner.tuning.screening import screen
 from gc_tuner.tuning.state import PodState, PolicyState
 
 __all__ = [
@@ -156,7 +157,11 @@ def gctrace_summary(pods: Iterable[PodState]) -> GCTraceSummary | None:
 
 
 def fit_step(spec: GCPolicySpec, state: PolicyState, readings: Sequence[PodReading]) -> Fitted:
-    """The fit step: each read pod's fit over its windows, the Deployment's median, the leak verdict."""
-    pod_fits = fit_pods([(r.pod.name, state.pods[r.pod.name]) for r in readings], spec)
-    summary = fit_deployment(pod_fits, spec)
-    return Fitted(tuple(pod_fits), summary, leak_verdict(summary, spec), gctrace_summary(state.pods.values()))
+    """The fit step: each read pod's fit over its windows, screened (tuning/screening.py), the
+    Deployment's median, the leak verdict."""
+    fits = fit_pods([(r.pod.name, state.pods[r.pod.name]) for r in readings], spec)
+    windows = {r.pod.name: state.pods[r.pod.name].window for r in readings}
+    fits, screened = screen(fits, windows, {r.pod.name: r.pod.memory_limit for r in readings})
+    summary = fit_deployment(fits, spec)
+    leak = leak_verdict(summary, spec)
+    return Fitted(tuple(fits), summary, leak, gctrace_summary(state.pods.values()), tuple(screened))

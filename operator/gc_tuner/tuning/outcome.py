@@ -58,6 +58,7 @@ class Fitted:
     summary: FitSummary
     leak: Verdict
     gctrace: GCTraceSummary | None = None
+    screened: tuple[PodFailure, ...] = ()  # pods whose heap figures were left out (tuning/screening.py)
 
 
 _NO_LEAK_DATA = Verdict(UNKNOWN, "InsufficientData")
