@@ -427,3 +427,37 @@ async def test_one_pod_with_absurd_well_formed_data_does_not_steer_the_other(pai
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+async def test_a_hanging_pod_does_not_stretch_the_others_interval(pair: list[Workload]) -> None:
+    from tests.input.test_fetch import raw_peer
+
+    with raw_peer("silent") as hanging_url:  # accepts the connection, never answers
+        hanging = parse_target(hanging_url)
+        targets = [parse_target(pair[0].base_url), hanging]
+        spec = parse_policy(
+            {
+                **default_local_policy(mode="DryRun", port=8080),
+                "sampling": {
+                    "intervalSeconds": 1,
+                    "windowSeconds": 30,
+                    "timeoutSeconds": 8,
+                    "sources": {"agent": {"port": 8080}},
+                },
+                "qps": {"agent": {}},
+            }
+        )
+        async with httpx.AsyncClient(trust_env=False) as http:
+            loop = LocalLoop(spec, targets, http, token=TOKEN)
+            durations, reasons = [], []
+            for _ in range(4):
+                t0 = time.monotonic()
+                outcome, _status = await loop.step()
+                durations.append(time.monotonic() - t0)
+                reasons.append({f.reason for f in outcome.failures if f.pod == hanging.name})
+            loop.state.reads.cancel()
+    # Each cycle waits its budget (2 s here), not the 8 s timeout of the hanging pod's request.
+    assert max(durations) < 6.0, durations
+    # Late while its read runs on; once the request's own timeout ends it, that failure is reported.
+    assert reasons[0] == {"SlowRead"} and all(r <= {"SlowRead", "Timeout"} for r in reasons), reasons
+    assert outcome.pods_sampled == 1  # the healthy pod is read every cycle

@@ -208,6 +208,8 @@ class PolicyRunner:
         """Undo what the policy put in force: restore the env, or release the agents' leases."""
         self.deleted = True
         ctx.metrics.forget(self.namespace, self.name)
+        if self.state is not None:
+            self.state.reads.cancel()
         try:
             spec = parse_policy(dict(body.get("spec") or {}))
         except PolicyError:

@@ -64,7 +64,7 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
     state.cycles += 1
     # 1. gather
     states = state.track(inp.pods, float(spec.sampling.window_seconds), now=io.clock())
-    gathered = await gather(spec, states, inp.pods, io, token=inp.agent_token)
+    gathered = await gather(spec, states, inp.pods, io, token=inp.agent_token, reads=state.reads)
     # 2. windows
     state.feed(gathered.readings, gathered.promql)
     state.prune(p.name for p in inp.pods)

@@ -31,9 +31,9 @@ from gc_tuner.net.errors import SourceError
 from gc_tuner.net.transport import time_bound
 from gc_tuner.tuning.outcome import Gathered
 from gc_tuner.tuning.records import PodFailure, PodReading, PodTarget
-from gc_tuner.tuning.state import PodState
+from gc_tuner.tuning.state import PodState, ReadsInFlight
 
-__all__ = ["PodReading", "gather", "merge_samples", "read_promql"]
+__all__ = ["PodReading", "cycle_budget", "gather", "merge_samples", "read_promql"]
 
 T = TypeVar("T")
 
@@ -229,6 +229,15 @@ async def _read_trace(
     )
 
 
+def cycle_budget(spec: GCPolicySpec) -> float:
+    """Seconds a cycle waits for its reads: nine tenths of the interval, so a pod that hangs (up to
+    `timeoutSeconds` per request, three requests in a row) does not stretch every pod's interval,
+    but never under 2 s (or the timeout, if shorter), so a loaded machine does not make every pod late.
+    """
+    s = spec.sampling
+    return max(0.9 * s.interval_seconds, min(2.0, float(s.timeout_seconds)))
+
+
 async def gather(
     spec: GCPolicySpec,
     states: Mapping[str, PodState],
@@ -236,17 +245,34 @@ async def gather(
     io: CycleIO,
     *,
     token: str | None,
+    reads: ReadsInFlight,
 ) -> Gathered:
     """The gather step: read every pod (bounded concurrency) and the PromQL source. Nothing read is
     stored: each pod's state is only read here (e.g. the newest gctrace cycle seen), and the caller
-    feeds the windows from the readings."""
-    sem = asyncio.Semaphore(spec.sampling.max_concurrency)
+    feeds the windows from the readings. A read that outlasts `cycle_budget` is reported late and
+    left running in `reads`; its reading counts in a later cycle."""
+    slots = reads.slots_for(spec.sampling.max_concurrency)
 
     async def one(pod: PodTarget) -> PodReading:
-        async with sem:
+        async with slots:
             return await _read_pod(pod, spec, states[pod.name], io, token)
 
-    readings = await asyncio.gather(*(one(p) for p in pods))
+    tasks: dict[str, asyncio.Task[PodReading]] = {}
+    for p in pods:  # a read still running from an earlier cycle is waited for, not started again
+        carried = reads.tasks.pop(p.name) if p.name in reads.tasks else None
+        tasks[p.name] = carried if carried is not None else asyncio.create_task(one(p))
+    budget = cycle_budget(spec)
+    if tasks:
+        await asyncio.wait(tasks.values(), timeout=budget)
+    readings = []
+    for p in pods:
+        task = tasks[p.name]
+        if task.done():
+            readings.append(task.result())
+            continue
+        reads.tasks[p.name] = task
+        late = f"no complete answer within the cycle's {budget:g}s; still reading, it counts when it comes"
+        readings.append(PodReading(p, failures=(PodFailure(p.name, "sampling", "SlowRead", late),)))
     promql, promql_failure = await read_promql(spec, io, pods)
     failures = [f for r in readings for f in r.failures]
     return Gathered(

@@ -110,18 +110,21 @@ class LocalLoop:
         """Cycle every intervalSeconds until `stop` is set or `max_cycles` ran; returns cycles run."""
         n = 0
         loop = asyncio.get_running_loop()
-        while not stop.is_set() and (max_cycles is None or n < max_cycles):
-            started = loop.time()
-            outcome, status = await self.step()
-            n += 1
-            res = on_cycle(outcome, status)
-            if asyncio.iscoroutine(res):
-                await res
-            if max_cycles is not None and n >= max_cycles:
-                break
-            delay = max(0.0, self.spec.sampling.interval_seconds - (loop.time() - started))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+        try:
+            while not stop.is_set() and (max_cycles is None or n < max_cycles):
+                started = loop.time()
+                outcome, status = await self.step()
+                n += 1
+                res = on_cycle(outcome, status)
+                if asyncio.iscoroutine(res):
+                    await res
+                if max_cycles is not None and n >= max_cycles:
+                    break
+                delay = max(0.0, self.spec.sampling.interval_seconds - (loop.time() - started))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            self.state.reads.cancel()  # a read still running for a hung pod ends with the run
         return n
 
     async def release(self) -> list[str]:

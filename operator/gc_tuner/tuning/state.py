@@ -9,6 +9,7 @@ do not, which is what prevents a duplicate rollout after a restart.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.model.window import GCCycleWindow, PodWindow
 from gc_tuner.tuning.records import AppliedState, PodReading, PodTarget, parse_rfc3339
 
-__all__ = ["PodState", "PolicyState"]
+__all__ = ["PodState", "PolicyState", "ReadsInFlight"]
 
 
 @dataclass(slots=True)
@@ -34,6 +35,30 @@ class PodState:
 
 
 @dataclass(slots=True)
+class ReadsInFlight:
+    """Pod reads that outlasted their cycle (loop/gather.py), and the slots every read shares.
+
+    A read that is not done when its cycle stops waiting goes on in the background; its reading
+    counts in a later cycle, and no second read of that pod starts meanwhile. So one hanging pod
+    costs its own samples, not every pod's interval.
+    """
+
+    tasks: dict[str, asyncio.Task[PodReading]] = field(default_factory=dict)
+    slots: asyncio.Semaphore | None = None
+    limit: int = 0
+
+    def slots_for(self, limit: int) -> asyncio.Semaphore:
+        if self.slots is None or self.limit != limit:
+            self.slots, self.limit = asyncio.Semaphore(limit), limit
+        return self.slots
+
+    def cancel(self, keep: Iterable[str] = ()) -> None:
+        kept = set(keep)
+        for name in [n for n in self.tasks if n not in kept]:
+            self.tasks.pop(name).cancel()
+
+
+@dataclass(slots=True)
 class PolicyState:
     window_s: float
     pods: dict[str, PodState] = field(default_factory=dict)
@@ -42,6 +67,7 @@ class PolicyState:
     failing: set[tuple[str, str, str]] = field(default_factory=set)  # (pod, source, reason) last cycle
     restored: bool = False
     cycles: int = 0
+    reads: ReadsInFlight = field(default_factory=ReadsInFlight)
 
     def pod(self, name: str, *, now: float, restart_count: int = 0) -> PodState:
         ps = self.pods.get(name)
@@ -76,6 +102,7 @@ class PolicyState:
 
     def prune(self, alive: Iterable[str]) -> None:
         keep = set(alive)
+        self.reads.cancel(keep)
         for name in list(self.pods):
             if name not in keep:
                 del self.pods[name]
