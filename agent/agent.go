@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"mime"
 	"net/http"
 	"os"
@@ -53,7 +54,7 @@ func New(opts ...Option) *Agent {
 	}
 	return &Agent{
 		cfg:     cfg,
-		tokens:  &tokenSource{static: cfg.token, path: cfg.tokenFile},
+		tokens:  &tokenSource{static: cleanToken(cfg.token), path: cfg.tokenFile},
 		startup: startupSettings(os.Getenv),
 		now:     time.Now,
 		afterFunc: func(d time.Duration, f func()) stopper {
@@ -69,17 +70,18 @@ func (a *Agent) Handler() http.Handler {
 }
 
 func (a *Agent) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	a.boundBodyRead(w, r)
 	write := r.Method == http.MethodPost || r.Method == http.MethodDelete
 	if !write && r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD, POST, DELETE")
-		a.fail(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed")
+		a.fail(w, r, http.StatusMethodNotAllowed, "method "+logValue(r.Method)+" is not allowed", "")
 		return
 	}
 	if err := a.authorize(r, write); err != nil {
 		if err.status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gc-tuner"`)
 		}
-		a.fail(w, r, err.status, err.msg)
+		a.fail(w, r, err.status, err.msg, err.detail)
 		return
 	}
 	switch r.Method {
@@ -92,9 +94,29 @@ func (a *Agent) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// boundBodyRead gives a request with a body WithReadTimeout to deliver it. The application's
+// server may have no ReadTimeout, and then a client (even one with a valid token) that stalls its
+// body would hold the connection forever: in our io.ReadAll for a POST, or, for a body the agent
+// does not read, in the server's discarding of it after the handler. A bodyless request has
+// nothing left to read, and its connection may already have the server's background read
+// pending, so it is left alone. Headers and idle keep-alives are the server's to bound (its
+// ReadHeaderTimeout and IdleTimeout, see README.md); net/http resets the deadline before the
+// next request on the connection.
+func (a *Agent) boundBodyRead(w http.ResponseWriter, r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(a.cfg.readTimeout))
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
+		a.cfg.logger.Warn("gc-tuner agent: cannot bound the request body read", "error", err)
+	}
+	// ErrNotSupported: a ResponseWriter wrapper without Unwrap (or a test recorder); the body is
+	// still capped at maxBodyBytes, and the server's own timeouts are all that bound its time.
+}
+
 func (a *Agent) servePost(w http.ResponseWriter, r *http.Request) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		a.fail(w, r, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		a.fail(w, r, http.StatusUnsupportedMediaType, "Content-Type must be application/json", "")
 		return
 	}
 	req, rerr := decodeRequest(http.MaxBytesReader(w, r.Body, maxBodyBytes))
@@ -102,15 +124,15 @@ func (a *Agent) servePost(w http.ResponseWriter, r *http.Request) {
 		rerr = a.cfg.validateRequest(req)
 	}
 	if rerr != nil {
-		a.fail(w, r, rerr.status, rerr.msg)
+		a.fail(w, r, rerr.status, rerr.msg, rerr.logMsg)
 		return
 	}
-	res, conflict := a.apply(req)
-	if conflict != "" {
-		a.fail(w, r, http.StatusConflict, conflict)
+	res, c := a.apply(req)
+	if c != nil {
+		a.fail(w, r, http.StatusConflict, c.message(identity), c.message(logValue))
 		return
 	}
-	a.cfg.logger.Info("gc-tuner agent: applied", "owner", *req.Owner,
+	a.cfg.logger.Info("gc-tuner agent: applied", "owner", logValue(*req.Owner),
 		"gogc", res.New.GOGC, "memoryLimitBytes", res.New.MemoryLimitBytes,
 		"previousGOGC", res.Previous.GOGC, "previousMemoryLimitBytes", res.Previous.MemoryLimitBytes,
 		"leaseSeconds", *req.LeaseSeconds)
@@ -119,9 +141,14 @@ func (a *Agent) servePost(w http.ResponseWriter, r *http.Request) {
 
 // serveDelete releases the lease now. ?owner= (optional) must match the holder.
 func (a *Agent) serveDelete(w http.ResponseWriter, r *http.Request) {
-	res, conflict := a.release(r.URL.Query().Get("owner"))
-	if conflict != "" {
-		a.fail(w, r, http.StatusConflict, conflict)
+	owner, rerr := deleteOwner(r)
+	if rerr != nil {
+		a.fail(w, r, rerr.status, rerr.msg, rerr.logMsg)
+		return
+	}
+	res, c := a.release(owner)
+	if c != nil {
+		a.fail(w, r, http.StatusConflict, c.message(identity), c.message(logValue))
 		return
 	}
 	a.cfg.logger.Info("gc-tuner agent: released", "released", res.Released,
@@ -143,15 +170,33 @@ type leaseView struct {
 	RemainingSeconds float64   `json:"remainingSeconds"`
 }
 
-// apply sets the requested knobs and (re)starts the lease. It returns a conflict message when
-// another owner holds an unexpired lease.
-func (a *Agent) apply(req writeRequest) (writeResult, string) {
+// conflict is a write refused because another owner holds the lease. Both owners came from
+// clients, so the message is rendered twice: whole for the client (the owners are validated and
+// at most maxOwnerBytes), through logValue for the log.
+type conflict struct {
+	holder string
+	until  time.Time // POST
+	asked  string    // DELETE: the ?owner= that did not match
+}
+
+func (c *conflict) message(show func(string) string) string {
+	if c.asked != "" {
+		return "lease held by " + show(c.holder) + ", not " + show(c.asked)
+	}
+	return "lease held by " + show(c.holder) + " until " + c.until.Format(time.RFC3339)
+}
+
+func identity(s string) string { return s }
+
+// apply sets the requested knobs and (re)starts the lease. It returns a conflict when another
+// owner holds an unexpired lease.
+func (a *Agent) apply(req writeRequest) (writeResult, *conflict) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
 	a.expireIfDueLocked(now)
 	if a.lease != nil && a.lease.owner != *req.Owner {
-		return writeResult{}, "lease held by " + a.lease.owner + " until " + a.lease.expiresAt.Format(time.RFC3339)
+		return writeResult{}, &conflict{holder: a.lease.owner, until: a.lease.expiresAt}
 	}
 	prev := currentSettings()
 	next := prev
@@ -177,22 +222,22 @@ func (a *Agent) apply(req writeRequest) (writeResult, string) {
 	l.setLimit = l.setLimit || req.MemoryLimitBytes != nil
 	l.timer = a.afterFunc(d, func() { a.expire(gen) })
 	a.lease = l
-	return writeResult{Previous: prev, New: next, Lease: a.leaseViewLocked(now)}, ""
+	return writeResult{Previous: prev, New: next, Lease: a.leaseViewLocked(now)}, nil
 }
 
-func (a *Agent) release(owner string) (writeResult, string) {
+func (a *Agent) release(owner string) (writeResult, *conflict) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.expireIfDueLocked(a.now())
 	if a.lease == nil {
 		cur := currentSettings()
-		return writeResult{Previous: cur, New: cur}, ""
+		return writeResult{Previous: cur, New: cur}, nil
 	}
 	if owner != "" && owner != a.lease.owner {
-		return writeResult{}, "lease held by " + a.lease.owner + ", not " + owner
+		return writeResult{}, &conflict{holder: a.lease.owner, asked: owner}
 	}
 	prev, next := a.restoreLocked()
-	return writeResult{Previous: prev, New: next, Released: true}, ""
+	return writeResult{Previous: prev, New: next, Released: true}, nil
 }
 
 func (a *Agent) expire(gen uint64) {
@@ -214,7 +259,7 @@ func (a *Agent) expireIfDueLocked(now time.Time) {
 func (a *Agent) expireLocked() {
 	owner := a.lease.owner
 	_, next := a.restoreLocked()
-	a.cfg.logger.Warn("gc-tuner agent: lease expired, startup values restored", "owner", owner,
+	a.cfg.logger.Warn("gc-tuner agent: lease expired, startup values restored", "owner", logValue(owner),
 		"gogc", next.GOGC, "memoryLimitBytes", next.MemoryLimitBytes)
 }
 
@@ -309,8 +354,14 @@ type errorView struct {
 	Error string `json:"error"`
 }
 
-func (a *Agent) fail(w http.ResponseWriter, r *http.Request, status int, msg string) {
-	a.cfg.logger.Warn("gc-tuner agent: refused", "method", r.Method, "status", status, "error", msg)
+// fail answers {"error": msg}. The log records logMsg instead when it is set: a version of msg
+// with client-supplied values cut by logValue, or (a token file problem) one with details the
+// client must not see.
+func (a *Agent) fail(w http.ResponseWriter, r *http.Request, status int, msg, logMsg string) {
+	if logMsg == "" {
+		logMsg = msg
+	}
+	a.cfg.logger.Warn("gc-tuner agent: refused", "method", logValue(r.Method), "status", status, "error", logMsg)
 	writeJSON(w, status, errorView{Error: msg})
 }
 

@@ -27,7 +27,23 @@ type tokenSource struct {
 	err     error
 }
 
+// errTokenUnavailable wraps the reason a token file cannot be used. The wrapped error names the
+// file; it goes to the agent's log only, the client gets tokenUnavailableMsg.
 var errTokenUnavailable = errors.New("token file unavailable")
+
+// tokenUnavailableMsg is all a client learns about a token file problem: its path and the
+// reason (missing, a directory, empty) describe the pod's layout to whoever asks, token or not.
+const tokenUnavailableMsg = "token file unavailable"
+
+// cleanToken is the one normalisation every configured token goes through, whichever way it
+// came in: WithToken (so also an environment variable the service passes to it) and
+// WithTokenFile. It trims surrounding whitespace. Trimming is the cleaner choice over refusing
+// such a token: the token a client sends is trimmed too (bearer below, and HTTP strips a header
+// value's surrounding blanks), so an untrimmed token with whitespace could never match and
+// would only lock every client out; the token file has always been trimmed, because a Secret
+// or variable written with echo ends in a newline. One rule for all three paths. A token that
+// is nothing but whitespace is still refused, at New (WithToken) or with 503 (a token file).
+func cleanToken(s string) string { return strings.TrimSpace(s) }
 
 // configured reports whether requests must authenticate.
 func (t *tokenSource) configured() bool { return t.static != "" || t.path != "" }
@@ -48,7 +64,7 @@ func (t *tokenSource) current() (string, error) {
 	}
 	data, err := os.ReadFile(t.path)
 	t.loaded, t.modTime, t.size = true, fi.ModTime(), fi.Size()
-	t.cached, t.err = strings.TrimSpace(string(data)), nil
+	t.cached, t.err = cleanToken(string(data)), nil
 	if err != nil {
 		t.cached, t.err = "", fmt.Errorf("%w: %v", errTokenUnavailable, err)
 	} else if t.cached == "" {
@@ -60,7 +76,8 @@ func (t *tokenSource) current() (string, error) {
 // authError carries the status a refused request gets.
 type authError struct {
 	status int
-	msg    string
+	msg    string // for the client
+	detail string // for the log, when it says more than msg
 }
 
 func (e *authError) Error() string { return e.msg }
@@ -70,21 +87,21 @@ func (e *authError) Error() string { return e.msg }
 func (a *Agent) authorize(r *http.Request, write bool) *authError {
 	if !a.tokens.configured() {
 		if write && !a.cfg.unauthenticated {
-			return &authError{http.StatusForbidden,
-				"writes are disabled: no token is configured and unauthenticated writes are not allowed"}
+			return &authError{status: http.StatusForbidden,
+				msg: "writes are disabled: no token is configured and unauthenticated writes are not allowed"}
 		}
 		return nil
 	}
 	want, err := a.tokens.current()
 	if err != nil {
-		return &authError{http.StatusServiceUnavailable, err.Error()}
+		return &authError{status: http.StatusServiceUnavailable, msg: tokenUnavailableMsg, detail: err.Error()}
 	}
 	got, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
-		return &authError{http.StatusUnauthorized, "missing bearer token"}
+		return &authError{status: http.StatusUnauthorized, msg: "missing bearer token"}
 	}
 	if !tokensEqual(got, want) {
-		return &authError{http.StatusForbidden, "wrong bearer token"}
+		return &authError{status: http.StatusForbidden, msg: "wrong bearer token"}
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -133,5 +135,155 @@ func TestTokenComparisonIsConstantTime(t *testing.T) {
 		if strings.Contains(s, bad) {
 			t.Errorf("auth.go compares tokens with %s", bad)
 		}
+	}
+}
+
+// A token with surrounding whitespace (a Secret or variable written with echo ends in a newline)
+// is trimmed on every path, as the token file always was: otherwise the client's
+// "Bearer <token>" could never match it and every request would get 403.
+func TestConfiguredTokenIsTrimmedOnEveryPath(t *testing.T) {
+	startAt(t, "100", "")
+	tests := []struct {
+		name       string
+		via        string // "option", "env" (the service passes an environment variable to WithToken) or "file"
+		configured string
+		sent       string // what the client puts after "Bearer "
+		status     int
+	}{
+		{"option, trailing newline", "option", testToken + "\n", testToken, 200},
+		{"option, CRLF and spaces around", "option", "  " + testToken + " \r\n", testToken, 200},
+		{"option, leading tab", "option", "\t" + testToken, testToken, 200},
+		{"option, inner space is part of the token", "option", "s3cret token\n", "s3cret token", 200},
+		{"option, trimmed token still required", "option", testToken + "\n", "nope", 403},
+		{"env, trailing newline", "env", testToken + "\n", testToken, 200},
+		{"env, CRLF", "env", testToken + "\r\n", testToken, 200},
+		{"file, trailing newline", "file", testToken + "\n", testToken, 200},
+		{"file, CRLF and spaces around", "file", "  " + testToken + " \r\n", testToken, 200},
+		{"file, trimmed token still required", "file", testToken + "\n", "nope", 403},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var opt Option
+			switch tt.via {
+			case "option":
+				opt = WithToken(tt.configured)
+			case "env":
+				t.Setenv("GC_TUNER_TOKEN", tt.configured)
+				opt = WithToken(os.Getenv("GC_TUNER_TOKEN"))
+			case "file":
+				path := filepath.Join(t.TempDir(), "token")
+				if err := os.WriteFile(path, []byte(tt.configured), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				opt = WithTokenFile(path)
+			}
+			a, _ := newTestAgent(t, opt)
+			h := a.Handler()
+			if r := do(t, h, http.MethodGet, "/", "", tt.sent); r.status != tt.status {
+				t.Fatalf("GET: status %d, want %d: %s", r.status, tt.status, r.raw)
+			}
+			if tt.status != 200 {
+				return
+			}
+			if r := do(t, h, http.MethodPost, "/", post("150", "null", 5, "op"), tt.sent); r.status != 200 {
+				t.Fatalf("POST: status %d: %s", r.status, r.raw)
+			}
+		})
+	}
+}
+
+// A token that is only whitespace was meant to be a token (the service asked for one), so New
+// refuses it instead of silently running without authentication. An empty string still means
+// "no token", as documented: that is how a service says it configured none.
+func TestWhitespaceOnlyTokenIsRefusedAtStartup(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "token")
+	tests := []struct {
+		name   string
+		opts   func(t *testing.T) []Option
+		panics string // substring of the panic message; empty: New must not panic
+	}{
+		{"newline only", func(*testing.T) []Option { return []Option{WithToken("\n")} }, "WithToken: the token is only whitespace"},
+		{"spaces and tabs", func(*testing.T) []Option { return []Option{WithToken(" \t ")} }, "only whitespace"},
+		{"from an environment variable", func(t *testing.T) []Option {
+			t.Setenv("GC_TUNER_TOKEN", "\r\n")
+			return []Option{WithToken(os.Getenv("GC_TUNER_TOKEN"))}
+		}, "only whitespace"},
+		{"next to unauthenticated writes", func(*testing.T) []Option {
+			return []Option{AllowUnauthenticatedWrites(), WithToken("  ")}
+		}, "only whitespace"},
+		{"empty means no token", func(*testing.T) []Option { return []Option{WithToken("")} }, ""},
+		{"a later WithTokenFile replaces it", func(*testing.T) []Option { return []Option{WithToken("\n"), WithTokenFile(path)} }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := tt.opts(t)
+			var got string
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						got = fmt.Sprint(r)
+					}
+				}()
+				New(opts...)
+			}()
+			switch {
+			case tt.panics == "" && got != "":
+				t.Fatalf("New panicked: %s", got)
+			case tt.panics != "" && !strings.Contains(got, tt.panics):
+				t.Fatalf("New: panic %q, want one containing %q", got, tt.panics)
+			}
+		})
+	}
+}
+
+// The client of a refused request learns that the token file is unavailable, never where it
+// is: the path (and the reason) go to the agent's log only.
+func TestTokenFileProblemsDoNotRevealThePath(t *testing.T) {
+	startAt(t, "100", "")
+	tests := []struct {
+		name   string
+		setup  func(t *testing.T, path string)
+		reason string // in the log, next to the path
+	}{
+		{"missing", func(*testing.T, string) {}, "no such file"},
+		{"empty", func(t *testing.T, path string) {
+			if err := os.WriteFile(path, []byte(" \n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "is empty"},
+		{"a directory", func(t *testing.T, path string) {
+			if err := os.Mkdir(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, "is a directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "secret-mount")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "gctuner-token")
+			tt.setup(t, path)
+			log := &lineLog{}
+			a, _ := newTestAgent(t, WithTokenFile(path), WithLogger(slog.New(log)))
+			for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+				r := do(t, a.Handler(), method, "/", "", testToken)
+				if r.status != http.StatusServiceUnavailable {
+					t.Fatalf("%s: status %d, want 503: %s", method, r.status, r.raw)
+				}
+				if r.body["error"] != "token file unavailable" {
+					t.Errorf("%s: error %q, want the generic %q", method, r.body["error"], "token file unavailable")
+				}
+				for _, leak := range []string{dir, "secret-mount", "gctuner-token", tt.reason} {
+					if strings.Contains(r.raw, leak) {
+						t.Errorf("%s: the response reveals %q: %s", method, leak, r.raw)
+					}
+				}
+			}
+			if got := log.String(); !strings.Contains(got, path) || !strings.Contains(got, tt.reason) {
+				t.Errorf("the log lacks the path and the reason (%q):\n%s", tt.reason, got)
+			}
+		})
 	}
 }

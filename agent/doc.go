@@ -11,6 +11,10 @@
 // DELETE, the startup values (from the GOGC and GOMEMLIMIT environment variables, else the
 // runtime defaults) are restored. The JSON shapes are documented in README.md.
 //
+// The handler bounds the time a request body may take (WithReadTimeout), but headers and idle
+// keep-alive connections are bounded only by the application's http.Server: set its
+// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout (README.md suggests values).
+//
 // Reading never changes anything: GOGC is read from the /gc/gogc:percent runtime metric, never via
 // debug.SetGCPercent(-1), which would switch the collector off.
 package agent

@@ -1,7 +1,10 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"runtime/debug"
@@ -184,3 +187,48 @@ func float(t testing.TB, body map[string]any, path string) float64 {
 }
 
 const testToken = "s3cret-token"
+
+// lineLog is a deliberately naive slog.Handler: it writes each record's message and attribute
+// values verbatim, one record per line, as a printf-style log sink would. Whatever the agent logs
+// must stay one line per record, and short, even through such a sink.
+type lineLog struct {
+	mu      sync.Mutex
+	buf     strings.Builder
+	records int
+}
+
+func (l *lineLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *lineLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *lineLog) WithGroup(string) slog.Handler            { return l }
+
+func (l *lineLog) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.WriteString(r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&l.buf, " %s=%s", a.Key, a.Value)
+		return true
+	})
+	l.buf.WriteByte('\n')
+	l.records++
+	return nil
+}
+
+func (l *lineLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// lines checks that every record took exactly one line and returns them.
+func (l *lineLog) lines(t testing.TB) []string {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lines := strings.SplitAfter(l.buf.String(), "\n")
+	lines = lines[:len(lines)-1] // after the last newline
+	if len(lines) != l.records {
+		t.Errorf("%d log records took %d lines:\n%s", l.records, len(lines), l.buf.String())
+	}
+	return lines
+}

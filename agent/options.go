@@ -12,6 +12,9 @@ const (
 	defaultMaxGOGC             = 1000
 	defaultMinMemoryLimitBytes = 32 << 20
 	defaultMaxLease            = 30 * time.Minute
+	// A write body is under 200 bytes: 10 s is ample on any network and longer than gc-tuner's
+	// own 5 s request timeout, yet short enough that stalled clients cannot pile up connections.
+	defaultReadTimeout = 10 * time.Second
 )
 
 // An Option configures an Agent. Options are sealed: only this package can implement them.
@@ -33,6 +36,7 @@ type config struct {
 	logger              *slog.Logger
 	unauthenticated     bool
 	requestCounter      func() uint64
+	readTimeout         time.Duration
 }
 
 func defaultConfig() config {
@@ -41,6 +45,7 @@ func defaultConfig() config {
 		maxGOGC:             defaultMaxGOGC,
 		minMemoryLimitBytes: defaultMinMemoryLimitBytes,
 		maxLease:            defaultMaxLease,
+		readTimeout:         defaultReadTimeout,
 		logger:              slog.New(discardHandler{}),
 	}
 }
@@ -57,13 +62,24 @@ func (c *config) validate() error {
 	if c.maxLease < time.Second {
 		return fmt.Errorf("agent: WithMaxLease: %v is shorter than one second", c.maxLease)
 	}
+	if c.readTimeout <= 0 {
+		return fmt.Errorf("agent: WithReadTimeout: %v is not positive", c.readTimeout)
+	}
+	// The service asked for a token (WithToken was given something) but nothing is left of it
+	// after trimming: running without authentication instead would be a silent downgrade.
+	if c.token != "" && cleanToken(c.token) == "" {
+		return fmt.Errorf("agent: WithToken: the token is only whitespace (%d bytes); "+
+			"give a real token, or none for no authentication", len(c.token))
+	}
 	return nil
 }
 
 // WithToken requires every request (reads included) to carry "Authorization: Bearer <token>".
-// Default: no token, in which case reads are open and writes are refused (see
-// AllowUnauthenticatedWrites). An empty token means no token. WithToken and WithTokenFile are
-// exclusive: the last one given wins.
+// Surrounding whitespace is trimmed, as for WithTokenFile, so a token read from an environment
+// variable or a file with a trailing newline works. Default: no token, in which case reads are
+// open and writes are refused (see AllowUnauthenticatedWrites). An empty token means no token;
+// New panics on a token that is only whitespace. WithToken and WithTokenFile are exclusive: the
+// last one given wins.
 func WithToken(token string) Option {
 	return optionFunc(func(c *config) { c.token, c.tokenFile = token, "" })
 }
@@ -106,6 +122,20 @@ func WithLogger(l *slog.Logger) Option {
 // it (the default) such writes get 403. It has no effect when a token is configured.
 func AllowUnauthenticatedWrites() Option {
 	return optionFunc(func(c *config) { c.unauthenticated = true })
+}
+
+// WithReadTimeout bounds how long a request to the agent may take to deliver its body, counted
+// from when the handler starts (the headers are in by then): past it the read fails, a POST gets
+// 408 and the connection is closed. The agent is a handler on the application's server, which
+// may have no ReadTimeout at all; without this bound a client with a valid token could hold a
+// connection forever by stalling its body. The agent sets the deadline through
+// http.ResponseController.SetReadDeadline, for requests that have a body only, and it replaces
+// the server's ReadTimeout deadline for that request; a ResponseWriter that cannot set deadlines
+// (a middleware wrapper without Unwrap) leaves only the server's own timeouts. Headers and idle
+// keep-alive connections are the server's to bound: README.md lists the http.Server timeouts to
+// set. Default: 10 s. New panics unless d > 0.
+func WithReadTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.readTimeout = d })
 }
 
 // WithRequestCounter adds the service's request count to every GET as "requestsTotal", so

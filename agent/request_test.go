@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 func TestDecodeRequest(t *testing.T) {
@@ -47,6 +49,41 @@ func TestDecodeRequest(t *testing.T) {
 		{name: "null lease", body: `{"gogc":100,"leaseSeconds":null,"owner":"op"}`, status: 400, errPart: "leaseSeconds is required"},
 		{name: "missing owner", body: `{"gogc":100,"leaseSeconds":5}`, status: 400, errPart: "owner is required"},
 		{name: "too large", body: `{"owner":"` + strings.Repeat("a", maxBodyBytes) + `","leaseSeconds":5}`, status: 413, errPart: "exceeds"},
+		// Owners are vetted as the client wrote them: encoding/json would turn each of these
+		// into U+FFFD (or a control character), so two different owners would become one.
+		{name: "owner invalid UTF-8", body: "{\"leaseSeconds\":5,\"owner\":\"op\xff\"}", status: 400, errPart: "owner is not valid UTF-8"},
+		{name: "owner truncated UTF-8 sequence", body: "{\"leaseSeconds\":5,\"owner\":\"op\xc3\"}", status: 400, errPart: "owner is not valid UTF-8"},
+		{name: "owner UTF-8-encoded surrogate", body: "{\"leaseSeconds\":5,\"owner\":\"\xed\xa0\x80\"}", status: 400, errPart: "owner is not valid UTF-8"},
+		{name: "owner lone high surrogate", body: `{"leaseSeconds":5,"owner":"\ud800"}`, status: 400, errPart: `lone surrogate \ud800`},
+		{name: "owner lone low surrogate", body: `{"leaseSeconds":5,"owner":"\udfff"}`, status: 400, errPart: `lone surrogate \udfff`},
+		{name: "owner high surrogate at the end", body: `{"leaseSeconds":5,"owner":"op\uD83D"}`, status: 400, errPart: "lone surrogate"},
+		{name: "owner high surrogate then a letter", body: `{"leaseSeconds":5,"owner":"\ud800\u0041"}`, status: 400, errPart: "lone surrogate"},
+		{name: "owner surrogates in the wrong order", body: `{"leaseSeconds":5,"owner":"\ude00\ud83d"}`, status: 400, errPart: "lone surrogate"},
+		{name: "owner escaped newline", body: `{"leaseSeconds":5,"owner":"op\nforged"}`, status: 400, errPart: "control character U+000A"},
+		{name: "owner escaped NUL", body: `{"leaseSeconds":5,"owner":"\u0000"}`, status: 400, errPart: "control character U+0000"},
+		{name: "owner raw DEL", body: "{\"leaseSeconds\":5,\"owner\":\"op\x7f\"}", status: 400, errPart: "control character U+007F"},
+		{name: "owner escaped C1 control", body: `{"leaseSeconds":5,"owner":"op\u0085"}`, status: 400, errPart: "control character U+0085"},
+		{name: "owner raw C1 control", body: "{\"leaseSeconds\":5,\"owner\":\"op\xc2\x9b\"}", status: 400, errPart: "control character U+009B"},
+		{name: "owner surrogate pair", body: `{"leaseSeconds":5,"owner":"op-\ud83d\ude00"}`,
+			check: func(t *testing.T, r writeRequest) {
+				if *r.Owner != "op-\U0001F600" {
+					t.Errorf("owner %q", *r.Owner)
+				}
+			}},
+		{name: "owner U+FFFD written out is a character like any other", body: "{\"leaseSeconds\":5,\"owner\":\"\\ufffd\xef\xbf\xbd\"}",
+			check: func(t *testing.T, r writeRequest) {
+				if *r.Owner != "\ufffd\ufffd" {
+					t.Errorf("owner %q", *r.Owner)
+				}
+			}},
+		{name: "owner escapes of printable characters", body: `{"leaseSeconds":5,"owner":"gc-tuner\/default\u002fcheck\u006Fut\""}`,
+			check: func(t *testing.T, r writeRequest) {
+				if *r.Owner != `gc-tuner/default/checkout"` {
+					t.Errorf("owner %q", *r.Owner)
+				}
+			}},
+		{name: "owner not a string", body: `{"leaseSeconds":5,"owner":7}`, status: 400, errPart: "owner"},
+		{name: "null owner", body: `{"leaseSeconds":5,"owner":null}`, status: 400, errPart: "owner is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,20 +156,40 @@ func (nopCloser) Close() error { return nil }
 func readCloser(s string) nopCloser { return nopCloser{bytes.NewReader([]byte(s))} }
 
 // FuzzDecodeRequest: decoding never panics, accepts only bodies that are one JSON object with
-// the documented fields, and whatever it accepts survives a round trip unchanged.
+// the documented fields, never lets the decoder replace part of an owner (so two owners cannot
+// decode to the same one), and whatever it accepts survives a round trip unchanged. The second
+// input is a configured token: trimming it (WithToken, WithTokenFile) and the client's
+// "Bearer <token>" header must agree, or a token with stray whitespace locks everyone out.
 func FuzzDecodeRequest(f *testing.F) {
-	for _, seed := range []string{
-		`{"gogc":150,"memoryLimitBytes":268435456,"leaseSeconds":60,"owner":"op"}`,
-		`{"gogc":null,"leaseSeconds":1,"owner":"x"}`,
-		`{"leaseSeconds":5,"owner":"op"}{}`,
-		`{"GOGC":1,"leaseSeconds":5,"owner":"op"}`,
-		`{"gogc":1e2}`,
-		`null`, `[]`, `{}`, ``, `{"owner":"\u0000"}`,
+	huge := strings.Repeat("o", 3000)
+	for _, seed := range []struct{ body, token string }{
+		{`{"gogc":150,"memoryLimitBytes":268435456,"leaseSeconds":60,"owner":"op"}`, testToken},
+		{`{"gogc":null,"leaseSeconds":1,"owner":"x"}`, testToken + "\n"},
+		{`{"leaseSeconds":5,"owner":"op"}{}`, " \t" + testToken + "\r\n"},
+		{`{"GOGC":1,"leaseSeconds":5,"owner":"op"}`, "\n"},
+		{`{"gogc":1e2}`, ""},
+		{`null`, "  "}, {`[]`, "\u00a0tok\u0085"}, {`{}`, "a b"}, {``, "\x00"}, {`{"owner":"\u0000"}`, "\xff"},
+		// Owners encoding/json would alter: invalid UTF-8, lone or misordered surrogates, controls.
+		{"{\"leaseSeconds\":5,\"owner\":\"op\xff\"}", testToken},
+		{"{\"leaseSeconds\":5,\"owner\":\"\xed\xa0\x80\"}", testToken},
+		{`{"leaseSeconds":5,"owner":"\ud800"}`, testToken},
+		{`{"leaseSeconds":5,"owner":"\udfff"}`, testToken},
+		{`{"leaseSeconds":5,"owner":"\ud800\u0041"}`, testToken},
+		{`{"leaseSeconds":5,"owner":"\ude00\ud83d"}`, testToken},
+		{`{"leaseSeconds":5,"owner":"\ud83d\ude00"}`, testToken},
+		{`{"leaseSeconds":5,"owner":"\ufffd"}`, testToken},
+		{`{"leaseSeconds":5,"owner":"op\n"}`, testToken},
+		{`{"leaseSeconds":5,"owner":"op\u0085"}`, testToken},
+		{`{"leaseSeconds":5,"owner":"a","owner":"\ud800"}`, testToken},
+		// Huge owners: over the owner bound but inside the body cap, and over the body cap.
+		{`{"leaseSeconds":5,"owner":"` + huge + `"}`, testToken},
+		{`{"leaseSeconds":5,"owner":"` + huge + huge + `"}`, testToken},
 	} {
-		f.Add([]byte(seed))
+		f.Add([]byte(seed.body), seed.token)
 	}
 	cfg := defaultConfig()
-	f.Fuzz(func(t *testing.T, body []byte) {
+	f.Fuzz(func(t *testing.T, body []byte, token string) {
+		checkTokenTrimming(t, token)
 		req, err := decodeRequest(http.MaxBytesReader(nil, readCloser(string(body)), maxBodyBytes))
 		if err != nil {
 			if err.status != http.StatusBadRequest && err.status != http.StatusRequestEntityTooLarge {
@@ -155,6 +212,21 @@ func FuzzDecodeRequest(f *testing.F) {
 				t.Fatalf("accepted unknown field %q", k)
 			}
 		}
+		owner := *req.Owner
+		if !utf8.ValidString(owner) {
+			t.Fatalf("accepted an owner that is not valid UTF-8: %q", owner)
+		}
+		for _, r := range owner {
+			if unicode.IsControl(r) {
+				t.Fatalf("accepted an owner with the control character %U: %q", r, owner)
+			}
+		}
+		// A U+FFFD in the owner must have been written by the client, never put there by the
+		// decoder in place of something else.
+		if strings.ContainsRune(owner, utf8.RuneError) && !bytes.Contains(body, []byte("\uFFFD")) &&
+			!bytes.Contains(bytes.ToLower(body), []byte(`\ufffd`)) {
+			t.Fatalf("the decoder replaced part of the owner: %q decoded to %q", body, owner)
+		}
 		again, merr := json.Marshal(req)
 		if merr != nil {
 			t.Fatal(merr)
@@ -171,4 +243,37 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 		_ = cfg.validateRequest(req) // must not panic on any decoded value
 	})
+}
+
+// checkTokenTrimming: a configured token is either refused at startup (nothing left after
+// trimming) or matches what a client sends for it, with or without the surrounding whitespace.
+func checkTokenTrimming(t *testing.T, token string) {
+	t.Helper()
+	cfg := defaultConfig()
+	WithToken(token).apply(&cfg)
+	verr := cfg.validate()
+	want := cleanToken(token)
+	switch {
+	case token == "":
+		if verr != nil {
+			t.Fatalf("WithToken(\"\") (no token) refused: %v", verr)
+		}
+		return
+	case want == "":
+		if verr == nil {
+			t.Fatalf("WithToken(%q) is only whitespace and was accepted", token)
+		}
+		return
+	case verr != nil:
+		t.Fatalf("WithToken(%q) refused: %v", token, verr)
+	}
+	if want != strings.TrimSpace(want) || cleanToken(want) != want {
+		t.Fatalf("cleanToken(%q) = %q still has surrounding whitespace or is not stable", token, want)
+	}
+	for _, sent := range []string{token, want} {
+		got, ok := bearer("Bearer " + sent)
+		if !ok || !tokensEqual(got, want) {
+			t.Fatalf("configured %q: a client sending %q is not recognised (got %q, %v)", token, sent, got, ok)
+		}
+	}
 }

@@ -85,3 +85,50 @@ def test_bad_input_exits_2(args: list[str], message: str) -> None:
 def test_formula_still_needs_qps_and_slope() -> None:
     r = CliRunner().invoke(main, ["recommend", "--strategy", "formula", "--qps", "10"])
     assert r.exit_code == 2 and "Missing option '--heap-slope'" in r.stderr
+
+
+# -- non-finite values: refused at the option, never clamped to a bound --------------------------------
+# Regressions: `--heap-slope 1e308` computed GOGC nan and "clamped" it to the ceiling 200; `--r2 nan` and
+# `--fit-span nan` passed click.FloatRange (NaN compares false with both ends) and ended in a traceback.
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--r2", "nan", "--fit-span", "100"], "'--r2'"),
+        (["--r2", "0.9", "--fit-span", "nan"], "'--fit-span'"),
+        (["--heap-slope", "nan"], "'--heap-slope'"),
+        (["--heap-slope", "inf"], "'--heap-slope'"),
+        (["--heap-slope", "-inf"], "'--heap-slope'"),
+        (["--qps", "nan"], "'--qps'"),
+    ],
+)
+def test_non_finite_options_exit_2_naming_the_option(args: list[str], option: str) -> None:
+    r = invoke("--live", "100Mi", "--memory-limit", "1Gi", *args)
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.output
+    assert f"Invalid value for {option}" in r.stderr and "finite" in r.stderr
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_an_overflowing_heap_slope_is_refused_not_clamped_to_the_ceiling(fmt: str) -> None:
+    r = invoke("--live", "100Mi", "--memory-limit", "1Gi", "--heap-slope", "1e308", "--format", fmt)
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.output
+    assert "--heap-slope 1e+308" in r.stderr and "not a finite number" in r.stderr
+    assert r.stdout == ""  # no GOGC 200 printed
+
+
+def test_a_full_disk_exits_1_with_one_line() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full")
+    gc_tuner = Path(sys.executable).with_name("gc-tuner")
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [str(gc_tuner), "recommend", "--strategy", "budget", "--live", "100Mi", "--memory-limit", "1Gi"],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr == "Error: cannot write output: No space left on device\n"

@@ -343,3 +343,50 @@ def test_iter_lines_never_exceeds_its_cap(data: bytes, cap: int) -> None:
     lines = list(iter_lines(io.BytesIO(data), max_line=cap))
     assert all(len(line) <= cap and b"\n" not in line for line in lines)
     assert len(lines) == len(data.split(b"\n")) - (1 if data.endswith(b"\n") or not data else 0)
+
+
+# -- numbers no runtime prints: skipped as garbled, never a crash downstream ---------------------------
+# Regressions: a heap of 2^63 MB or more overflowed the analysis's int64 columns (OverflowError), and a
+# 400-digit time parsed as inf, which reached the table as `inf` and crashed the JSON output.
+
+_HUGE_HEAP = GO124.replace("74->98->49", "99999999999999999999->98->49")
+_INF_TIME = GO124.replace("0.016+33+0.008", "9" * 400 + "+33+0.008")
+_INF_AT = GO124.replace("@0.078s", "@" + "9" * 400 + ".000s")
+_HUGE_N = GO124.replace("gc 2 ", "gc 99999999999999999999 ")
+
+
+@pytest.mark.parametrize(
+    "line", [_HUGE_HEAP, _INF_TIME, _INF_AT, _HUGE_N], ids=["heap-2^66", "ms-inf", "t-inf", "n-2^66"]
+)
+def test_out_of_range_numbers_are_garbled_on_every_path(line: str) -> None:
+    lines = [GO119, line, GO124]
+    p = GCTraceParser()
+    assert list(p.parse(lines)) == [EXPECTED[GO119], EXPECTED[GO124]]  # the inlined hot path
+    assert p.skipped == {"garbled": 1} and p.first_garbled == 2
+    fed = GCTraceParser()
+    assert [fed.feed(x) for x in lines] == [EXPECTED[GO119], None, EXPECTED[GO124]]  # `feed`'s path
+    assert fed.skipped == {"garbled": 1}
+    slow = GCTraceParser()  # the slow path: application text before the marker
+    assert list(slow.parse(["app: " + line])) == [] and slow.skipped == {"garbled": 1}
+
+
+def test_out_of_range_spellings_never_enter_the_memos() -> None:
+    # The hot path trusts memoised values without a check, so a refused spelling must not be memoised.
+    from gc_tuner.input import gctrace
+
+    too_big = str(1 << 44)
+    line = GO124.replace("74->98->49", f"{too_big}->98->49")
+    for _ in range(2):
+        assert list(parse_gctrace([line])) == []
+    assert too_big not in gctrace._INT_OF
+
+
+def test_the_largest_values_the_runtime_prints_still_parse() -> None:
+    # GOGC=off with no limit prints an 8796093022194 MB goal; MB values stay below 2^44 (uint64 bytes).
+    line = GO124.replace("91 MB goal", "8796093022194 MB goal").replace("74->98", f"{(1 << 44) - 1}->98")
+    (c,) = parse_gctrace([line])
+    assert c.goal_mb == 8796093022194 and c.heap_start_mb == (1 << 44) - 1
+    year_ms = 365 * 86400 * 1000  # a process up for a century with a year-long phase still parses
+    long_run = GO124.replace("@0.078s", "@3155760000.000s").replace("0.016+33", f"0.016+{year_ms}")
+    (c,) = parse_gctrace([long_run])
+    assert c.t == 3155760000.0 and c.clock_mark_ms == year_ms

@@ -218,3 +218,36 @@ def test_monotone_in_live_heap(
     common = {"budget_bytes": budget, "heap_slope_mb_per_s": slope, "stacks_bytes": MiB, "r2": r2,
               "span_s": span, "params": p}
     assert budget_gogc(live_bytes=hi, **common).gogc <= budget_gogc(live_bytes=lo, **common).gogc  # type: ignore[arg-type]
+
+
+# -- non-finite intermediates raise instead of being clamped ------------------------------------------
+# Regression: a heap slope of 1e308 MB/s made live_pred inf and the raw GOGC NaN, which max/min "clamped"
+# to the ceiling: a float artefact presented as the most generous decision.
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"heap_slope_mb_per_s": 1e308}, r"predicted live heap inf bytes, raw GOGC nan"),
+        ({"heap_slope_mb_per_s": 1e-320, "live_bytes": 0}, r"raw GOGC inf"),  # room / 3e-312 bytes
+        ({"live_bytes": 10**400}, r"too large for a float"),
+    ],
+)
+def test_a_non_finite_prediction_raises_instead_of_hitting_a_bound(
+    kwargs: dict[str, object], message: str
+) -> None:
+    base: dict[str, object] = {"budget_bytes": GiB, "live_bytes": 100 * MiB, "heap_slope_mb_per_s": 0.0}
+    with pytest.raises(ValueError, match=message) as e:
+        budget_gogc(**{**base, **kwargs})  # type: ignore[arg-type]
+    assert "refusing to clamp it to a bound" in str(e.value)
+
+
+def test_a_time_to_budget_beyond_a_float_is_no_growth() -> None:
+    # 1 GiB of room at 5e-324 MB/s is 1e327 s: inf in a float, which must not reach the JSON.
+    tiny = 5e-324
+    ttb = time_to_budget_s(budget_bytes=GiB, live_bytes=0, non_heap_bytes=0, heap_slope_mb_per_s=tiny)
+    assert ttb is None
+    params = BudgetParams(leak_min_slope_mb_per_s=0.0)
+    r = budget_gogc(budget_bytes=GiB, live_bytes=100 * MiB, heap_slope_mb_per_s=tiny, r2=0.99, span_s=600,
+                    params=params)  # fmt: skip
+    assert r.time_to_budget_s is None and not r.leak_suspected and r.gogc == 200

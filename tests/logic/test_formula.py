@@ -154,3 +154,19 @@ def test_more_qps_or_faster_growth_never_raises_gogc(q1: float, q2: float, slope
     lo, hi = sorted((q1, q2))
     assert formula_gogc(hi, slope).gogc <= formula_gogc(lo, slope).gogc
     assert formula_gogc(lo, slope + 1).gogc <= formula_gogc(lo, slope).gogc
+
+
+# -- NaN and infinite intermediates are never clamped ---------------------------------------------------
+# Regression: max(lo, min(hi, nan)) returns a bound, so a NaN slope factor (0 × inf) was "clamped" to 0.3,
+# and an overflowing raw GOGC (inf) became the ceiling.
+
+
+def test_a_nan_factor_raises_instead_of_being_clamped() -> None:
+    with pytest.raises(ValueError, match=r"slope_factor nan.*refusing to clamp"):
+        formula_gogc(100.0, math.inf, FormulaParams(slope_coefficient=0.0))
+
+
+def test_an_infinite_raw_gogc_raises_instead_of_becoming_the_ceiling() -> None:
+    params = FormulaParams(base_gogc=1e308, qps_scale=1e-3)  # qps_factor clamps to 2: raw 2e308 = inf
+    with pytest.raises(ValueError, match=r"raw GOGC inf.*refusing to clamp"):
+        formula_gogc(0.0, 0.0, params)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ from gc_tuner.logic.memlimit import (
     memory_limit_from,
     parse_gomemlimit,
     parse_quantity,
+    quantity_value,
     render_gomemlimit,
+    same_limit,
 )
 
 KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
@@ -373,3 +376,67 @@ def test_memory_limit_from_is_a_whole_mib_at_most_the_share(limit: int, percent:
     assert n % MiB == 0
     assert n <= limit * percent / 100 < n + MiB
     assert parse_gomemlimit(render_gomemlimit(n)) == n
+
+
+# -- no OverflowError, no inf, no Python-internal error: every failure names the input ---------------------
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        "1" * 5000,  # int() refuses more than 4300 digits with a message that names no quantity
+        "0" * 5000 + "1Gi",
+        "1." + "1" * 5000 + "Gi",
+        "1e" + "9" * 5000,
+        "." + "0" * 5000 + "1",
+    ],
+)
+def test_parse_quantity_refuses_absurdly_long_input_naming_it(q: str) -> None:
+    too_long = r"invalid memory quantity '.{24}'\.\.\.: \d+ characters, at most 128"
+    with pytest.raises(ValueError, match=too_long):
+        parse_quantity(q)
+
+
+def test_quantity_value_is_exact_never_a_float() -> None:
+    assert quantity_value("1.5Gi") == 1610612736
+    assert quantity_value("1500m") == Fraction(3, 2)
+    assert quantity_value("1e400", max_exponent=999) == 10**400  # a float would be inf
+    assert quantity_value("1e-400", max_exponent=999) == Fraction(1, 10**400)
+    assert isinstance(quantity_value("16Ei"), Fraction)
+    with pytest.raises(ValueError, match="exponent 400 is out of range"):
+        quantity_value("1e400")
+    with pytest.raises(ValueError, match=r"'16Ei': larger than int64 bytes"):
+        parse_quantity("16Ei")
+
+
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789.+-eEinumkKMGTPB", max_size=40),
+        st.builds(
+            lambda n, frac, suffix: "9" * n + frac + suffix,
+            st.integers(min_value=0, max_value=6000),
+            st.sampled_from(["", ".5", "." + "1" * 4400]),
+            st.sampled_from(["", "Gi", "Ei", "e5", "e" + "9" * 30, "E-" + "1" * 4400]),
+        ),
+    )
+)
+def test_parse_quantity_returns_int64_bytes_or_a_value_error_naming_the_quantity(q: str) -> None:
+    try:
+        n = parse_quantity(q)
+    except ValueError as e:
+        assert type(e) is ValueError and str(e).startswith("invalid memory quantity '"), e
+        return
+    assert isinstance(n, int) and 0 <= n <= MAX_INT64
+
+
+def test_gomemlimit_with_more_digits_than_python_converts() -> None:
+    # Go reads any number of leading zeros; int() would refuse the string beyond 4300 digits.
+    assert parse_gomemlimit("0" * 5000 + "1MiB") == MiB
+    assert parse_gomemlimit("-" + "0" * 5000) == 0
+    # Too many significant digits: Go's int64 overflow, as a GoMemLimitError (a plain ValueError
+    # escaped same_limit, which catches GoMemLimitError only).
+    with pytest.raises(GoMemLimitError, match=r"overflows int64"):
+        parse_gomemlimit("1" * 5000)
+    with pytest.raises(GoMemLimitError, match=r"overflows int64"):
+        parse_gomemlimit("9" * 5000 + "KiB")
+    assert same_limit("9" * 5000 + "B", "1B") is False

@@ -8,16 +8,30 @@ same minimal spec. Bounds, enums and patterns are compared field by field.
 from __future__ import annotations
 
 import copy
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from gc_tuner.logic.formula import DEFAULT_FORMULA_PARAMS
-from gc_tuner.model.policy import GCPolicySpec, PolicyError, parse_policy
-from gc_tuner.tuning.strategies import formula_params
+from gc_tuner.logic.memlimit import MAX_INT64, parse_gomemlimit, parse_quantity
+from gc_tuner.model.policy import (
+    FIXED_MAX_BYTES,
+    FIXED_MIN_BYTES,
+    FIXED_QUANTITY_PATTERN,
+    GCPolicySpec,
+    PolicyError,
+    parse_policy,
+)
+from gc_tuner.tuning.strategies import desired_memory_limit, formula_params
+
+MiB = 1 << 20
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "gcpolicies.gctuner.io.yaml"
 
@@ -130,7 +144,7 @@ def test_formula_defaults_are_the_articles() -> None:
         ({"memoryLimit": {"mode": "FromContainerLimit", "percent": 40}}, "spec.memoryLimit.percent"),
         ({"memoryLimit": {"mode": "Fixed"}}, "memoryLimit.fixed is required"),
         ({"memoryLimit": {"mode": "Fixed", "fixed": "100MB!"}}, "memoryLimit.fixed must be a quantity"),
-        ({"memoryLimit": {"mode": "Fixed", "fixed": "1Mi"}}, "at least 4Mi"),
+        ({"memoryLimit": {"mode": "Fixed", "fixed": "1Mi"}}, "at least 32Mi"),
         ({"qps": {}}, "exactly one of qps.counter, qps.promql or qps.agent"),
         ({"qps": {"agent": {}, "counter": {"name": "x", "port": 1}}}, "exactly one"),
         (
@@ -217,3 +231,157 @@ spec:
     assert spec.memory_limit.mode == "Off"
     with pytest.raises(PolicyError, match="kind: expected GCPolicy"):
         parse_policy({"kind": "Pod", "spec": {}})
+
+
+# -- memoryLimit.fixed: its range, the same in the model and the CRD's CEL -------------------------------
+
+
+def _fixed_rules() -> list[dict[str, str]]:
+    schema = _crd_schema()["properties"]["memoryLimit"]["properties"]["fixed"]
+    return list(schema["x-kubernetes-validations"])
+
+
+def test_the_crd_states_the_models_fixed_range_and_syntax() -> None:
+    syntax, floor, ceiling = (r["rule"] for r in _fixed_rules())
+    m = re.search(r"self\.matches\('([^']*)'\)", syntax)
+    assert m is not None and m.group(1) == FIXED_QUANTITY_PATTERN
+    m = re.search(r"compareTo\(quantity\('([^']*)'\)\) >= 0", floor)
+    assert m is not None and parse_quantity(m.group(1)) == FIXED_MIN_BYTES == 32 * MiB
+    m = re.search(r"compareTo\(quantity\('([^']*)'\)\) <= 0", ceiling)
+    assert m is not None and parse_quantity(m.group(1)) == FIXED_MAX_BYTES == MAX_INT64 - 1
+
+
+@pytest.mark.parametrize(
+    ("fixed", "rule"),
+    [
+        ("1e400", 2),  # was an OverflowError out of the float arithmetic
+        ("16Ei", 2),  # was accepted, then the cycle failed on it
+        ("8Ei", 2),
+        ("9223372036854775807", 2),  # MaxInt64: Go's "no limit"
+        ("9223372036854775806.0000000001", 2),  # rounded up to a nano, as the apiserver does
+        ("4Mi", 1),  # was accepted: below the agent's floor, never applicable
+        ("33554431", 1),
+        ("1e-400", 1),
+        ("0", 1),
+        ("33554432e4294967296", 0),  # the apiserver would read the exponent as 0
+        ("1e0009", 0),
+        ("-64Mi", 0),
+        ("1Mb", 0),
+    ],
+)
+def test_fixed_out_of_range_is_a_policy_error_naming_the_field_with_the_crds_message(
+    fixed: str, rule: int
+) -> None:
+    doc = {**copy.deepcopy(MINIMAL), "memoryLimit": {"mode": "Fixed", "fixed": fixed}}
+    with pytest.raises(PolicyError) as e:
+        parse_policy(doc)
+    message = _fixed_rules()[rule]["message"]
+    assert f"spec.memoryLimit.fixed: Value error, {message}; got {fixed!r}" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("fixed", "n"),
+    [
+        ("32Mi", 32 * MiB),
+        (".03125Gi", 32 * MiB),
+        ("33554431.9999999999", 32 * MiB),  # the apiserver rounds it up to 32Mi too
+        ("1.5Gi", 1536 * MiB),
+        ("7Ei", 7 << 60),
+        ("9223372036854775806", MAX_INT64 - 1),
+        ("9223372036854775805.9999999999", MAX_INT64 - 1),
+    ],
+)
+def test_fixed_within_range_is_accepted_and_renders(fixed: str, n: int) -> None:
+    doc = {**copy.deepcopy(MINIMAL), "memoryLimit": {"mode": "Fixed", "fixed": fixed}}
+    target = desired_memory_limit(parse_policy(doc), None)
+    assert target.bytes == n
+    assert target.rendered is not None and parse_gomemlimit(target.rendered) == n
+
+
+fixed_like = st.one_of(
+    st.text(alphabet="0123456789.+-eEinumkKMGTPB", max_size=32),
+    st.builds(
+        lambda sign, whole, frac, suffix: f"{sign}{whole}{frac}{suffix}"[:32],
+        st.sampled_from(["", "+", "-"]),
+        st.text(alphabet="0123456789", max_size=20),
+        st.one_of(st.just(""), st.text(alphabet="0123456789", max_size=12).map(lambda d: "." + d)),
+        st.one_of(
+            st.sampled_from(["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", *"numkMGTPE"]),
+            st.builds(
+                lambda e, sign, n: f"{e}{sign}{n}",
+                st.sampled_from("eE"),
+                st.sampled_from(["", "+", "-"]),
+                st.integers(min_value=0, max_value=99999),
+            ),
+        ),
+    ),
+)
+
+
+@given(fixed_like)
+def test_any_fixed_is_refused_with_a_policy_error_or_renders_within_range(fixed: str) -> None:
+    doc = {**copy.deepcopy(MINIMAL), "memoryLimit": {"mode": "Fixed", "fixed": fixed}}
+    try:
+        spec = parse_policy(doc)
+    except PolicyError as e:
+        assert "spec.memoryLimit.fixed" in str(e)
+        return
+    target = desired_memory_limit(spec, None)
+    assert target.bytes is not None and FIXED_MIN_BYTES <= target.bytes <= FIXED_MAX_BYTES
+    assert target.rendered is not None and parse_gomemlimit(target.rendered) == target.bytes
+
+
+# -- strict types: no coercion, as the CRD's types allow none ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("sampling.intervalSeconds", True),
+        ("sampling.intervalSeconds", "15"),
+        ("sampling.intervalSeconds", 15.0),
+        ("sampling.sources.agent.port", "8080"),
+        ("rollout.cooldownSeconds", False),
+        ("rollout.endpoint.port", b"8080"),
+        ("memoryLimit.percent", "90"),
+        ("memoryLimit.fixed", 1073741824),
+        ("targetRef.name", 123),
+        ("targetRef.name", b"web"),
+        ("qps.counter.name", True),
+        ("qps.counter.matchers", {"code": 200}),
+        ("strategy.formula.baseGOGC", "100"),
+        ("strategy.formula.qpsPivotMilli", True),
+        ("leakDetection.minR2Milli", "800"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_naming_the_field(path: str, value: Any) -> None:
+    doc = copy.deepcopy(MINIMAL)
+    node = doc
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    node[keys[-1]] = value
+    with pytest.raises(PolicyError) as e:
+        parse_policy(doc)
+    assert f"\n  spec.{path}" in str(e.value)
+
+
+def test_yaml_parsed_integers_and_strings_still_load() -> None:
+    text = """
+targetRef: {name: web, container: app}
+mode: Enforce
+rollout: {cooldownSeconds: 600, minGOGCChange: 5}
+sampling: {intervalSeconds: 15, windowSeconds: 300, sources: {agent: {port: 8080}, gctrace: {tailLines: 500}}}
+qps: {counter: {name: http_requests_total, port: 8080, matchers: {code: "200"}}}
+strategy: {type: Budget, formula: {qpsPivotMilli: 1000000000}}
+bounds: {minGOGC: 50, maxGOGC: 400}
+memoryLimit: {mode: Fixed, fixed: 900Mi}
+"""
+    spec = parse_policy(yaml.safe_load(text))
+    assert spec.sampling.interval_seconds == 15
+    assert spec.rollout.cooldown_seconds == 600
+    assert spec.strategy.formula.qps_pivot_milli == 1_000_000_000
+    assert spec.memory_limit.fixed == "900Mi"
+    assert spec.qps.counter is not None and spec.qps.counter.matchers == {"code": "200"}
+    # What the apiserver hands back (JSON) reads the same way.
+    assert parse_policy(json.loads(json.dumps(spec.to_crd()))) == spec

@@ -38,7 +38,13 @@ IMPLAUSIBLE = [
     ("healthy", fit("a", 0.5), 50 * MiB, GiB, None),
     ("not a number", fit("a", math.nan), None, None, "not a number"),
     ("negative live heap", fit("a", 0.0, live=-1), None, None, "negative live heap"),
-    ("live heap above the limit", fit("a", 0.0, live=2 * GiB), None, GiB, "above the container's memory limit"),
+    (
+        "live heap above the limit",
+        fit("a", 0.0, live=2 * GiB),
+        None,
+        GiB,
+        "above the container's memory limit",
+    ),
     (
         "growth beyond the limit over the span",
         fit("a", 10_000.0),

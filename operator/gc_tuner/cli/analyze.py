@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 import click
 
-from gc_tuner.cli.exits import CLIError
+from gc_tuner.cli.exits import CLIError, writing_output
 
 if TYPE_CHECKING:
     from gc_tuner.logic.analysis import Analysis
@@ -44,6 +44,8 @@ class _Prefixed:
 @contextmanager
 def _open_input(name: str) -> Iterator[IO[bytes]]:
     if name == "-":
+        if sys.stdin is None:  # started with fd 0 closed (`<&-`): Python sets sys.stdin to None
+            raise CLIError("stdin: standard input is closed; pass a FILE or pipe the gctrace log in")
         yield sys.stdin.buffer
         return
     try:
@@ -80,8 +82,12 @@ def _analyze_stream(stream: IO[bytes], label: str, qps: float | None, gogc: int 
         raise CLIError(f"{label}: read failed: {e.strerror or e}") from None
     if len(analyzer.table) == 0:
         kinds = ", ".join(f"{v} {k}" for k, v in parser.skipped.most_common()) or "none"
+        where = ""
+        if parser.first_garbled is not None:  # gc lines were there: say which one to look at
+            where = (f"; the first garbled gc line is line {parser.first_garbled}: cut, interleaved, or "
+                     "holding a number no Go runtime prints")
         raise CLIError(
-            f"{label}: no gctrace lines (`gc N @...`) among {parser.lines} lines (skipped: {kinds}); "
+            f"{label}: no gctrace lines (`gc N @...`) among {parser.lines} lines (skipped: {kinds}{where}); "
             "run the Go program with GODEBUG=gctrace=1 and pass its stderr"
         )
     return analyzer.result(skipped_lines=parser.skipped_total, qps=qps, gogc=gogc)
@@ -270,8 +276,9 @@ def analyze(
             raise CLIError(f"{plot_path}: cannot write the plot: {e.strerror or e}") from None
         click.echo(f"wrote {plot_path}", err=True)
 
-    if fmt == "json":
-        _print_json(result, label)
-    else:
-        _print_table(result, label)
+    with writing_output():
+        if fmt == "json":
+            _print_json(result, label)
+        else:
+            _print_table(result, label)
 

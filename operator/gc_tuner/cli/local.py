@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
+from click.core import ParameterSource
 
 from gc_tuner.cli.exits import CLIError
 from gc_tuner.cli.interrupt import stop_event
@@ -173,12 +174,43 @@ def local(
         spec_doc["mode"] = policy_mode
     spec_doc["sampling"] = _sampling_overrides(dict(spec_doc.get("sampling") or {}), interval, window)
     spec = _parse_spec(spec_doc)
-    if token_file is not None:
-        token = Path(token_file).read_text().strip() or None
+    token = _read_token(token, token_file)
     try:
         asyncio.run(_run(spec, pods, token, cycles, fmt, keep))
     except TargetError as e:
         raise CLIError(str(e)) from None
+
+
+def _read_token(token: str | None, token_file: str | None) -> str | None:
+    """The bearer token from --token-file, --token or GC_TUNER_TOKEN, without surrounding whitespace.
+
+    `$(cat token)`, `kubectl get secret ... | base64 -d` and env files keep a trailing newline, which
+    httpx refuses in a header, so every request of every cycle would fail; stripping is what a user
+    means. What is left must be printable ASCII: a control character (an inner newline, a NUL) or a
+    non-ASCII one cannot be sent in a header either, so it is refused here, naming where it came from.
+    """
+    if token_file is not None:
+        source = f"--token-file {token_file}"
+        try:
+            token = Path(token_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise CLIError(f"{source}: cannot read the token: {reason}") from None
+    else:
+        ctx = click.get_current_context()
+        from_env = ctx.get_parameter_source("token") is ParameterSource.ENVIRONMENT
+        source = "GC_TUNER_TOKEN" if from_env else "--token"
+    if token is None:
+        return None
+    token = token.strip()
+    for c in token:
+        if not " " <= c <= "~":
+            kind = "a control character" if c.isascii() else "a non-ASCII character"
+            raise CLIError(
+                f"{source}: the token contains {kind} ({c!r}), which an HTTP header cannot carry; "
+                "pass the token alone, on one line"
+            )
+    return token or None  # empty: no token, as an empty token file always meant
 
 
 def _parse_targets(targets: tuple[str, ...], memory_limit: str | None) -> list[PodTarget]:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from gc_tuner.cli.exits import CLIError
+from gc_tuner.cli.exits import CLIError, writing_output
+
+if TYPE_CHECKING:
+    from gc_tuner.logic.budget import BudgetResult
 
 __all__ = ["recommend_command"]
 
@@ -41,6 +44,7 @@ class _Options:
 
 
 def _finite(_ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    # Needed on FloatRange options too: NaN compares false with both ends, so FloatRange lets it through.
     if value is not None and not math.isfinite(value):
         raise click.BadParameter(f"must be a finite number, got {value}", param=param)
     return value
@@ -69,9 +73,9 @@ def _finite(_ctx: click.Context, param: click.Parameter, value: float | None) ->
               help="Budget: memory outside the heap goal (runtime, free spans, fragmentation).")
 @click.option("--horizon", type=click.IntRange(0, 86400), default=300, show_default=True,
               help="Budget: seconds ahead the live heap is predicted (the cooldown).")
-@click.option("--r2", type=click.FloatRange(0, 1), default=None,
+@click.option("--r2", type=click.FloatRange(0, 1), default=None, callback=_finite,
               help="Budget: r² of the heap-slope fit; with --fit-span it enables leak suspicion.")
-@click.option("--fit-span", type=click.FloatRange(0, 86400), default=None,
+@click.option("--fit-span", type=click.FloatRange(0, 86400), default=None, callback=_finite,
               help="Budget: seconds the heap-slope fit spans.")
 @click.option("--min-gogc", type=click.IntRange(1, 10000), default=25, show_default=True, help="GOGC floor.")
 @click.option("--max-gogc", type=click.IntRange(1, 10000), default=200, show_default=True, help="GOGC cap.")
@@ -106,10 +110,11 @@ def recommend_command(**options: Any) -> None:
         raise click.UsageError("--percent needs --memory-limit")
     if o.min_gogc > o.max_gogc:
         raise click.UsageError(f"--min-gogc {o.min_gogc} is above --max-gogc {o.max_gogc}")
-    if o.strategy == "budget":
-        _budget(o)
-    else:
-        _formula(o)
+    with writing_output():
+        if o.strategy == "budget":
+            _budget(o)
+        else:
+            _formula(o)
 
 
 def _formula(o: _Options) -> None:
@@ -120,7 +125,10 @@ def _formula(o: _Options) -> None:
         if v is None:
             raise click.UsageError(f"Missing option '{name}' (the formula needs --qps and --heap-slope)")
     assert o.qps is not None and o.heap_slope is not None
-    result = formula_gogc(o.qps, o.heap_slope, FormulaParams(gogc_min=o.min_gogc, gogc_max=o.max_gogc))
+    try:
+        result = formula_gogc(o.qps, o.heap_slope, FormulaParams(gogc_min=o.min_gogc, gogc_max=o.max_gogc))
+    except ValueError as e:  # a value the formula refuses (never clamped): bad input, not a crash
+        raise CLIError(f"--qps {o.qps:g} --heap-slope {o.heap_slope:g}: {e}") from None
     gomemlimit: str | None = None
     limit_bytes: int | None = None
     if o.memory_limit is not None:
@@ -168,23 +176,11 @@ def _quantity(option: str, value: str) -> int:
 
 
 def _budget(o: _Options) -> None:
-    from gc_tuner.logic.budget import BudgetParams, budget_gogc
-
     if o.live is None:
         raise click.UsageError("Missing option '--live' (the budget strategy needs the live heap)")
     if o.memory_limit is None:
         raise click.UsageError("Missing option '--memory-limit' (the budget is percent × the memory limit)")
-    r = budget_gogc(
-        budget_bytes=_limit(o.memory_limit, o.pct),
-        live_bytes=_quantity("--live", o.live),
-        heap_slope_mb_per_s=0.0 if o.heap_slope is None else o.heap_slope,
-        stacks_bytes=_quantity("--stacks", o.stacks),
-        globals_bytes=_quantity("--globals", o.globals_),
-        non_heap_bytes=_quantity("--non-heap", o.non_heap),
-        r2=o.r2,
-        span_s=o.fit_span,
-        params=BudgetParams(gogc_min=o.min_gogc, gogc_max=o.max_gogc, horizon_s=float(o.horizon)),
-    )
+    r = _budget_result(o, o.memory_limit, o.live)
     if o.fmt == "json":
         doc = {
             "strategy": "budget",
@@ -203,3 +199,24 @@ def _budget(o: _Options) -> None:
     click.echo(f"GOMEMLIMIT    {r.gomemlimit}  ({budget})")
     click.echo(f"leak          {'SUSPECTED' if r.leak_suspected else 'no'}: {r.leak_reason}")
     click.echo(r.explanation)
+
+
+def _budget_result(o: _Options, memory_limit: str, live: str) -> BudgetResult:
+    from gc_tuner.logic.budget import BudgetParams, budget_gogc
+
+    budget_bytes, live_bytes = _limit(memory_limit, o.pct), _quantity("--live", live)
+    slope = 0.0 if o.heap_slope is None else o.heap_slope
+    try:
+        return budget_gogc(
+            budget_bytes=budget_bytes,
+            live_bytes=live_bytes,
+            heap_slope_mb_per_s=slope,
+            stacks_bytes=_quantity("--stacks", o.stacks),
+            globals_bytes=_quantity("--globals", o.globals_),
+            non_heap_bytes=_quantity("--non-heap", o.non_heap),
+            r2=o.r2,
+            span_s=o.fit_span,
+            params=BudgetParams(gogc_min=o.min_gogc, gogc_max=o.max_gogc, horizon_s=float(o.horizon)),
+        )
+    except ValueError as e:  # a value the strategy refuses rather than clamp, e.g. --heap-slope 1e308
+        raise CLIError(f"--heap-slope {slope:g} with --horizon {o.horizon}: {e}") from None

@@ -18,6 +18,11 @@ A write made only of digits that lands next to a number of the gc line is indist
 number; no parser can detect it. Go's fmt and log packages write whole messages, so it takes a
 program printing bare numbers to stderr in separate writes.
 
+A number no runtime can print makes the line `garbled` too: an integer of 2^44 or more (MB values are
+floor(uint64 bytes / 2^20), cycle numbers uint32, P int32, the CPU share at most 100), or a time beyond
+an int64 count of nanoseconds (the runtime's clock), which also keeps every float finite: a 400-digit
+"time" would otherwise parse as inf and reach the table, the JSON and the sums.
+
 Memory is bounded: a line is at most `MAX_LINE` bytes (`iter_lines` drops the excess), the parser
 keeps at most two records between calls, and its number memos are capped.
 """
@@ -42,7 +47,8 @@ SKIP_KINDS = ("gc_forced", "scav", "pacer", "scan", "checkfinalizers", "app", "g
 
 # The numbers are captured loosely (`[\d.]`, ASCII digits only) and float()/int() decide: "1.2.3"
 # fails there and the line counts as garbled. int() refuses digit strings over 4300 characters, so
-# the conversions catch ValueError. Possessive `++` (no backtracking state; every number is followed
+# the conversions catch ValueError; so do out-of-range numbers (see `_int`, `_ms`, `_seconds`).
+# Possessive `++` (no backtracking state; every number is followed
 # by a character it cannot contain, so the match is the same) saves a tenth of the match time.
 _I = r"(\d++)"
 _F = r"([\d.]++)"
@@ -75,6 +81,36 @@ _FLOAT_OF: dict[str, float] = {}
 _INT_OF: dict[Any, Any] = {None: None}  # str -> int, None -> None
 
 
+# Bounds of what the runtime can print (module docstring). They are what keeps the analysis exact: the
+# table stores integers in int64 columns and adds up to three MB values, and sums of times (the STW
+# pause, the mark CPU) must stay finite, so every value is checked once, where it is converted.
+_INT_LIMIT = 1 << 44
+_NS_MAX = float((1 << 63) - 1)  # the runtime's clock: int64 nanoseconds
+_MS_MAX = _NS_MAX / 1e6
+_S_MAX = _NS_MAX / 1e9
+
+
+def _int(s: str) -> int:
+    v = int(s)
+    if v >= _INT_LIMIT:
+        raise ValueError(f"{s[:24]}: beyond any value the runtime prints")
+    return v
+
+
+def _ms(s: str) -> float:
+    v = float(s)
+    if not v <= _MS_MAX:  # also refuses inf, which float() gives for 310 digits
+        raise ValueError(f"{s[:24]}: beyond any value the runtime prints")
+    return v
+
+
+def _seconds(s: str) -> float:
+    v = float(s)
+    if not v <= _S_MAX:
+        raise ValueError(f"{s[:24]}: beyond any value the runtime prints")
+    return v
+
+
 def _memo(memo: dict[Any, Any], convert: Callable[[str], Any], s: str) -> Any:
     v = memo.get(s)
     if v is None:
@@ -85,29 +121,33 @@ def _memo(memo: dict[Any, Any], convert: Callable[[str], Any], s: str) -> Any:
 
 
 def _memo_float(s: str) -> float:
-    v: float = _memo(_FLOAT_OF, float, s)
+    v: float = _memo(_FLOAT_OF, _ms, s)
     return v
 
 
 def _memo_int(s: str | None) -> Any:
-    return None if s is None else _memo(_INT_OF, int, s)
+    return None if s is None else _memo(_INT_OF, _int, s)
 
 
 def _cycle(g: tuple[Any, ...], forced: bool) -> GCCycle | None:
-    """The record of a matched line; None when a number is not one (`1.2.3`, beyond int()'s limit)."""
+    """The record of a matched line; None when a number is not one (`1.2.3`) or out of range."""
     n, t, util, leak, c1, c2, c3, p1, p2, p3, p4, p5, h0, h1, h2, goal, stacks, globals_, procs = g[:19]
     f, i = _FLOAT_OF, _INT_OF
     try:
+        num, sec = _int(n), _seconds(t)  # not memoised: both change on every line
+    except ValueError:
+        return None
+    try:  # the memos hold only checked values, so a hit needs no check
         return GCCycle(
-            int(n), float(t), i[util], f[c1], f[c2], f[c3], f[p1], f[p2], f[p3], f[p4], f[p5],
+            num, sec, i[util], f[c1], f[c2], f[c3], f[p1], f[p2], f[p3], f[p4], f[p5],
             i[h0], i[h1], i[h2], i[goal], i[stacks], i[globals_], i[procs], forced, leak is not None,
         )  # fmt: skip
-    except (KeyError, ValueError):
+    except KeyError:
         pass
     try:  # a spelling not memoised yet (or a bad number): convert one by one
         fl, it = _memo_float, _memo_int
         return GCCycle(
-            int(n), float(t), it(util), fl(c1), fl(c2), fl(c3), fl(p1), fl(p2), fl(p3), fl(p4), fl(p5),
+            num, sec, it(util), fl(c1), fl(c2), fl(c3), fl(p1), fl(p2), fl(p3), fl(p4), fl(p5),
             it(h0), it(h1), it(h2), it(goal), it(stacks), it(globals_), it(procs), forced, leak is not None,
         )  # fmt: skip
     except ValueError:
@@ -127,6 +167,7 @@ class GCTraceParser:
         self.skipped: Counter[str] = Counter()
         self.lines = 0
         self.missing_cycles = 0  # cycle numbers absent between consecutive records of one process
+        self.first_garbled: int | None = None  # line number (1-based) of the first `garbled` line, for errors
         self._queue: deque[GCCycle] = deque()
         self._open = False  # the last queued record may still receive a ` (forced)` line
         self._last_n: int | None = None
@@ -171,9 +212,11 @@ class GCTraceParser:
                     n, t, u, lk, c1, c2, c3, p1, p2, p3, p4, p5, h0, h1, h2, go, st, gl, ps, fo, tail = g
                     if not tail:
                         try:
-                            num = int(n)
+                            num, sec = int(n), float(t)
+                            if num >= _INT_LIMIT or not sec <= _S_MAX:  # _int/_seconds, inlined
+                                raise ValueError(n)
                             rec: GCCycle | None = GCCycle(
-                                num, float(t), i[u], f[c1], f[c2], f[c3], f[p1], f[p2], f[p3], f[p4],
+                                num, sec, i[u], f[c1], f[c2], f[c3], f[p1], f[p2], f[p3], f[p4],
                                 f[p5], i[h0], i[h1], i[h2], i[go], i[st], i[gl], i[ps], fo is not None,
                                 lk is not None,
                             )  # fmt: skip
@@ -215,6 +258,11 @@ class GCTraceParser:
             return self._queue.popleft()
         return None
 
+    def _garbled(self) -> None:
+        self.skipped["garbled"] += 1
+        if self.first_garbled is None:
+            self.first_garbled = self.lines
+
     def _read(self, text: str) -> None:
         """The slow path: anything but a clean gc line. Queues a record or counts a skip."""
         garbled = False
@@ -230,7 +278,7 @@ class GCTraceParser:
                 garbled = True
                 continue
             if garbled:
-                self.skipped["garbled"] += 1
+                self._garbled()
             self._accept(rec)
             interleaved = marker.start() > 0 or bool(tail)
             if interleaved:
@@ -239,7 +287,7 @@ class GCTraceParser:
             self._open = interleaved and not forced
             return
         if garbled:
-            self.skipped["garbled"] += 1
+            self._garbled()
             return
         if text.startswith(_ANY_RUNTIME_PREFIX):
             for prefix, kind in _RUNTIME_PREFIXES:

@@ -25,6 +25,13 @@ of these hold:
   `leak_max_time_to_budget_s` (default one hour). Slower growth is handled by the prediction alone.
 
 Without an r² or a span (a caller that has no fit) no leak can be suspected; the explanation says so.
+
+**Non-finite values.** A finite but absurd input (a heap slope of 1e308 MB/s) can overflow the
+prediction to inf, and inf − inf is NaN. NaN compares false with everything, so `max(lo, min(hi, nan))`
+returns a bound, and an infinite raw GOGC would be clamped to the ceiling: both would present an
+artefact of float arithmetic as a decision. So a non-finite intermediate raises ValueError naming the
+figures instead of being clamped.
+
 Pure: no clock, no I/O.
 """
 
@@ -99,7 +106,10 @@ def time_to_budget_s(
     if heap_slope_mb_per_s <= 0:
         return None
     room = budget_bytes - non_heap_bytes - live_bytes
-    return max(0.0, room / (heap_slope_mb_per_s * MiB))
+    ttb = max(0.0, room / (heap_slope_mb_per_s * MiB))
+    # A slope so small that the time overflows a float (1e-320 MB/s) is no growth for any purpose, and
+    # an infinite time would reach the explanation and the JSON.
+    return ttb if math.isfinite(ttb) else None
 
 
 def _leak(
@@ -113,7 +123,8 @@ def _leak(
         return False, f"live heap grows {slope:.3g} MB/s but r² {r2:.2f} < {p.leak_min_r2:g}: noisy, no leak"
     if span_s < p.leak_min_span_s:
         return False, f"growth seen over {span_s:.0f}s only, {p.leak_min_span_s:g}s make it sustained"
-    assert ttb is not None  # slope > 0
+    if ttb is None:  # slope > 0, yet too small for the time to the budget to be a finite number
+        return False, f"live heap grows {slope:.3g} MB/s: it never reaches the budget"
     if ttb > p.leak_max_time_to_budget_s:
         return False, (
             f"live heap grows {slope:.3g} MB/s (r² {r2:.2f}) but reaches the budget only in {ttb:.0f}s "
@@ -221,10 +232,26 @@ def _check(f: _Figures, r2: float | None, span_s: float | None) -> None:
 
 def _predict(f: _Figures, horizon_s: float) -> _Prediction:
     slope_used = max(0.0, f.heap_slope_mb_per_s)
-    live_pred = f.live_bytes + slope_used * MiB * horizon_s
-    room = f.budget_bytes - live_pred - f.non_heap_bytes
-    base = live_pred + f.stacks_bytes + f.globals_bytes
-    return _Prediction(slope_used, live_pred, room, 100.0 * room / base if base > 0 else None)
+    try:
+        live_pred = f.live_bytes + slope_used * MiB * horizon_s
+        room = f.budget_bytes - live_pred - f.non_heap_bytes
+        base = live_pred + f.stacks_bytes + f.globals_bytes
+        raw = 100.0 * room / base if base > 0 else None
+    except OverflowError:  # a byte count beyond a float (over 1e308): int + float cannot convert it
+        what = "a byte count of live heap, budget, stacks, globals or non-heap is too large for a float"
+        raise ValueError(_not_finite(f, horizon_s, what)) from None
+    if not (math.isfinite(live_pred) and math.isfinite(room) and (raw is None or math.isfinite(raw))):
+        # Never clamp these: a NaN falls through max/min to a bound, an infinity becomes the ceiling.
+        what = f"predicted live heap {live_pred:g} bytes, raw GOGC {raw}"
+        raise ValueError(_not_finite(f, horizon_s, what))
+    return _Prediction(slope_used, live_pred, room, raw)
+
+
+def _not_finite(f: _Figures, horizon_s: float, what: str) -> str:
+    return (
+        f"budget GOGC is not a finite number ({what}) for heap slope {f.heap_slope_mb_per_s:g} MB/s "
+        f"over a {horizon_s:g}s horizon; refusing to clamp it to a bound"
+    )
 
 
 def _inputs(

@@ -8,6 +8,11 @@ Two input clamps are gc-tuner's own (docs/formula.md): a negative heap slope is 
 slopeFactor divides by zero at -5 MB/s and exceeds 1 for any shrinking heap, and a negative QPS is
 treated as 0. The product is computed in the order written (`base * qpsFactor * slopeFactor`) so the
 truncation by int() lands where the formula puts it.
+
+NaN is never clamped: `max(lo, min(hi, nan))` returns a bound, so a NaN input or a NaN intermediate
+(0 × inf in `slope_coefficient × slope`) raises ValueError, and so does a raw GOGC that is not finite,
+which the clamp would turn into the ceiling. An infinite QPS or slope still reaches the factor clamps
+(docs/formula.md): the factor's limit is exact there, and the raw GOGC stays finite.
 """
 
 from __future__ import annotations
@@ -70,6 +75,20 @@ def _short(v: float, decimals: int = 3) -> str:
     return f"{v:.{decimals}f}" if abs(v) < 1e6 else f"{v:.3g}"
 
 
+def _require_finite(raw: float, qps_raw: float, slope_raw: float, qps: float, slope: float) -> None:
+    """Refuse what the clamps would hide: a NaN factor, or a raw GOGC that is NaN or infinite."""
+    bad = [f"{name} {v}" for name, v, ok in (
+        ("qps_factor", qps_raw, not math.isnan(qps_raw)),
+        ("slope_factor", slope_raw, not math.isnan(slope_raw)),
+        ("raw GOGC", raw, math.isfinite(raw)),
+    ) if not ok]  # fmt: skip
+    if bad:
+        raise ValueError(
+            f"formula GOGC is not a finite number ({', '.join(bad)}) for qps={qps!r}, "
+            f"heap slope={slope!r}; refusing to clamp it to a bound"
+        )
+
+
 def formula_gogc(
     qps: float, heap_slope_mb_per_s: float, params: FormulaParams = DEFAULT_FORMULA_PARAMS
 ) -> FormulaResult:
@@ -107,6 +126,7 @@ def formula_gogc(
         notes.append(f"slope_factor {_short(slope_raw)} clamped to {slope_factor:g}")
 
     raw = p.base_gogc * qps_factor * slope_factor  # the formula's order: 100 * qpsFactor * slopeFactor
+    _require_finite(raw, qps_raw, slope_raw, qps, heap_slope_mb_per_s)
     bounded = max(p.gogc_min, min(p.gogc_max, raw))
     if bounded != raw:
         clamps.append("gogc")

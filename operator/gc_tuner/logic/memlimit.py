@@ -27,20 +27,23 @@ because an empty string is never a limit gc-tuner should write.
 from __future__ import annotations
 
 import re
-from fractions import Fraction
+
+# Kubernetes quantities are part of the policy model; re-exported here, where memory limits are derived.
+from gc_tuner.model.quantity import MAX_INT64, MAX_QUANTITY_CHARS, parse_quantity, quantity_value
 
 __all__ = [
     "GO_NO_LIMIT",
     "MAX_INT64",
+    "MAX_QUANTITY_CHARS",
     "GoMemLimitError",
     "memory_limit_from",
     "parse_gomemlimit",
     "parse_quantity",
+    "quantity_value",
     "render_gomemlimit",
     "same_limit",
 ]
 
-MAX_INT64 = (1 << 63) - 1
 GO_NO_LIMIT = MAX_INT64  # what GOMEMLIMIT=off and an unset limit read as in Go
 
 _KiB = 1 << 10
@@ -53,6 +56,11 @@ class GoMemLimitError(ValueError):
     """A GOMEMLIMIT value Go would refuse (or gc-tuner must never render)."""
 
 
+def _short(text: str, limit: int = 48) -> str:
+    """`text` quoted, cut to `limit` characters: an error message must not echo a megabyte of input."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 def _go_parse_int(digits: str, whole: str) -> int:
     # str.isdigit() and int() accept Unicode digits, "_" and surrounding spaces; Go does not.
     if not _GO_INT.match(digits):
@@ -61,7 +69,13 @@ def _go_parse_int(digits: str, whole: str) -> int:
             f"malformed GOMEMLIMIT {whole!r}: {digits!r} is not a decimal integer{plus} "
             "(Go accepts ASCII digits, then B, KiB, MiB, GiB or TiB)"
         )
-    n = int(digits)
+    # Leading zeros are fine (Go reads "007MiB"), so convert only the significant digits, and refuse
+    # more of them than int64 has before int() sees them: beyond 4300 digits int() raises a plain
+    # ValueError that names no GOMEMLIMIT.
+    significant = digits.lstrip("-").lstrip("0") or "0"
+    if len(significant) > len(str(MAX_INT64)):
+        raise GoMemLimitError(f"malformed GOMEMLIMIT {_short(whole)}: the number overflows int64")
+    n = -int(significant) if digits.startswith("-") else int(significant)
     if n > MAX_INT64 or n < -(1 << 63):
         raise GoMemLimitError(f"malformed GOMEMLIMIT {whole!r}: {digits} overflows int64")
     if n < 0:
@@ -115,53 +129,6 @@ def render_gomemlimit(n_bytes: int) -> str:
     if parse_gomemlimit(text) != n_bytes:  # pragma: no cover - would be a bug in this module
         raise GoMemLimitError(f"internal error: {text!r} does not read back as {n_bytes}")
     return text
-
-
-# Kubernetes resource.Quantity: <signed decimal><suffix>, suffix binary (Ki..Ei), decimal SI
-# (n u m "" k M G T P E) or a decimal exponent (e3, E-2). apimachinery's quantity.go grammar.
-_QUANTITY = re.compile(
-    r"(?P<num>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?P<suffix>[A-Za-z]*|[eE][+-]?[0-9]+)\Z"
-)
-_BINARY = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50, "Ei": 1 << 60}
-_DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
-
-
-def parse_quantity(q: str) -> int:
-    """Bytes in a Kubernetes memory quantity (`1Gi`, `512Mi`, `1e9`, `1.5G`, `128974848`).
-
-    Fractional byte counts round up, as Quantity.Value() does. Negative quantities are refused:
-    a memory limit cannot be negative.
-    """
-    if not isinstance(q, str):
-        raise ValueError(f"memory quantity must be a string, got {q!r}")
-    m = _QUANTITY.match(q)
-    if m is None or m.group("num") in {"+", "-", "."}:
-        raise ValueError(
-            f"invalid memory quantity {q!r}: expected a number with an optional suffix "
-            "(Ki, Mi, Gi, Ti, Pi, Ei, k, M, G, T, P, E or an exponent like e9)"
-        )
-    num = Fraction(m.group("num"))
-    suffix = m.group("suffix")
-    if suffix in _BINARY:
-        value = num * _BINARY[suffix]
-    elif suffix in _DECIMAL:
-        value = num * Fraction(10) ** _DECIMAL[suffix]
-    elif suffix[:1] in {"e", "E"} and len(suffix) > 1:
-        exp = int(suffix[1:])
-        if abs(exp) > 64:
-            raise ValueError(f"invalid memory quantity {q!r}: exponent {exp} is out of range")
-        value = num * Fraction(10) ** exp
-    else:
-        raise ValueError(
-            f"invalid memory quantity {q!r}: unknown suffix {suffix!r} "
-            "(use Ki, Mi, Gi, Ti, Pi, Ei, k, M, G, T, P or E; note K and KB are not Kubernetes units)"
-        )
-    if value < 0:
-        raise ValueError(f"invalid memory quantity {q!r}: negative")
-    n = -(-value.numerator // value.denominator)  # ceil, like Quantity.Value()
-    if n > MAX_INT64:
-        raise ValueError(f"invalid memory quantity {q!r}: larger than int64 bytes")
-    return n
 
 
 def memory_limit_from(container_limit_bytes: int, percent: int) -> int:

@@ -12,12 +12,18 @@ formula constants are integer milli-units, converted to floats only at the strat
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from gc_tuner.model.quantity import MAX_INT64, quantity_value
+
 __all__ = [
+    "FIXED_MAX_BYTES",
+    "FIXED_MIN_BYTES",
+    "FIXED_QUANTITY_PATTERN",
     "AgentSource",
     "Bounds",
     "BudgetSpec",
@@ -49,8 +55,34 @@ _URL_PATH = r"^/[^\s?#]*$"
 _METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 _LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 _SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
-_QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
-_MIN_FIXED_LIMIT = 4 << 20
+
+# memoryLimit.fixed, stated the same way as the CRD's CEL rules on that field (tests/model/test_policy.py
+# reads the three values back out of the CRD):
+# - the syntax: a non-negative Kubernetes quantity whose exponent has at most 3 digits. The apiserver's
+#   parser truncates an exponent to int32 (`33554432e4294967296` reads as 32Mi), so a longer one is
+#   refused rather than read two different ways;
+# - at least 32 MiB: the gc-tuner agent refuses a GOMEMLIMIT below that (agent/README.md, WithBounds), so
+#   a smaller limit could never be applied, yet status.applied would report it;
+# - at most MaxInt64 - 1 bytes: GOMEMLIMIT is an int64 byte count and MaxInt64 itself is Go's "no limit"
+#   (GOMEMLIMIT=off). The apiserver caps a binary quantity above MaxInt64 (`16Ei`) to MaxInt64, so the
+#   bound must sit below MaxInt64 for the CEL rule to see it.
+FIXED_QUANTITY_PATTERN = r"^[+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]{1,3})?$"
+FIXED_MIN_BYTES = 32 << 20
+FIXED_MAX_BYTES = MAX_INT64 - 1
+_FIXED_QUANTITY = re.compile(FIXED_QUANTITY_PATTERN)
+_FIXED_SYNTAX_MESSAGE = (
+    "memoryLimit.fixed must be a quantity of bytes, e.g. 900Mi or 2Gi (a number, then Ki, Mi, Gi, Ti, "
+    "Pi, Ei, k, M, G, T, P, E or an exponent of at most 3 digits)"
+)
+_FIXED_MIN_MESSAGE = (
+    "memoryLimit.fixed must be at least 32Mi: the gc-tuner agent refuses a GOMEMLIMIT below 32 MiB, "
+    "so a smaller limit could never be applied"
+)
+_FIXED_MAX_MESSAGE = (
+    "memoryLimit.fixed must be at most 9223372036854775806 bytes (just under 8Ei): GOMEMLIMIT is an "
+    "int64 and its maximum, 9223372036854775807, means no limit"
+)
+_NANO = 10**9
 
 
 def _require_order(low: int, high: int, message: str) -> None:
@@ -64,8 +96,15 @@ class PolicyError(ValueError):
 
 
 class _Model(BaseModel):
+    # strict: no coercion, as the CRD's types allow none. `true` or "15" is not an integer and 15 is not
+    # a string; YAML's unquoted 15 is already an int, so hand-written policy files still load.
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, validate_default=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+        strict=True,
     )
 
 
@@ -259,8 +298,15 @@ class MemoryLimitSpec(_Model):
     @field_validator("fixed")
     @classmethod
     def _quantity(cls, v: str | None) -> str | None:
-        if v is not None and (not _QUANTITY.match(v) or _quantity_bytes(v) < _MIN_FIXED_LIMIT):
-            raise ValueError(f"memoryLimit.fixed must be a quantity of at least 4Mi, e.g. 900Mi; got {v!r}")
+        if v is None:
+            return v
+        if not _FIXED_QUANTITY.match(v):
+            raise ValueError(f"{_FIXED_SYNTAX_MESSAGE}; got {v!r}")
+        value = _apiserver_quantity(v)
+        if value < FIXED_MIN_BYTES:
+            raise ValueError(f"{_FIXED_MIN_MESSAGE}; got {v!r}")
+        if value > FIXED_MAX_BYTES:
+            raise ValueError(f"{_FIXED_MAX_MESSAGE}; got {v!r}")
         return v
 
     @model_validator(mode="after")
@@ -321,20 +367,14 @@ class GCPolicySpec(_Model):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-def _quantity_bytes(q: str) -> float:
-    m = _QUANTITY.match(q)
-    assert m is not None
-    num = float(m.group(1))
-    suffix = m.group(3) or ""
-    binary = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
-    decimal = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
-    if suffix in binary:
-        return num * (1 << binary[suffix])
-    if suffix in decimal:
-        return num * 10.0 ** decimal[suffix]
-    if suffix[:1] in {"e", "E"}:
-        return num * 10.0 ** int(suffix[1:])
-    return num
+def _apiserver_quantity(q: str) -> Fraction:
+    """The value the apiserver's CEL `quantity(q)` compares: exact, a non-zero value rounded up to a
+    whole nano (resource.ParseQuantity does). `q` matches FIXED_QUANTITY_PATTERN, so its exponent is
+    within ±999 and the arithmetic stays small; never a float, so never inf or OverflowError."""
+    value = quantity_value(q, max_exponent=999)
+    if value > 0:
+        value = Fraction(-(-value * _NANO // 1), _NANO)
+    return value
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
