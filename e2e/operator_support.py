@@ -175,11 +175,15 @@ def operator_fixture(make_operator: Callable[..., OperatorProc]) -> OperatorProc
     return make_operator()
 
 
-def token_secret(kube: Any, namespace: str, name: str = "gctuner-token", token: str = TOKEN) -> str:
+def token_secret(
+    kube: Any, namespace: str, name: str = "gctuner-token", token: str = TOKEN, *, opted_in: bool = True
+) -> str:
+    """A token Secret; `opted_in` labels it gctuner.io/agent-token=true, without which gc-tuner refuses it."""
     from kubernetes import client
 
+    labels = {"gctuner.io/agent-token": "true"} if opted_in else {}
     client.CoreV1Api(kube).create_namespaced_secret(
-        namespace, {"metadata": {"name": name}, "stringData": {"token": token}}
+        namespace, {"metadata": {"name": name, "labels": labels}, "stringData": {"token": token}}
     )
     return name
 

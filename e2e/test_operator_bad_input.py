@@ -14,7 +14,7 @@ import copy
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from kubernetes import client
@@ -222,3 +222,56 @@ def test_failing_pods_degrade_while_healthy_pods_are_tuned(
     assert agent_get(wrong_ip, token="not-the-token")["gogc"] == 100
     events = core.list_namespaced_event(namespace, field_selector="involvedObject.kind=GCPolicy").items
     assert set(want.values()) <= {e.reason for e in events if e.type == "Warning"}
+
+
+class _Spy(BaseHTTPRequestHandler):
+    """A pod's agent port that records every Authorization header it is sent, and answers 401."""
+
+    seen: ClassVar[list[str | None]] = []
+
+    def _record(self) -> None:
+        type(self).seen.append(self.headers.get("Authorization"))
+        self.send_response(401)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_DELETE = _record
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_secret_not_opted_in_is_never_sent_to_pods(
+    namespace: str, kube: Any, operator: OperatorProc, servers: list[ThreadingHTTPServer]
+) -> None:
+    """A policy author names a Secret of the namespace that is not an agent token: the operator says
+    so, and no request to the matched pods carries its value."""
+    core = client.CoreV1Api(kube)
+    value = "database-password-not-a-token"
+    secret = token_secret(kube, namespace, name="db-credentials", token=value, opted_in=False)
+    client.AppsV1Api(kube).create_namespaced_deployment(namespace, endpoint_deployment("web", 0, {}, secret))
+    holder = core.create_namespaced_config_map(namespace, {"metadata": {"name": "holder"}})
+    core.create_namespaced_pod(namespace, _bare_pod("spy", holder, "gc-tuner/testprog:dev", {}, 9998))
+    spy = wait_for(
+        lambda: (p := core.read_namespaced_pod("spy", namespace)).status.pod_ip and p, 60, "the spy pod"
+    )
+    handler = type("S", (_Spy,), {"seen": []})
+    srv = ThreadingHTTPServer((spy.status.pod_ip, 8080), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    servers.append(srv)
+
+    create_policy(kube, namespace, "web", endpoint_policy(secret))
+
+    def refused() -> dict[str, Any] | None:
+        o = get_policy(kube, namespace, "web")
+        d = condition(o, "Degraded") or {}
+        return o if "SecretNotOptedIn" in d.get("message", "") and len(handler.seen) >= 2 else None
+
+    pol = wait_for(refused, 60, "Degraded naming the Secret, and the spy pod sampled")
+    d = condition(pol, "Degraded") or {}
+    assert (
+        d["status"] == "True"
+        and "db-credentials" in d["message"]
+        and "gctuner.io/agent-token" in d["message"]
+    )
+    assert handler.seen and all(value not in (h or "") for h in handler.seen), handler.seen

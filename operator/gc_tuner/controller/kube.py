@@ -46,6 +46,9 @@ def _api_error(e: Exception, what: str) -> FetchError:
     return ProtocolError(what, f"HTTP {status}: {reason}", status=status)
 
 
+TOKEN_OPT_IN_LABEL = "gctuner.io/agent-token"
+
+
 class KubeIO:
     """Blocking calls the controller needs, bound to one ApiClient."""
 
@@ -69,6 +72,15 @@ class KubeIO:
                 "SecretUnreadable", f"Secret {namespace}/{name}: HTTP {e.status} {e.reason}"
             ) from None
         doc = json.loads(resp.data)
+        labels = (doc.get("metadata") or {}).get("labels") or {}
+        if labels.get(TOKEN_OPT_IN_LABEL) != "true":
+            # A policy author may name any Secret of the namespace; its value would be sent as a
+            # bearer token to whatever pods the policy matches. Only a Secret its owner marked is used.
+            raise SecretError(
+                "SecretNotOptedIn",
+                f"Secret {namespace}/{name} is not labelled {TOKEN_OPT_IN_LABEL}=true; gc-tuner sends a "
+                "Secret's value to pods only when the Secret says it is an agent token",
+            )
         data = doc.get("data") or {}
         if key not in data:
             raise SecretError("SecretKeyMissing", f"Secret {namespace}/{name} has no key {key!r}")
