@@ -505,10 +505,11 @@ def test_the_serviceaccount_can_do_what_the_operator_needs_and_nothing_it_must_n
         ("list", "deployments.apps"),
         ("watch", "deployments.apps"),
         ("patch", "deployments.apps"),
-        ("get", "secrets"),
+        ("get", "secrets/gctuner-token"),  # the default rbac.secrets.resourceNames: the docs' token name
         ("create", "events"),
     ):
         assert _can(kubectl, who, verb, resource, *ns), f"must be able to {verb} {resource}"
+    assert not _can(kubectl, who, "get", "secrets/another-secret", *ns)
     assert _can(kubectl, who, "list", "customresourcedefinitions.apiextensions.k8s.io")
     # Never: list or watch Secrets (in its namespace or anywhere), delete Deployments, patch anything
     # but Deployments and GCPolicies, anything with Nodes, and no escalation.
