@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import ssl
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import yaml
 
 from e2e.cluster.build import Binaries, binaries
 from e2e.cluster.certs import CertPair, Pki, make_pki
-from e2e.cluster.procs import Proc, spawn
+from e2e.cluster.procs import Proc, respawn, spawn
 
 __all__ = [
     "ClusterStartError",
@@ -32,6 +33,8 @@ __all__ = [
     "admin_ssl",
     "copy_logs",
     "free_port",
+    "pause_etcd",
+    "restart_apiserver",
     "start_control_plane",
     "sweep_abandoned",
     "write_kubeconfig",
@@ -86,6 +89,41 @@ class ControlPlane:
         for proc in reversed(self.procs):
             proc.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _component(cp: ControlPlane, name: str) -> Proc:
+    for proc in cp.procs:
+        if proc.name == name:
+            return proc
+    raise LookupError(f"{name} is not one of this control plane's processes")
+
+
+def restart_apiserver(cp: ControlPlane, *, down_s: float = 0.0, timeout: float = 60.0) -> float:
+    """Fault injection: stop kube-apiserver (SIGTERM, as a control-plane upgrade does), stay down for
+    `down_s`, start it again on the same address, certs and etcd, and wait for /readyz. Its clients
+    (the controller-manager, the kubelet, an operator) must reconnect on their own. Returns the
+    seconds it did not serve."""
+    old = _component(cp, "kube-apiserver")
+    t0 = time.monotonic()
+    old.stop(grace=10.0)
+    time.sleep(down_s)
+    new = respawn(old)
+    cp.procs[cp.procs.index(old)] = new  # stop() still finds it, in the same order
+    _wait_https(f"{cp.server}/readyz", admin_ssl(cp.pki), new, time.monotonic() + timeout)
+    return time.monotonic() - t0
+
+
+@contextlib.contextmanager
+def pause_etcd(cp: ControlPlane) -> Iterator[None]:
+    """Fault injection: freeze etcd (SIGSTOP) for the body of the with-block, then SIGCONT it, even if
+    the body fails. The apiserver keeps its connections to etcd open; whatever needs etcd (every
+    write) waits, or times out, until it is resumed."""
+    etcd = _component(cp, "etcd")
+    os.kill(etcd.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(etcd.pid, signal.SIGCONT)
 
 
 def copy_logs(src: Path, dest: Path) -> Path:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["Proc", "kill_pid", "live_procs", "pid_alive", "spawn", "stop_all"]
+__all__ = ["Proc", "kill_pid", "live_procs", "pid_alive", "respawn", "spawn", "stop_all"]
 
 _PR_SET_PDEATHSIG = 1
 _live: list[Proc] = []
@@ -26,10 +26,21 @@ _installed = False
 
 
 class Proc:
-    def __init__(self, name: str, popen: subprocess.Popen[bytes], log: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        popen: subprocess.Popen[bytes],
+        log: Path,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        attached: bool = True,
+    ) -> None:
         self.name = name
         self.popen = popen
         self.log = log
+        # How it was started, so the fault tests can start the same command again (respawn).
+        self.env, self.cwd, self.attached = env, cwd, attached
 
     @property
     def pid(self) -> int:
@@ -125,11 +136,20 @@ def spawn(
             start_new_session=True,
             preexec_fn=_die_with_parent if attached else None,
         )
-    proc = Proc(name, popen, log)
+    proc = Proc(name, popen, log, env=env, cwd=cwd, attached=attached)
     if attached:
         with _lock:
             _live.append(proc)
     return proc
+
+
+def respawn(proc: Proc, grace: float = 5.0) -> Proc:
+    """Stop `proc` and start its exact command again (same argv, env and cwd: the same ports, certs
+    and data dir), appending to the same log. For the fault tests, which restart a control-plane
+    component in place and expect its clients to reconnect."""
+    proc.stop(grace)
+    argv = [str(a) for a in proc.popen.args] if isinstance(proc.popen.args, list) else [str(proc.popen.args)]
+    return spawn(proc.name, argv, proc.log, env=proc.env, attached=proc.attached, cwd=proc.cwd)
 
 
 def live_procs() -> list[Proc]:

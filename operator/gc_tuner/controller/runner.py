@@ -21,7 +21,7 @@ from gc_tuner.loop.cycle import CycleInputs, run_cycle
 from gc_tuner.loop.execute import endpoint_release
 from gc_tuner.loop.ports import CycleIO
 from gc_tuner.model.policy import GCPolicySpec, PolicyError, SecretKeyRef, parse_policy
-from gc_tuner.tuning.conditions import build_status, merge_conditions
+from gc_tuner.tuning.conditions import CONDITION_TYPES, build_status, merge_conditions
 from gc_tuner.tuning.discovery import PodInfo, WorkloadInfo, targets_for, workload_info
 from gc_tuner.tuning.floor import apply_interval_floor, floor_event, sampling_status
 from gc_tuner.tuning.records import FALSE, TRUE, UNKNOWN, LoopEvent, PodFailure, Verdict
@@ -31,6 +31,7 @@ from gc_tuner.tuning.state import PolicyState
 __all__ = ["OperatorConfig", "OperatorContext", "PolicyRunner"]
 
 INVALID_SPEC_RETRY_S = 30.0
+MAX_CONDITIONS = 16  # the CRD's maxItems for status.conditions
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +61,25 @@ def _owner(namespace: str, name: str) -> str:
     return f"gc-tuner/{namespace}/{name}"
 
 
-def _status_patch(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A merge patch that also removes the top-level sections the new status no longer has."""
+def _status_patch(
+    new: Mapping[str, Any], old: Mapping[str, Any] | None, live: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A merge patch that also removes the top-level sections the new status no longer has.
+
+    A merge patch replaces the whole conditions list, so the conditions of types gc-tuner does not
+    own (another controller's, on the `live` object) are sent back after gc-tuner's own.
+    """
     patch = dict(new)
     for k in old or {}:
         if k not in patch:
             patch[k] = None
+    theirs = [
+        c
+        for c in (live or {}).get("conditions") or []
+        if isinstance(c, Mapping) and c.get("type") not in CONDITION_TYPES
+    ]
+    if theirs and patch.get("conditions") is not None:
+        patch["conditions"] = [*patch["conditions"], *theirs][:MAX_CONDITIONS]
     return patch
 
 
@@ -104,7 +118,8 @@ class PolicyRunner:
         try:
             spec = parse_policy(dict(body.get("spec") or {}))
         except PolicyError as e:
-            await self._write(ctx, self._invalid_status(previous, str(e), generation), previous, logger)
+            invalid = self._invalid_status(previous, str(e), generation)
+            await self._write(ctx, invalid, previous, logger, live=body.get("status"))
             return INVALID_SPEC_RETRY_S
         floored = apply_interval_floor(spec, ctx.config.min_interval_seconds)
         spec = floored.spec  # from here on, the cadence in force
@@ -123,7 +138,7 @@ class PolicyRunner:
         ctx.metrics.signals(self.namespace, self.name, policy_signals(outcome))
         status = build_status(outcome, previous, generation=generation)
         status["sampling"] = sampling_status(floored)
-        await self._write(ctx, status, previous, logger)
+        await self._write(ctx, status, previous, logger, live=body.get("status"))
         raised = floor_event(floored, previous)
         for ev in (*outcome.events, *([raised] if raised is not None else [])):
             post_event(ev)
@@ -190,9 +205,13 @@ class PolicyRunner:
         status: dict[str, Any],
         previous: Mapping[str, Any] | None,
         logger: logging.Logger | logging.LoggerAdapter[Any],
+        *,
+        live: Mapping[str, Any] | None = None,
     ) -> None:
+        """Write `status`; `live` is the object's status as last seen (kopf keeps the body current)."""
         try:
-            await ctx.kube.patch_status(self.namespace, self.name, _status_patch(status, previous))
+            patch = _status_patch(status, previous, live)
+            await ctx.kube.patch_status(self.namespace, self.name, patch)
         except Exception as e:  # the next cycle writes the whole status again
             logger.warning(f"writing status of {self.namespace}/{self.name} failed: {e}")
             return
