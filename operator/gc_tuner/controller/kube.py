@@ -47,6 +47,9 @@ def _api_error(e: Exception, what: str) -> FetchError:
 
 
 TOKEN_OPT_IN_LABEL = "gctuner.io/agent-token"
+# Each blocking call the cycle makes to the apiserver gives up after this: a stalled control plane
+# must not hold a policy's loop (and with it the Endpoint lease renewals) for longer.
+KUBE_TIMEOUT_S = (5.0, 10.0)  # (connect, read)
 
 
 class KubeIO:
@@ -64,13 +67,17 @@ class KubeIO:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            resp: Any = self.core.read_namespaced_secret(name, namespace, _preload_content=False)
+            resp: Any = self.core.read_namespaced_secret(
+                name, namespace, _preload_content=False, _request_timeout=KUBE_TIMEOUT_S
+            )
         except ApiException as e:
             if e.status == 404:
                 raise SecretError("SecretNotFound", f"Secret {namespace}/{name} not found") from None
             raise SecretError(
                 "SecretUnreadable", f"Secret {namespace}/{name}: HTTP {e.status} {e.reason}"
             ) from None
+        except Exception as e:  # no answer at all (apiserver down or stalled): urllib3's many types
+            raise SecretError("SecretUnreadable", f"Secret {namespace}/{name}: {type(e).__name__}") from None
         doc = json.loads(resp.data)
         labels = (doc.get("metadata") or {}).get("labels") or {}
         if labels.get(TOKEN_OPT_IN_LABEL) != "true":
@@ -100,6 +107,7 @@ class KubeIO:
             name,
             {"status": dict(status)},
             _content_type="application/merge-patch+json",
+            _request_timeout=KUBE_TIMEOUT_S,
         )
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
@@ -175,7 +183,7 @@ class KubeLogs:
             if container:
                 kwargs["container"] = container
             resp: Any = self.kube.core.read_namespaced_pod_log(
-                pod, self.namespace, _preload_content=False, **kwargs
+                pod, self.namespace, _preload_content=False, _request_timeout=KUBE_TIMEOUT_S, **kwargs
             )
             data: bytes = resp.data
             if len(data) > max_bytes:

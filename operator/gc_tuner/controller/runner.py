@@ -89,6 +89,7 @@ class PolicyRunner:
         self.state: PolicyState | None = None
         self.status: dict[str, Any] | None = None
         self.deleted = False
+        self.tokens: dict[SecretKeyRef, str] = {}  # the last token read from each Secret
 
     async def _token(
         self, ctx: OperatorContext, ref: SecretKeyRef | None
@@ -96,9 +97,15 @@ class PolicyRunner:
         if ref is None:
             return None, None
         try:
-            return await ctx.kube.secret(self.namespace, ref.name, ref.key), None
+            token = await ctx.kube.secret(self.namespace, ref.name, ref.key)
         except SecretError as e:
-            return None, PodFailure("-", "token", e.reason, e.message)
+            failure = PodFailure("-", "token", e.reason, e.message)
+            # The apiserver did not answer: the token read last time still holds, so the leases
+            # keep being renewed while the control plane is away (a refused Secret is not reused).
+            kept = self.tokens.get(ref) if e.reason == "SecretUnreadable" else None
+            return kept, failure
+        self.tokens[ref] = token
+        return token, None
 
     async def once(
         self,
