@@ -30,6 +30,7 @@ from tests.input.goprogs import (
     run_gcload,
     system_toolchain,
 )
+from tests.input.test_gctrace_paths import assert_same
 
 pytestmark = pytest.mark.go
 
@@ -184,6 +185,15 @@ def test_interleaved_application_output(gcload: Path) -> None:
     # the program writes whole words with letters, never a bare number; nothing parsed is corrupt
     assert all(c.procs == run.report["gomaxprocs"] for c in cycles)
     assert all(c.live_mb <= c.heap_end_mb for c in cycles)
+
+
+def test_block_and_line_paths_agree_on_real_output(gcload: Path) -> None:
+    # `parse(iter_lines(stream))` reads in blocks; `parse_lines` is the per-line reference. Real stderr
+    # with interleaved application writes, forced cycles, and reads of a few bytes at a time.
+    run = run_gcload(gcload, "-noise", "-forced", "3", "-churn-mib", "512")
+    recs, lines, skipped, _, _ = assert_same(run.stderr, steps=(None, 5, 4093))
+    assert len(recs) >= 3 and lines == run.stderr.count(b"\n") + (not run.stderr.endswith(b"\n"))
+    assert skipped.get("resync", 0) >= 1
 
 
 def test_goroutine_leak_cycles(toolchain: Toolchain) -> None:
