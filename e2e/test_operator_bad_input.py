@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
@@ -275,3 +276,31 @@ def test_a_secret_not_opted_in_is_never_sent_to_pods(
         and "gctuner.io/agent-token" in d["message"]
     )
     assert handler.seen and all(value not in (h or "") for h in handler.seen), handler.seen
+
+
+def test_a_promql_url_outside_the_operators_allow_list_is_never_queried(
+    namespace: str, kube: Any, make_operator: Callable[..., OperatorProc], servers: list[ThreadingHTTPServer]
+) -> None:
+    """A policy author points qps.promql.url at an address the operator's owner did not allow (here
+    a recording server; in a cluster, say, a metadata service): refused, and no request is made."""
+    handler = type("P", (_Spy,), {"seen": []})
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    servers.append(srv)
+    make_operator("--promql-url-prefix", "http://prometheus.monitoring.svc:9090/")
+    client.AppsV1Api(kube).create_namespaced_deployment(namespace, endpoint_deployment("web", 0, {}, "none"))
+    spec = {
+        "targetRef": {"name": "web"},
+        "sampling": {"intervalSeconds": 1, "windowSeconds": 30, "sources": {"agent": {"port": 8080}}},
+        "qps": {"promql": {"url": f"http://127.0.0.1:{srv.server_address[1]}", "query": "sum(up)"}},
+    }
+    create_policy(kube, namespace, "web", spec)
+
+    def refused() -> dict[str, Any] | None:
+        o = get_policy(kube, namespace, "web")
+        return o if (condition(o, "Degraded") or {}).get("reason") == "PromQLNotAllowed" else None
+
+    pol = wait_for(refused, 60, "Degraded, PromQLNotAllowed")
+    assert "prometheus.monitoring.svc" in (condition(pol, "Ready") or {})["message"]
+    time.sleep(3)  # three more intervals: still nothing sent
+    assert handler.seen == []

@@ -84,6 +84,16 @@ def _port_option(flag: str, default: int, help_text: str) -> Callable[[FC], FC]:
     "are written into every policy by the apiserver.",
 )
 @click.option(
+    "--promql-url-prefix",
+    "promql_url_prefixes",
+    multiple=True,
+    metavar="PREFIX",
+    help="Where a GCPolicy's qps.promql.url may point (repeatable), e.g. "
+    "http://prometheus.monitoring.svc:9090/. A policy whose URL is under none of them is refused "
+    "(Degraded, reason PromQLNotAllowed) and nothing is queried. Unset: any URL (policy authors "
+    "are trusted to name their Prometheus).",
+)
+@click.option(
     "--kubeconfig",
     type=click.Path(dir_okay=False),
     default=None,
@@ -102,6 +112,7 @@ def operator(
     bind_address: str,
     dry_run: bool,
     min_interval_seconds: int,
+    promql_url_prefixes: tuple[str, ...],
     kubeconfig: str | None,
     verbose: bool,
 ) -> None:
@@ -130,6 +141,7 @@ def operator(
     from gc_tuner.controller.metrics import OperatorMetrics
     from gc_tuner.controller.runner import OperatorConfig
 
+    config = OperatorConfig(dry_run, min_interval_seconds, promql_url_prefixes=promql_url_prefixes)
     metrics = OperatorMetrics()
     if metrics_port:
         _serve_metrics(metrics_port, bind_address)
@@ -143,10 +155,7 @@ def operator(
         clusterwide=all_namespaces,
         namespaces=list(namespaces),
         liveness_endpoint=liveness,
-        memo=kopf.Memo(
-            config=OperatorConfig(dry_run=dry_run, min_interval_seconds=min_interval_seconds),
-            metrics=metrics,
-        ),
+        memo=kopf.Memo(config=config, metrics=metrics),
     )
 
 

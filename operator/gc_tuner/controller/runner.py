@@ -8,7 +8,7 @@ Events. Nothing here decides anything; the loop does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ from gc_tuner.tuning.records import FALSE, TRUE, UNKNOWN, LoopEvent, PodFailure,
 from gc_tuner.tuning.signals import policy_signals
 from gc_tuner.tuning.state import PolicyState
 
-__all__ = ["OperatorConfig", "OperatorContext", "PolicyRunner"]
+__all__ = ["OperatorConfig", "OperatorContext", "PolicyRunner", "promql_refusal"]
 
 INVALID_SPEC_RETRY_S = 30.0
 MAX_CONDITIONS = 16  # the CRD's maxItems for status.conditions
@@ -40,6 +40,8 @@ class OperatorConfig:
     min_interval_seconds: int = 1  # the floor under every policy's sampling.intervalSeconds (tuning/floor.py)
     http_timeout_s: float = 10.0
     max_connections: int = 100
+    # Where a policy's qps.promql.url may point (URL prefixes); empty: anywhere (--promql-url-prefix).
+    promql_url_prefixes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -59,6 +61,23 @@ class OperatorContext:
 
 def _owner(namespace: str, name: str) -> str:
     return f"gc-tuner/{namespace}/{name}"
+
+
+def promql_refusal(spec: GCPolicySpec, prefixes: Sequence[str]) -> str | None:
+    """Why the operator will not query this policy's PromQL URL, or None.
+
+    A policy author chooses qps.promql.url, and the operator sends the query from inside the
+    cluster: without an allow-list a policy could make it reach any address it can (a link-local
+    metadata service, an internal admin port). The answer is only ever parsed as a PromQL vector,
+    but the request itself is made; whoever runs the operator decides where it may go.
+    """
+    q = spec.qps.promql
+    if q is None or not prefixes or any(q.url.startswith(p) for p in prefixes):
+        return None
+    return (
+        f"qps.promql.url {q.url!r} is not under any prefix the operator allows "
+        f"(--promql-url-prefix: {', '.join(prefixes)}); nothing is queried"
+    )
 
 
 def _status_patch(
@@ -128,6 +147,11 @@ class PolicyRunner:
             invalid = self._invalid_status(previous, str(e), generation)
             await self._write(ctx, invalid, previous, logger, live=body.get("status"))
             return INVALID_SPEC_RETRY_S
+        refusal = promql_refusal(spec, ctx.config.promql_url_prefixes)
+        if refusal is not None:
+            refused = self._invalid_status(previous, refusal, generation, reason="PromQLNotAllowed")
+            await self._write(ctx, refused, previous, logger, live=body.get("status"))
+            return INVALID_SPEC_RETRY_S
         floored = apply_interval_floor(spec, ctx.config.min_interval_seconds)
         spec = floored.spec  # from here on, the cadence in force
         if self.state is None:
@@ -192,13 +216,15 @@ class PolicyRunner:
         except EnvPatchError as e:
             return None, Verdict(TRUE, "ContainerNotFound", str(e))
 
-    def _invalid_status(self, previous: Mapping[str, Any], message: str, generation: int) -> dict[str, Any]:
+    def _invalid_status(
+        self, previous: Mapping[str, Any], message: str, generation: int, *, reason: str = "InvalidSpec"
+    ) -> dict[str, Any]:
         import time
 
-        bad = Verdict(FALSE, "InvalidSpec", message)
+        bad = Verdict(FALSE, reason, message)
         verdicts = {t: bad for t in ("Ready", "Sampling", "Recommending", "Applied")}
-        verdicts["LeakSuspected"] = Verdict(UNKNOWN, "InvalidSpec", message)
-        verdicts["Degraded"] = Verdict(TRUE, "InvalidSpec", message)
+        verdicts["LeakSuspected"] = Verdict(UNKNOWN, reason, message)
+        verdicts["Degraded"] = Verdict(TRUE, reason, message)
         status = dict(previous)
         status["observedGeneration"] = generation
         status["conditions"] = merge_conditions(

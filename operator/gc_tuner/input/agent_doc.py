@@ -46,6 +46,7 @@ SOURCE = "agent"
 AGENT_PATH = "/debug/gctuner"  # where the agent library serves its endpoint by default
 GOGC_OFF = -1  # the agent reports GOGC=off as -1, like debug.SetGCPercent
 NO_LIMIT = (1 << 63) - 1  # math.MaxInt64: no memory limit
+_UINT64_MAX = (1 << 64) - 1  # nothing the agent reports is larger (runtime/metrics are uint64)
 
 # RuntimeSample field <- runtime/metrics name (integer-valued metrics).
 _UINT_METRICS = {
@@ -128,8 +129,9 @@ def parse_agent(doc: object, *, t: float) -> tuple[RuntimeSample, AgentStatus]:
     pauses = _obj(root.get("pauses"), "pauses")
     m = {name: _metric_int(metrics, key) for name, key in _UINT_METRICS.items()}
     gc_cpu, idle, total = (_metric_float(metrics, k) for k in (_GC_CPU, _GC_IDLE_CPU, _TOTAL_CPU))
-    # Idle marking only uses otherwise idle Ps, so it is not a cost (go-gc-facts.md section 3).
-    gc_busy = gc_cpu - idle if gc_cpu is not None and idle is not None else None
+    # Idle marking only uses otherwise idle Ps, so it is not a cost (go-gc-facts.md section 3). Never
+    # below zero, as for Prometheus: idle marking is part of the GC total.
+    gc_busy = max(0.0, gc_cpu - idle) if gc_cpu is not None and idle is not None else None
     sample = RuntimeSample(
         t=t,
         source="agent",
@@ -137,7 +139,8 @@ def parse_agent(doc: object, *, t: float) -> tuple[RuntimeSample, AgentStatus]:
         memory_limit_bytes=status.current.memory_limit_bytes,
         gc_cpu_seconds=gc_busy,
         total_cpu_seconds=total,
-        gc_cpu_fraction=gc_busy / total if gc_busy is not None and total else None,
+        # At most 1, the GC being part of all CPU time (a tiny total would otherwise make it inf).
+        gc_cpu_fraction=min(1.0, gc_busy / total) if gc_busy is not None and total else None,
         pause_p50_s=_opt_float(pauses, "p50Seconds", "pauses"),
         pause_p99_s=_opt_float(pauses, "p99Seconds", "pauses"),
         pause_max_s=_opt_float(pauses, "maxSeconds", "pauses"),
@@ -239,6 +242,8 @@ def _int(obj: Mapping[str, Any], key: str, *, prefix: str = "", minimum: int = 0
     if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
         message = f"expected an integer >= {minimum}, got {_show(v)}"
         raise SourceFormatError(SOURCE, _path(prefix, key), message)
+    if v > _UINT64_MAX:  # JSON integers have no bound, Go's do; beyond float64, it would not even convert
+        raise SourceFormatError(SOURCE, _path(prefix, key), f"{_show(v)} exceeds uint64")
     return v
 
 

@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 PAUSE_RING = 256
+_UINT64_MAX = (1 << 64) - 1  # every MemStats integer is a uint64
 _DEFAULT_GOGC = 100
 # With GC off and no memory limit NextGC sits just below MaxInt64: no goal at all.
 _NO_GOAL = 1 << 62
@@ -54,10 +55,16 @@ def _show(value: object) -> str:
 def _uint(mem: Mapping[str, object], key: str) -> int:
     if key not in mem:
         raise _fail(f"memstats.{key}", "missing")
-    value = mem[key]
+    return _uint_value(mem[key], f"memstats.{key}")
+
+
+def _uint_value(value: object, field: str) -> int:
     # bool is an int subclass in Python, but JSON true is no byte count
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _fail(f"memstats.{key}", f"expected a non-negative integer, got {_show(value)}")
+        raise _fail(field, f"expected a non-negative integer, got {_show(value)}")
+    # JSON integers have no bound, Go's uint64 does (beyond float64 a pause would not even convert)
+    if value > _UINT64_MAX:
+        raise _fail(field, f"{_show(value)} exceeds uint64")
     return value
 
 
@@ -94,8 +101,7 @@ def _pause_ring(mem: Mapping[str, object]) -> list[int]:
         got = f"{len(ring)} entries" if isinstance(ring, Sequence) else _show(ring)
         raise _fail("memstats.PauseNs", f"expected an array of {PAUSE_RING} integers, got {got}")
     for i, v in enumerate(ring):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise _fail(f"memstats.PauseNs[{i}]", f"expected a non-negative integer, got {_show(v)}")
+        _uint_value(v, f"memstats.PauseNs[{i}]")
     return list(ring)
 
 

@@ -40,7 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.net.errors import SourceFormatError
-from gc_tuner.net.transport import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, request, time_bound
+from gc_tuner.net.transport import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, body_text, request, time_bound
 
 __all__ = ["fetch_counter", "fetch_prometheus", "parse_counter", "parse_prometheus"]
 
@@ -120,6 +120,8 @@ def _histogram_quantile(series: _Series, name: str, q: float) -> float | None:
             bound = float(labels["le"])
         except (KeyError, ValueError):
             raise _fail(f"{name}_bucket", f"bucket without a numeric le label: {labels}") from None
+        if not bound >= 0:  # negative or NaN: no bound of a histogram of durations
+            raise _fail(f"{name}_bucket", f"bucket bound le={labels['le']} is not a duration")
         if not math.isfinite(count) or count < 0:
             raise _fail(f"{name}_bucket", f"bucket le={labels['le']} has count {count!r}")
         buckets.append((bound, count))
@@ -177,6 +179,8 @@ def _requests(
     if matched == 0:
         wanted = f" with labels {dict(matchers)}" if matchers else ""
         raise _fail(counter, f"no series of counter {counter!r}{wanted}")
+    if not math.isfinite(total):  # finite series whose sum is beyond float64
+        raise _fail(counter, f"the sum of its {matched} series is beyond float64")
     return total
 
 
@@ -258,7 +262,7 @@ async def fetch_prometheus(
 ) -> RuntimeSample:
     """GET a Prometheus text exposition (/metrics) and parse it."""
     response = await _get_exposition(client, url, timeout, max_bytes)
-    return parse_prometheus(response.text, t=t, counter=counter, matchers=matchers)
+    return parse_prometheus(body_text(response), t=t, counter=counter, matchers=matchers)
 
 
 async def _get_exposition(

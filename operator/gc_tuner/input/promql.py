@@ -10,6 +10,7 @@ the field, and transport failures map to the FetchError tree of net/errors.py.
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,8 +62,8 @@ def parse_promql_vector(doc: Any, pod_label: str) -> dict[str | None, float]:
 def _number(v: Any, fieldname: str) -> float:
     try:
         x = float(v)
-    except (TypeError, ValueError):
-        raise SourceFormatError("promql", fieldname, f"not a number: {v!r}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond float64
+        raise SourceFormatError("promql", fieldname, f"not a number: {reprlib.repr(v)}") from None
     if not math.isfinite(x):
         raise SourceFormatError("promql", fieldname, f"not a finite number: {v!r}")
     return x

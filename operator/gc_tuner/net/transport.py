@@ -15,13 +15,24 @@ Every transport failure and unexpected status is mapped to the error tree of `ne
 Each request carries its own timeout (default `DEFAULT_TIMEOUT`), so a peer that accepts a
 connection and never answers (a stopped process) cannot hang a tuning cycle whatever the client's
 own configuration. Each answer is read as a stream up to a byte limit (default `DEFAULT_MAX_BYTES`),
-so a peer that sends forever costs the operator that many bytes, then ResponseTooLargeError.
+so a peer that sends forever costs the operator that many bytes, then ResponseTooLargeError. The
+limit counts decoded bytes, and a gzip/deflate body is inflated here a limit's worth at a time
+(httpx inflates each network chunk whole: 64 KiB of gzip can be 64 MiB), so a compressed answer
+that inflates a thousandfold costs no more than a plain one.
+
+Nothing a peer sends escapes as another exception: headers are copied as bytes, a body's charset
+is used only when Python knows it as a text encoding (`body_text`), and a JSON document too deep or
+with too long an integer is a SourceFormatError like any other malformed one. Nor does it outlive
+its exchange: the client keeps no cookies (httpx's client keeps every Set-Cookie of every pod by
+default, sends it to every port of that host, and raised UnicodeEncodeError on every later request
+to the host once one held a non-ASCII byte).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import http.cookiejar
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -42,6 +53,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_TIMEOUT",
     "auth_headers",
+    "body_text",
     "check_status",
     "join_url",
     "json_body",
@@ -105,18 +117,33 @@ def check_status(response: httpx.Response) -> None:
 def _peer_message(response: httpx.Response) -> str:
     try:
         doc = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         doc = None
     if isinstance(doc, dict) and isinstance(doc.get("error"), str):
         return str(doc["error"])
-    text = response.text.strip()
+    text = body_text(response).strip()
     return text[:300] or response.reason_phrase
+
+
+def body_text(response: httpx.Response) -> str:
+    """The body as text: in its Content-Type charset when that names a text encoding Python knows,
+    else UTF-8; bytes that do not decode are replaced. (httpx's `.text` raises on charsets such as
+    utf-16 without a BOM, idna, base64 or rot13, which any peer may name.)"""
+    charset = response.charset_encoding
+    if charset:
+        try:
+            return response.content.decode(charset, errors="replace")
+        except (LookupError, UnicodeError):  # unknown, not a text encoding, or no "replace" handler
+            pass
+    return response.content.decode("utf-8", errors="replace")
 
 
 def json_body(response: httpx.Response, source: str) -> Any:
     try:
         return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:
+        # ValueError: not JSON, not UTF-8, or an integer of more than sys.get_int_max_str_digits()
+        # digits; RecursionError: nested deeper than the interpreter's recursion limit.
         raise SourceFormatError(source, "body", f"not JSON: {e}") from e
 
 
@@ -143,32 +170,103 @@ async def request(
     """One HTTP exchange with a 2xx answer of at most `max_bytes` (decoded); anything else raises from
     the error tree. `timeout` bounds each phase (connect, each read); wrap the call in `time_bound`
     to bound it as a whole."""
+    sent = {"Accept-Encoding": _ACCEPT_ENCODING, **(headers or {}), **auth_headers(token)}
+    client.cookies.jar.set_policy(_NO_COOKIES)  # the client is the caller's; every request makes sure
     with mapped_errors(url):
-        async with client.stream(
-            method, url, headers={**(headers or {}), **auth_headers(token)}, timeout=timeout, **kwargs
-        ) as streamed:
+        async with client.stream(method, url, headers=sent, timeout=timeout, **kwargs) as streamed:
             body = await _read_capped(streamed, url, max_bytes)
     # The body is read (and decoded) already: the copy must not announce an encoding or a length.
-    kept = [(k, v) for k, v in streamed.headers.multi_items() if k.lower() not in _BODY_HEADERS]
+    # Raw bytes: a header value with non-ASCII bytes (which httpx decodes as UTF-8 or Latin-1) could
+    # not be encoded back from its str.
+    kept = [(k, v) for k, v in streamed.headers.raw if k.lower() not in _BODY_HEADERS]
     response = httpx.Response(streamed.status_code, headers=kept, content=body, request=streamed.request)
     check_status(response)
     return response
 
 
-_BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+_BODY_HEADERS = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """No pod, agent or Prometheus needs a cookie: none is kept, none is sent."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+_NO_COOKIES = _NoCookies()
+# The content codings _Inflater reads (httpx would also offer br and zstd when their packages are
+# installed, and inflate them unbounded).
+_ACCEPT_ENCODING = "gzip, deflate"
+
+
+class _Inflater:
+    """gzip or deflate, inflated at most `room + 1` bytes per call, so a small compressed answer that
+    inflates a thousandfold stops at the limit instead of being inflated whole first."""
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        self._first = True
+        self._z = zlib.decompressobj(zlib.MAX_WBITS if coding == "deflate" else zlib.MAX_WBITS | 16)
+
+    def inflate(self, data: bytes, room: int) -> bytes:
+        try:
+            out = self._z.decompress(data, room + 1)
+        except zlib.error:
+            if not (self._first and self.coding == "deflate"):
+                raise
+            # deflate without its zlib header, as some servers send it (httpx reads both, so do we)
+            self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = self._z.decompress(data, room + 1)
+        self._first = False
+        # Output under room + 1 bytes means all of `data` was consumed: nothing waits in unconsumed_tail.
+        return out
+
+    def flush(self) -> bytes:
+        return self._z.flush()
+
+
+def _inflater(response: httpx.Response, url: str) -> _Inflater | None:
+    codings = [
+        c.strip().lower() for value in response.headers.get_list("content-encoding") for c in value.split(",")
+    ]
+    # identity and codings nobody asked for are passed through as they are, as httpx does.
+    known = [c for c in codings if c in ("gzip", "deflate")]
+    if len(known) > 1:
+        raise ProtocolError(url, f"stacked content codings ({', '.join(codings)}) are not read")
+    return _Inflater(known[0]) if known else None
 
 
 async def _read_capped(response: httpx.Response, url: str, max_bytes: int) -> bytes:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise ResponseTooLargeError(url, f"answer of {declared} bytes, more than the limit of {max_bytes}")
+    too_long = f"answer longer than the limit of {max_bytes} bytes; reading stopped"
+    if response.is_stream_consumed:
+        # An answer built in memory and read whole already (httpx.MockTransport's): only the limit to check.
+        if len(response.content) > max_bytes:
+            raise ResponseTooLargeError(url, too_long)
+        return response.content
+    inflater = _inflater(response, url)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+
+    def add(chunk: bytes) -> None:
+        nonlocal size
         size += len(chunk)
         if size > max_bytes:
-            raise ResponseTooLargeError(
-                url, f"answer longer than the limit of {max_bytes} bytes; reading stopped"
-            )
+            raise ResponseTooLargeError(url, too_long)
         chunks.append(chunk)
+
+    try:
+        async for raw in response.aiter_raw():
+            add(inflater.inflate(raw, max_bytes - size) if inflater is not None else raw)
+        if inflater is not None:
+            add(inflater.flush())
+    except zlib.error as e:
+        coding = inflater.coding if inflater is not None else "compressed"
+        raise ProtocolError(url, f"could not inflate the {coding} body: {e}") from e
     return b"".join(chunks)
