@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -35,7 +36,7 @@ func TestLogValue(t *testing.T) {
 func TestLoggedClientValuesAreCappedAndQuoted(t *testing.T) {
 	long := strings.Repeat("A", maxOwnerBytes)
 	other := strings.Repeat("A", maxOwnerBytes-1) + "B"
-	clipped := `"` + strings.Repeat("A", 64) + `"...(256 bytes)`
+	clipped := `"` + strings.Repeat("A", 64) + fmt.Sprintf(`"...(%d bytes)`, maxOwnerBytes)
 	tests := []struct {
 		name   string
 		holder string // owner of a lease taken first; "" none
@@ -50,15 +51,15 @@ func TestLoggedClientValuesAreCappedAndQuoted(t *testing.T) {
 			[]string{"owner is 512000 bytes"}},
 		{"DELETE owner with a newline", "op-a", http.MethodDelete, "/?owner=op%0Aforged=1", "", false, 400, nil},
 		{"DELETE conflict, long owners", long, http.MethodDelete, "/?owner=" + other, "", false, 409,
-			[]string{"lease held by " + clipped + ", not \"" + strings.Repeat("A", 64) + `"...(256 bytes)`}},
+			[]string{"lease held by " + clipped + ", not \"" + strings.Repeat("A", 64) + fmt.Sprintf(`"...(%d bytes)`, maxOwnerBytes)}},
 		{"POST conflict, long owners", long, http.MethodPost, "/", post("150", "null", 60, other), false, 409,
 			[]string{"lease held by " + clipped + " until "}},
 		{"POST applied, long owner", "", http.MethodPost, "/", post("150", "null", 60, long), false, 200,
 			[]string{"owner=" + clipped}},
 		{"lease of a long owner expires", "", http.MethodPost, "/", post("150", "null", 60, long), true, 200,
 			[]string{"lease expired", "owner=" + clipped}},
-		{"owner of 300 bytes", "", http.MethodPost, "/", post("150", "null", 60, strings.Repeat("A", 300)), false, 422,
-			[]string{"owner is 300 bytes, above the maximum 256"}},
+		{"owner of 600 bytes", "", http.MethodPost, "/", post("150", "null", 60, strings.Repeat("A", 600)), false, 422,
+			[]string{"owner is 600 bytes, above the maximum 512"}},
 		{"unknown field of 3000 bytes", "", http.MethodPost, "/", `{"` + strings.Repeat("A", 3000) + `":1}`, false, 400,
 			[]string{`unknown field "` + strings.Repeat("A", 64) + `"...(3000 bytes)`}},
 		{"integer of 3000 digits", "", http.MethodPost, "/", `{"gogc":1` + strings.Repeat("0", 3000) + `,"leaseSeconds":5,"owner":"op"}`, false, 400,

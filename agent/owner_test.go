@@ -78,7 +78,7 @@ func TestDeleteOwnerQueryIsValidated(t *testing.T) {
 		{"UTF-8-encoded surrogate", "owner=%ED%A0%80", 400, "owner is not valid UTF-8"},
 		{"newline", "owner=op-a%0Aforged", 400, "non-printable character U+000A"},
 		{"NUL", "owner=%00", 400, "non-printable character U+0000"},
-		{"one byte over the bound", "owner=" + strings.Repeat("o", maxOwnerBytes+1), 400, "above the maximum 256"},
+		{"one byte over the bound", "owner=" + strings.Repeat("o", maxOwnerBytes+1), 400, "above the maximum 512"},
 		{"500 KB", "owner=" + strings.Repeat("o", 500<<10), 400, "owner is 512000 bytes"},
 		{"malformed escape", "owner=%zz", 400, "malformed query"},
 		{"malformed escape in another parameter", "x=%zz&owner=op-a", 400, "malformed query"},

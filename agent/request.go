@@ -17,10 +17,10 @@ import (
 // maxBodyBytes caps a write's body; a valid one is well under 200 bytes.
 const maxBodyBytes = 4 << 10
 
-// maxOwnerBytes caps the lease owner (after decoding), which is echoed in every GET. Kept at the
-// documented 256, not tightened to a Kubernetes name's 253: gc-tuner's owner is
-// "gc-tuner/<namespace>/<policy>", already longer than one name.
-const maxOwnerBytes = 256
+// maxOwnerBytes caps the lease owner (after decoding), which is echoed in every GET. gc-tuner's
+// owner is "gc-tuner/<namespace>/<policy>": up to 9 + 63 + 1 + 253 = 326 bytes, so the cap leaves
+// room for the longest namespace and policy names Kubernetes allows.
+const maxOwnerBytes = 512
 
 // writeRequest is the POST body. A nil gogc or memoryLimitBytes (absent or null) leaves that
 // setting as it is.

@@ -129,7 +129,9 @@ func TestValidateRequestNamesTheBound(t *testing.T) {
 		{"lease zero", writeRequest{LeaseSeconds: i64(0), Owner: s("op")}, "leaseSeconds 0 is below the minimum 1"},
 		{"lease long", writeRequest{LeaseSeconds: i64(601), Owner: s("op")}, "leaseSeconds 601 is above the maximum 600 (maxLeaseSeconds)"},
 		{"owner empty", writeRequest{LeaseSeconds: i64(5), Owner: s("")}, "owner must not be empty"},
-		{"owner long", writeRequest{LeaseSeconds: i64(5), Owner: s(strings.Repeat("o", 257))}, "above the maximum 256"},
+		{"owner long", writeRequest{LeaseSeconds: i64(5), Owner: s(strings.Repeat("o", 513))}, "above the maximum 512"},
+		// The longest owner gc-tuner writes: "gc-tuner/" + a 63-byte namespace + "/" + a 253-byte name.
+		{"operator's longest owner", writeRequest{LeaseSeconds: i64(5), Owner: s("gc-tuner/" + strings.Repeat("n", 63) + "/" + strings.Repeat("p", 253))}, ""},
 		{"owner control char", writeRequest{LeaseSeconds: i64(5), Owner: s("op\n")}, "non-printable"},
 		{"owner bad utf8", writeRequest{LeaseSeconds: i64(5), Owner: s("op\xff")}, "UTF-8"},
 	}
