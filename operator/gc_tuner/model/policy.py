@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from gc_tuner.model.quantity import MAX_INT64, quantity_value
+from gc_tuner.net.transport import DEFAULT_MAX_BYTES
 
 __all__ = [
     "FIXED_MAX_BYTES",
@@ -180,7 +181,8 @@ class SamplingSpec(_Model):
     window_seconds: int = Field(default=300, ge=3, le=86400)
     timeout_seconds: int = Field(default=5, ge=1, le=60)
     max_concurrency: int = Field(default=16, ge=1, le=256)
-    max_response_kib: int = Field(default=4096, ge=16, le=65536, alias="maxResponseKiB")
+    # The transport's own default, so `gc-tuner local` and a policy that omits the field read alike.
+    max_response_kib: int = Field(default=DEFAULT_MAX_BYTES >> 10, ge=16, le=65536, alias="maxResponseKiB")
     sources: Sources
 
     @property
