@@ -72,6 +72,7 @@ def test_local_enforce_sets_every_process_and_reports_status(pair: list[Workload
         *targets,
         "--mode",
         "enforce",
+        "--no-guard",  # every process at once; the guard has its own tests
         "--interval",
         "1",
         "--cycles",
@@ -171,6 +172,7 @@ async def test_faulty_targets_degrade_while_healthy_ones_are_tuned(
         spec = parse_policy(
             {
                 **default_local_policy(mode="Enforce", port=8080),
+                "guard": {"enabled": False},  # every pod at once: the guard has its own tests
                 "sampling": {
                     "intervalSeconds": 1,
                     "windowSeconds": 30,
@@ -250,6 +252,7 @@ async def test_leases_are_renewed_before_they_run_short_not_every_cycle(pair: li
     spec = parse_policy(
         {
             **default_local_policy(mode="Enforce", port=8080),  # 8080 stands for each URL's own port
+            "guard": {"enabled": False},  # every pod at once: the guard has its own tests
             "sampling": {
                 "intervalSeconds": 1,
                 "windowSeconds": 30,
@@ -349,6 +352,7 @@ async def test_enforce_never_writes_to_a_pod_it_could_not_read(pair: list[Worklo
         spec = parse_policy(
             {
                 **default_local_policy(mode="Enforce", port=8080),
+                "guard": {"enabled": False},  # every pod at once: the guard has its own tests
                 "sampling": {"intervalSeconds": 1, "windowSeconds": 30, "sources": {"agent": {"port": 8080}}},
                 "qps": {"agent": {}},
                 "rollout": {"method": "Endpoint", "endpoint": {"port": 8080}, "cooldownSeconds": 0},

@@ -64,7 +64,9 @@ def _compare_field(sub: dict[str, Any], info: FieldInfo, path: str) -> list[str]
         if sub.get("maxItems") != bound:
             return [f"{path}: maxItems {sub.get('maxItems')} in the CRD, {bound} in the model"]
         (item,) = typing.get_args(t)
-        return _compare(sub["items"], item, f"{path}[]")
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            return _compare(sub["items"], item, f"{path}[]")
+        return _compare_field(sub["items"], FieldInfo.from_annotation(item), f"{path}[]")
     if isinstance(t, type) and issubclass(t, BaseModel):
         return _compare(sub, t, path) if sub.get("type") == "object" else [f"{path}: not an object"]
     if isinstance(t, type) and issubclass(t, Enum):
@@ -143,6 +145,37 @@ STATUS = {
     },
     "sampling": {"intervalSeconds": 15, "windowSeconds": 300},
     "gctrace": {"cycles": 40, "stwP99Ms": 0.12, "pods": 2},
+    "rollout": {
+        "phase": "Canary",
+        "candidate": {"gogc": 50, "gomemlimit": "900MiB"},
+        "lastGood": {"gogc": 80, "gomemlimit": "900MiB"},
+        "wasGOGC": 80,
+        "canaryPods": ["web-1"],
+        "beforeAfter": False,
+        "startedAt": "2026-12-06T10:05:00Z",
+        "until": "2026-12-06T10:10:00Z",
+        "backoff": [{"gogc": 30, "until": "2026-12-06T11:00:00Z"}],
+        "message": "judging",
+    },
+    "lastRollback": {
+        "time": "2026-12-06T10:00:00Z",
+        "gogc": 30,
+        "restoredGOGC": 80,
+        "reason": "gcCPU",
+        "message": "gcCPU: 0.04 -> 0.12 (+200 %), p=0.004",
+        "pValue": 0.004,
+        "changed": 0.12,
+        "baseline": 0.04,
+    },
+    "history": [
+        {
+            "time": "2026-12-06T10:00:00Z",
+            "fromGOGC": 80,
+            "toGOGC": 30,
+            "reason": "gcCPU",
+            "verdict": "RolledBack",
+        }
+    ],
 }
 
 

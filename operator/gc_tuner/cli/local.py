@@ -125,6 +125,26 @@ def format_cycle(outcome: Any, status: dict[str, Any]) -> list[str]:
     metavar="QUANTITY",
     help="The processes' memory limit (e.g. 512Mi), for memoryLimit.mode FromContainerLimit.",
 )
+@click.option(
+    "--guard/--no-guard",
+    default=None,
+    help="Enforce: judge every change on a canary and roll it back on a regression (spec.guard) "
+    "[the policy's; on by default].",
+)
+@click.option(
+    "--canary-pods",
+    type=click.IntRange(0, 10000),
+    default=None,
+    help="Targets that get a change first (0: all, judged against their own past) [1].",
+)
+@click.option(
+    "--evaluation",
+    "evaluation_s",
+    type=click.IntRange(10, 86400),
+    default=None,
+    metavar="SECONDS",
+    help="How long a change is judged before it goes to every target (at least 5 intervals) [300].",
+)
 @click.option("--cycles", type=click.IntRange(1), default=None, help="Stop after this many cycles.")
 @click.option(
     "--keep/--release",
@@ -148,6 +168,9 @@ def local(
     token: str | None,
     token_file: str | None,
     memory_limit: str | None,
+    guard: bool | None,
+    canary_pods: int | None,
+    evaluation_s: int | None,
     cycles: int | None,
     keep: bool,
     fmt: str,
@@ -162,6 +185,8 @@ def local(
 
     Without --policy the processes are read through the gc-tuner agent (/debug/gctuner) and
     /metrics (QPS from http_requests_total), and enforce writes through the agent with a lease.
+    Enforce gives each change to one target first and judges it against the others (GC CPU,
+    pauses, memory) before it goes to every target; a regression is rolled back (--no-guard: off).
     Ctrl-C stops; in enforce mode the leases are released so the processes return to their
     startup values at once.
     """
@@ -173,6 +198,7 @@ def local(
     if policy_path is not None:
         spec_doc["mode"] = policy_mode
     spec_doc["sampling"] = _sampling_overrides(dict(spec_doc.get("sampling") or {}), interval, window)
+    _guard_overrides(spec_doc, guard, canary_pods, evaluation_s)
     spec = _parse_spec(spec_doc)
     token = _read_token(token, token_file)
     try:
@@ -241,6 +267,21 @@ def _sampling_overrides(sampling: dict[str, Any], interval: int | None, window: 
     if window is not None:
         sampling["windowSeconds"] = window
     return sampling
+
+
+def _guard_overrides(
+    spec_doc: dict[str, Any], guard: bool | None, canary_pods: int | None, evaluation_s: int | None
+) -> None:
+    """The policy's guard and canary with --guard/--no-guard, --canary-pods and --evaluation applied."""
+    if guard is not None:
+        spec_doc["guard"] = {**(spec_doc.get("guard") or {}), "enabled": guard}
+    canary = dict((spec_doc.get("rollout") or {}).get("canary") or {})
+    if canary_pods is not None:
+        canary["pods"] = canary_pods
+    if evaluation_s is not None:
+        canary["evaluationSeconds"] = evaluation_s
+    if canary:
+        spec_doc["rollout"] = {**(spec_doc.get("rollout") or {}), "canary": canary}
 
 
 def _parse_spec(spec_doc: dict[str, Any]) -> GCPolicySpec:

@@ -10,7 +10,11 @@ gctuner_applied_gogc{namespace,policy}           the value gc-tuner holds in for
 gctuner_policy_qps{namespace,policy}             fitted request rate (tuning/signals.py)
 gctuner_policy_heap_slope_mb_per_second{...}     fitted live-heap growth
 gctuner_policy_stw_pause_p99_seconds{...}        the worst pod's stop-the-world pause p99
-gctuner_policy_gc_cpu_fraction{...}              the worst pod's GC share of its CPU, 0..1
+gctuner_policy_gc_cpu_fraction{...}              the worst pod's GC share of its CPU since it started, 0..1
+gctuner_policy_gc_cpu_window_fraction{...}       the worst pod's GC share of its CPU over its latest window
+                                                 (GC edge to GC edge, tuning/guard_signals.py), 0..1
+gctuner_canary_verdicts_total{namespace,policy,verdict}   guard trials ended: Promoted, RolledBack
+gctuner_rollbacks_total{namespace,policy,reason}          rollbacks, by the signal or event behind them
 """
 
 from __future__ import annotations
@@ -62,8 +66,25 @@ class OperatorMetrics:
                 ("heap_slope_mb_per_s", "gctuner_policy_heap_slope_mb_per_second", "Live-heap growth, MB/s."),
                 ("stw_pause_p99_s", "gctuner_policy_stw_pause_p99_seconds", "Worst pod's STW pause p99."),
                 ("gc_cpu_fraction", "gctuner_policy_gc_cpu_fraction", "Worst pod's GC share of CPU, 0..1."),
+                (
+                    "gc_cpu_window_fraction",
+                    "gctuner_policy_gc_cpu_window_fraction",
+                    "Worst pod's GC share of CPU over its latest window, 0..1.",
+                ),
             )
         }
+        self.canary_verdicts = Counter(
+            "gctuner_canary_verdicts",
+            "Guard trials ended, by verdict (Promoted, RolledBack).",
+            ["namespace", "policy", "verdict"],
+            registry=reg,
+        )
+        self.rollbacks = Counter(
+            "gctuner_rollbacks",
+            "Changes rolled back, by the signal or event behind them.",
+            ["namespace", "policy", "reason"],
+            registry=reg,
+        )
 
     def sample(self, source: str) -> None:
         self.samples.labels(source).inc()
@@ -87,6 +108,11 @@ class OperatorMetrics:
                     gauge.remove(namespace, policy)
             else:
                 gauge.labels(namespace, policy).set(value)
+
+    def guard_verdict(self, namespace: str, policy: str, verdict: str, reason: str) -> None:
+        self.canary_verdicts.labels(namespace, policy, verdict).inc()
+        if verdict == "RolledBack":
+            self.rollbacks.labels(namespace, policy, reason).inc()
 
     def signals(self, namespace: str, policy: str, signals: PolicySignals | None) -> None:
         for attr, gauge in self.signal_gauges.items():

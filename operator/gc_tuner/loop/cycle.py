@@ -5,6 +5,7 @@
     3. fit        per-pod QPS and heap slope, the median            tuning/fitting.py    fit_step
     4. recommend  the strategy -> GOGC; GOMEMLIMIT from the limit   tuning/strategies.py recommend_for
     5. decide     bounds, hysteresis, cooldown (Enforce only)       tuning/decide.py     decide_step
+       guard      canary, judge, promote or roll back; paused       tuning/safety.py     guard
     6. plan       the writes and the applied state they lead to     tuning/rollout.py    plan_rollout
     7. apply      carry the plan out, settle the Applied verdict    loop/execute.py      carry_out
     8. report     failures, new-failure Events, metrics             loop/cycle.py        _report
@@ -28,9 +29,11 @@ from gc_tuner.model.policy import GCPolicySpec
 from gc_tuner.tuning.decide import decide_step
 from gc_tuner.tuning.discovery import WorkloadInfo
 from gc_tuner.tuning.fitting import fit_step
+from gc_tuner.tuning.guard_signals import GC_CPU
 from gc_tuner.tuning.outcome import CycleOutcome
 from gc_tuner.tuning.records import LoopEvent, PodFailure, PodTarget, Verdict
 from gc_tuner.tuning.rollout import plan_rollout
+from gc_tuner.tuning.safety import evaluation_s, guard, split_note
 from gc_tuner.tuning.state import PolicyState
 from gc_tuner.tuning.strategies import memory_target, recommend_for
 
@@ -66,7 +69,8 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
     states = state.track(inp.pods, float(spec.sampling.window_seconds), now=io.clock())
     gathered = await gather(spec, states, inp.pods, io, token=inp.agent_token, reads=state.reads)
     # 2. windows
-    state.feed(gathered.readings, gathered.promql)
+    state.safety.log.keep_s = 3 * evaluation_s(spec)
+    state.feed(gathered.readings, gathered.promql, now=io.clock())
     state.prune(p.name for p in inp.pods)
     # 3. fit
     t0 = time.perf_counter()
@@ -75,26 +79,54 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
     # 4. recommend
     memory = memory_target(spec, inp.workload, inp.pods)
     rec, why = recommend_for(spec, fitted.summary, fitted.pod_fits, memory)
+    windows = state.safety.log.latest(GC_CPU)
     o = dataclasses.replace(
-        o, gathered=gathered, fitted=fitted, memory=memory, recommendation=rec, not_recommended=why
+        o,
+        gathered=gathered,
+        fitted=fitted,
+        memory=memory,
+        recommendation=rec,
+        not_recommended=why,
+        gc_cpu_window=max(windows.values()) if windows else None,
     )
     if o.enforcing:
         workload = inp.workload if io.env is not None else None  # EnvPatch needs both
-        # 5. decide
-        decision = decide_step(spec, state.applied, state.last_change_at, o, workload)
+        # 5. decide, and guard: canary, judge, promote or roll back
+        decided = decide_step(spec, state.applied, state.last_change_at, o, workload)
+        now = io.clock()
+        guarded = guard(spec, state.safety, decided, state.applied, gathered.readings, memory.rendered, now)
+        decision = guarded.decision
         if decision is not None:
             io.metrics.decision(decision.action)
+        if guarded.history is not None and guarded.action in ("promote", "rollback"):
+            io.metrics.guard_verdict(*_policy_key(inp.owner), guarded.history.verdict, guarded.history.reason)
         # 6. plan
-        now = io.clock()
         plan = plan_rollout(
-            spec, state, decision, memory, gathered.readings, workload, owner=inp.owner, at=o.time, now=now
+            spec,
+            state,
+            decision,
+            memory,
+            gathered.readings,
+            workload,
+            owner=inp.owner,
+            at=o.time,
+            now=now,
+            split=guarded.split,
+            split_note=split_note(guarded),
         )
         # 7. apply
         result = await carry_out(io, spec, plan, workload, token=inp.endpoint_token, owner=inp.owner)
         state.applied, state.last_change_at = result.state, result.change_at
         if result.changed:
             io.metrics.applied_change(plan.method)
-        o = dataclasses.replace(o, decision=decision, plan=plan, result=result, posted=result.events)
+        o = dataclasses.replace(
+            o,
+            decision=decision,
+            guard=guarded,
+            plan=plan,
+            result=result,
+            posted=(*guarded.events, *result.events),
+        )
     # 8. report
     failures = (
         *inp.extra_failures,

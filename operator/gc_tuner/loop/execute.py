@@ -67,18 +67,18 @@ async def carry_out(
 async def execute_endpoint(
     http: httpx.AsyncClient, spec: GCPolicySpec, plan: ApplyPlan, *, token: str | None, owner: str
 ) -> EndpointResult:
-    """POST the plan's GOGC (and each pod's memory limit) with a lease to the plan's pods, concurrently."""
-    if not plan.writes:
+    """POST each write's GOGC (and the pod's memory limit) with a lease, concurrently; then release the
+    leases the plan gives up."""
+    if not plan.writes and not plan.releases:
         return EndpointResult()
     port, path = _endpoint(spec)
-    gogc = plan.state.gogc if plan.state is not None else None
 
     async def apply(w: PodWrite) -> object:
         return await agent_client.apply(
             http,
             w.pod.base_url(port),
             path=path,
-            gogc=gogc,
+            gogc=w.gogc,
             memory_limit_bytes=w.memory_limit_bytes,
             lease_seconds=spec.rollout.lease_seconds,
             owner=owner,
@@ -86,7 +86,13 @@ async def execute_endpoint(
             timeout=float(spec.sampling.timeout_seconds),
         )
 
-    return await _each_pod(plan.writes, spec, "apply", lambda w: w.pod.name, apply)
+    written = await _each_pod(plan.writes, spec, "apply", lambda w: w.pod.name, apply)
+    if plan.releases:
+        # A rolled-back canary whose good value is the startup one: giving up the lease restores it.
+        released = await endpoint_release(http, plan.releases, spec, token=token, owner=owner)
+        written.acked = sorted([*written.acked, *released.acked])
+        written.failures.extend(released.failures)
+    return written
 
 
 async def execute_envpatch(

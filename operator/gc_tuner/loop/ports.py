@@ -48,6 +48,7 @@ class LoopMetrics(Protocol):
     def decision(self, outcome: str) -> None: ...
     def applied_change(self, method: str) -> None: ...
     def gogc(self, namespace: str, policy: str, *, recommended: int | None, applied: int | None) -> None: ...
+    def guard_verdict(self, namespace: str, policy: str, verdict: str, reason: str) -> None: ...
 
 
 class NullMetrics:
@@ -67,6 +68,9 @@ class NullMetrics:
         pass
 
     def gogc(self, namespace: str, policy: str, *, recommended: int | None, applied: int | None) -> None:
+        pass
+
+    def guard_verdict(self, namespace: str, policy: str, verdict: str, reason: str) -> None:
         pass
 
 

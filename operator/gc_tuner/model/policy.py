@@ -28,12 +28,14 @@ __all__ = [
     "AgentSource",
     "Bounds",
     "BudgetSpec",
+    "CanarySpec",
     "CounterQPS",
     "EndpointSpec",
     "ExpvarSource",
     "FormulaSpec",
     "GCPolicySpec",
     "GCTraceSource",
+    "GuardSpec",
     "HttpSource",
     "LeakDetection",
     "MemoryLimitSpec",
@@ -127,12 +129,24 @@ class EndpointSpec(_Model):
     token_secret_ref: SecretKeyRef | None = None
 
 
+class CanarySpec(_Model):
+    """A change goes to `pods` pods first (or `percent` of the ready pods, rounded up, when set), and
+    is judged against the untouched pods for `evaluationSeconds`. `pods: 0`: no canary; every pod
+    gets the change and is judged against its own window before it. The evaluation lasts at least
+    five sampling intervals, the fewest windows a verdict takes (tuning/safety.py)."""
+
+    pods: int = Field(default=1, ge=0, le=10000)
+    percent: int | None = Field(default=None, ge=1, le=100)
+    evaluation_seconds: int = Field(default=300, ge=10, le=86400)
+
+
 class RolloutSpec(_Model):
     method: Literal["Endpoint", "EnvPatch"] = "EnvPatch"
     endpoint: EndpointSpec | None = None
     cooldown_seconds: int = Field(default=300, ge=0, le=86400)
     min_gogc_change: int = Field(default=10, ge=0, le=1000, alias="minGOGCChange")
     lease_seconds: int = Field(default=60, ge=2, le=1800)
+    canary: CanarySpec = Field(default_factory=CanarySpec)
 
     @model_validator(mode="after")
     def _endpoint_port(self) -> RolloutSpec:
@@ -325,9 +339,28 @@ class LeakDetection(_Model):
     min_r2_milli: int = Field(default=800, ge=0, le=1000, alias="minR2Milli")
 
 
+class GuardSpec(_Model):
+    """When a change counts as a regression, and what a rolled-back value waits before it is tried
+    again. The GC CPU rise is counted beyond the GC's cost model: GC CPU ∝ 1/GOGC while GOMEMLIMIT
+    does not bind, so GOGC 100 -> 50 is expected to double it and only the rest counts."""
+
+    enabled: bool = True
+    max_gc_cpu_increase_percent: int = Field(default=25, ge=0, le=10000, alias="maxGCCPUIncreasePercent")
+    max_pause_p99_increase_percent: int = Field(
+        default=50, ge=0, le=10000, alias="maxPauseP99IncreasePercent"
+    )
+    max_latency_p99_increase_percent: int = Field(
+        default=20, ge=0, le=10000, alias="maxLatencyP99IncreasePercent"
+    )
+    max_memory_percent_of_limit: int = Field(default=95, ge=1, le=100)
+    backoff_seconds: int = Field(default=3600, ge=0, le=604800)
+
+
 class GCPolicySpec(_Model):
     target_ref: TargetRef
     mode: Literal["DryRun", "Enforce"] = "DryRun"
+    paused: bool = False
+    guard: GuardSpec = Field(default_factory=GuardSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     sampling: SamplingSpec
     qps: QPSSpec

@@ -26,16 +26,21 @@ __all__ = [
     "ANNOTATION_APPLIED",
     "AppliedNote",
     "AppliedSection",
+    "BackoffEntry",
     "Condition",
     "ConditionStatus",
     "DecisionSection",
     "FitSection",
     "GCTraceSection",
+    "GuardValue",
+    "HistoryItem",
     "PodFailureEntry",
     "PodsSection",
     "PolicyStatus",
     "RecommendationInputs",
     "RecommendationSection",
+    "RollbackSection",
+    "RolloutSection",
     "SamplingSection",
 ]
 
@@ -167,6 +172,56 @@ class GCTraceSection(_Section):
     pods: int
 
 
+class GuardValue(_Section):
+    """A GOGC/GOMEMLIMIT pair the guard tried or kept (None: the pods' startup value)."""
+
+    gogc: int | None = None
+    gomemlimit: Text32 | None = None
+
+
+class BackoffEntry(_Section):
+    gogc: int | None = None
+    gomemlimit: Text32 | None = None
+    until: Timestamp
+
+
+class RolloutSection(_Section):
+    """Safe Enforce's state (tuning/safety.py): the phase, the trial under evaluation, the back-offs."""
+
+    phase: Text32
+    candidate: GuardValue | None = None
+    last_good: GuardValue | None = None
+    was_gogc: int | None = Field(default=None, alias="wasGOGC")
+    canary_pods: list[Text253] = Field(default_factory=list, max_length=100)
+    before_after: bool = False
+    started_at: Timestamp | None = None
+    until: Timestamp | None = None
+    backoff: list[BackoffEntry] = Field(default_factory=list, max_length=10)
+    message: Text1024 | None = None
+
+
+class RollbackSection(_Section):
+    """The last rollback: the value, the signal that condemned it and its numbers."""
+
+    time: Timestamp
+    gogc: int | None = None
+    gomemlimit: Text32 | None = None
+    restored_gogc: int | None = Field(default=None, alias="restoredGOGC")
+    reason: Text64
+    message: Text1024
+    p_value: float | None = None
+    changed: float | None = None
+    baseline: float | None = None
+
+
+class HistoryItem(_Section):
+    time: Timestamp
+    from_gogc: int | None = Field(default=None, alias="fromGOGC")
+    to_gogc: int | None = Field(default=None, alias="toGOGC")
+    reason: Text64
+    verdict: Text32
+
+
 class PolicyStatus(_Section):
     """The whole status subresource of a GCPolicy."""
 
@@ -179,6 +234,9 @@ class PolicyStatus(_Section):
     applied: AppliedSection | None = None
     sampling: SamplingSection | None = None
     gctrace: GCTraceSection | None = None
+    rollout: RolloutSection | None = None
+    last_rollback: RollbackSection | None = None
+    history: list[HistoryItem] | None = Field(default=None, max_length=10)
 
     @classmethod
     def read(cls, doc: Mapping[str, Any] | None) -> PolicyStatus:

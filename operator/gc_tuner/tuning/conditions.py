@@ -5,7 +5,8 @@ known), reasons are CamelCase, and `lastTransitionTime` changes only when `statu
 
     Sampling       at least one matched pod was sampled this cycle
     Recommending   the fit had enough data for a recommendation
-    Applied        (Enforce) the applied values are in force on every ready pod
+    Applied        (Enforce) the applied values are in force on every ready pod (reasons Canary and
+                   RolledBack while a guard trial runs or ends, Paused while spec.paused)
     LeakSuspected  the live heap grows at least leakDetection's slope with a good fit
     Degraded       some pod (or the target) fails: reason of the most frequent failure
     Ready          Sampling and Recommending, and in Enforce also Applied
@@ -31,6 +32,7 @@ from gc_tuner.model.policy_status import (
 )
 from gc_tuner.tuning.outcome import CycleOutcome
 from gc_tuner.tuning.records import FALSE, TRUE, UNKNOWN, PodFailure, Verdict, rfc3339
+from gc_tuner.tuning.safety_status import history_items, rollback_section, rollout_section
 
 __all__ = ["CONDITION_TYPES", "MAX_FAILURES_LISTED", "build_status", "condition_list", "merge_conditions"]
 
@@ -61,6 +63,8 @@ def _applied(o: CycleOutcome) -> Verdict:
         return Verdict(FALSE, "OperatorDryRun", "the operator runs with --dry-run: nothing is applied")
     if o.mode != "Enforce":
         return Verdict(FALSE, "DryRun", "mode is DryRun: recommendations only")
+    if o.guard is not None and o.guard.phase == "Paused":
+        return Verdict(FALSE, "Paused", "spec.paused is true: no changes; the values in force are kept")
     if o.apply_verdict is not None:
         return o.apply_verdict
     return Verdict(UNKNOWN, "NothingApplied", "no recommendation has been applied yet")
@@ -234,5 +238,23 @@ def build_status(o: CycleOutcome, previous: Mapping[str, Any] | None, *, generat
         decision=_decision_section(o) or prev.decision,
         applied=_applied_section(o, prev),
         gctrace=_gctrace_section(o) or prev.gctrace,
+        **_guard_sections(o, prev),
     )
     return status.doc()
+
+
+def _guard_sections(o: CycleOutcome, prev: PolicyStatus) -> dict[str, Any]:
+    """status.rollout, lastRollback and history: from this cycle's guard step in Enforce; kept as they
+    were otherwise (a DryRun policy shows the last rollback it had, and no phase)."""
+    step = o.guard
+    if step is None or step.memory is None:
+        return {
+            "rollout": prev.rollout if o.enforcing else None,
+            "last_rollback": prev.last_rollback,
+            "history": prev.history,
+        }
+    return {
+        "rollout": rollout_section(step),
+        "last_rollback": rollback_section(step.memory.last_rollback),
+        "history": history_items(step.memory),
+    }

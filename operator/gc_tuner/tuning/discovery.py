@@ -43,6 +43,9 @@ class PodInfo:
     containers: tuple[str, ...]
     memory_limits: tuple[tuple[str, str], ...]  # (container, limits.memory)
     restart_counts: tuple[tuple[str, int], ...]
+    # (container, lastState.terminated.reason): OOMKilled, Error, ...; the guard rolls a change back
+    # at once when a pod that got it was OOM-killed or crashed.
+    last_terminations: tuple[tuple[str, str], ...] = ()
 
     def label_map(self) -> dict[str, str]:
         return dict(self.labels)
@@ -62,6 +65,11 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo:
         (str(cs.get("name")), int(cs.get("restartCount") or 0))
         for cs in status.get("containerStatuses") or []
     )
+    terminations = tuple(
+        (str(cs.get("name")), str(reason))
+        for cs in status.get("containerStatuses") or []
+        if (reason := ((cs.get("lastState") or {}).get("terminated") or {}).get("reason"))
+    )
     return PodInfo(
         name=str(meta.get("name")),
         namespace=str(meta.get("namespace")),
@@ -73,6 +81,7 @@ def pod_info(body: Mapping[str, Any]) -> PodInfo:
         containers=tuple(str(c.get("name")) for c in spec.get("containers") or []),
         memory_limits=tuple(limits),
         restart_counts=restarts,
+        last_terminations=terminations,
     )
 
 
@@ -170,6 +179,7 @@ def targets_for(pods: Iterable[PodInfo], workload: WorkloadInfo) -> list[PodTarg
                 host=p.ip,
                 ready=p.ready,
                 restart_count=dict(p.restart_counts).get(workload.container, 0),
+                last_termination=dict(p.last_terminations).get(workload.container),
                 memory_limit=dict(p.memory_limits).get(workload.container),
             )
         )

@@ -4,6 +4,7 @@
     Fitted          fit         per-pod fits, the Deployment's median, the leak verdict, gctrace
     Recommendation  recommend   the strategy's GOGC (tuning/strategies.py)
     DecisionInfo    decide      apply or hold, and why (tuning/decide.py)
+    SafetyStep      guard       the canary trial: start, judge, promote, roll back (tuning/safety.py)
     ApplyPlan       plan        the writes and the applied state they lead to (tuning/rollout.py)
     ApplyResult     apply       what the writes achieved, and the Applied verdict
 
@@ -30,6 +31,7 @@ from gc_tuner.tuning.records import (
     Verdict,
 )
 from gc_tuner.tuning.rollout import ApplyPlan, ApplyResult
+from gc_tuner.tuning.safety import SafetyStep
 from gc_tuner.tuning.strategies import MemoryLimitTarget, Recommendation
 
 __all__ = ["CycleOutcome", "Fitted", "Gathered"]
@@ -79,6 +81,8 @@ class CycleOutcome:
     recommendation: Recommendation | None = None
     not_recommended: str | None = None  # why the strategy could not recommend from a complete fit
     decision: DecisionInfo | None = None
+    guard: SafetyStep | None = None  # Enforce: the guard's step (tuning/safety.py)
+    gc_cpu_window: float | None = None  # the worst pod's GC CPU share over its latest window
     plan: ApplyPlan | None = None
     result: ApplyResult | None = None
     failures: tuple[PodFailure, ...] = ()  # every step's, in step order

@@ -56,6 +56,7 @@ class PodTarget:
     port: int | None = None
     restart_count: int = 0
     memory_limit: str | None = None  # the target container's resources.limits.memory
+    last_termination: str | None = None  # why the container last ended (OOMKilled, Error), if it did
 
     def url(self, port: int, path: str) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host

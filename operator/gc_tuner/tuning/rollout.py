@@ -66,10 +66,11 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class PodWrite:
-    """One agent write of the plan: the plan's GOGC and this pod's own GOMEMLIMIT."""
+    """One agent write of the plan: its GOGC (the plan's, or a canary's) and this pod's own GOMEMLIMIT."""
 
     pod: PodTarget
     memory_limit_bytes: int | None
+    gogc: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,9 @@ class ApplyPlan:
     in_force: tuple[str, ...] = ()  # Endpoint: ready pods counted as acked without a write
     unread: tuple[str, ...] = ()  # Endpoint: ready pods not written: their runtime was not read this cycle
     ready: int = 0  # Endpoint: ready pods
+    releases: tuple[PodTarget, ...] = ()  # Endpoint: leases to give up (back to the startup values)
+    untouched: tuple[str, ...] = ()  # Endpoint: ready pods meant to keep their startup values, as they do
+    split_note: tuple[str, str] | None = None  # Endpoint: (reason, message) while pods run their own values
     env: Mapping[str, str] | None = None  # EnvPatch: the env to set in the template
     note: AppliedNote | None = None  # EnvPatch: the applied annotation written with it
     changing: bool = False  # carrying it out puts a new value in force (restarts the cooldown)
@@ -156,69 +160,107 @@ def plan_endpoint(
     owner: str,
     at: float,
     now: float,
+    split: Mapping[str, AppliedState | None] | None = None,
+    split_note: tuple[str, str] | None = None,
 ) -> ApplyPlan:
     """The agent writes of this cycle. `at` stamps a new applied state (the cycle's time); `now` is
-    when the leases are judged (the readings are older)."""
+    when the leases are judged (the readings are older). `split`: each pod's own value while a
+    guard trial runs (tuning/safety.py); None for a pod: its startup values (the lease is released)."""
     own = prior if prior is not None and prior.method == "Endpoint" else None
     plan = ApplyPlan("Endpoint", decision, prior, prior_change_at, prior, prior_change_at)
     d = decision
     if d is not None and d.action == "hold" and own is None and d.code == "AtTarget":
         plan = dataclasses.replace(plan, state=AppliedState(d.gogc, mem.rendered, "Endpoint", at))
-    if d is not None and d.action == "apply":
+    if d is not None and d.action == "apply" and split is not None:
+        # A guard trial starts: the canary runs the new value, the policy's own stays what it was
+        # until the trial promotes it (the trial's Event says so).
+        plan = dataclasses.replace(plan, state=own, change_at=at, changing=True)
+    elif d is not None and d.action == "apply":
         new = AppliedState(d.gogc, mem.rendered, "Endpoint", at)
         event = _endpoint_event(d, mem)
         plan = dataclasses.replace(plan, state=new, change_at=at, events=(event,), changing=True)
-    if plan.state is None:
+    if plan.state is None and split is None:
         return dataclasses.replace(
             plan, verdict=Verdict(UNKNOWN, "NothingApplied", "waiting for a recommendation")
         )
     ready = [p for p in pods if p.ready]
+    desired = {p.name: (split.get(p.name, plan.state) if split is not None else plan.state) for p in ready}
     margin = renew_margin_s(spec)
     by_pod = {r.pod.name: r for r in readings}
-    in_force = sorted(
-        p.name
-        for p in ready
-        if (r := by_pod.get(p.name)) is not None
-        and r.sample is not None
-        and lease_in_force(
-            r.agent,
-            owner=owner,
-            gogc=plan.state.gogc,
-            memory_limit_bytes=mem.for_pod(p.name),
-            read_at=r.sample.t,
-            now=now,
-            margin_s=margin,
+
+    def limit(p: PodTarget, want: AppliedState) -> int | None:
+        # Outside a trial every pod gets this cycle's limit; in one, a value without a limit keeps
+        # the pod's own.
+        return mem.for_pod(p.name) if split is None or want.gomemlimit is not None else None
+
+    def held(p: PodTarget, want: AppliedState) -> bool:
+        r = by_pod.get(p.name)
+        return (
+            r is not None
+            and r.sample is not None
+            and lease_in_force(
+                r.agent,
+                owner=owner,
+                gogc=want.gogc,
+                memory_limit_bytes=limit(p, want),
+                read_at=r.sample.t,
+                now=now,
+                margin_s=margin,
+            )
         )
-    )
+
+    in_force = sorted(p.name for p in ready if (want := desired[p.name]) is not None and held(p, want))
     # Never write to a pod that could not be read this cycle: whatever broke the read (a wrong token,
     # a hung or hostile process) makes a write blind, and its failure is reported already.
     unread = tuple(p.name for p in ready if (r := by_pod.get(p.name)) is None or r.sample is None)
+    ours = {p.name for p in ready if (r := by_pod.get(p.name)) is not None and _leased_by(r, owner)}
+    to_startup = [p for p in ready if desired[p.name] is None and p.name not in unread]
     writes = tuple(
-        PodWrite(p, mem.for_pod(p.name)) for p in ready if p.name not in in_force and p.name not in unread
+        PodWrite(p, limit(p, want), want.gogc)
+        for p in ready
+        if (want := desired[p.name]) is not None and p.name not in in_force and p.name not in unread
     )
-    return dataclasses.replace(plan, writes=writes, in_force=tuple(in_force), unread=unread, ready=len(ready))
+    return dataclasses.replace(
+        plan,
+        writes=writes,
+        in_force=tuple(in_force),
+        unread=unread,
+        ready=len(ready),
+        releases=tuple(p for p in to_startup if p.name in ours),
+        untouched=tuple(p.name for p in to_startup if p.name not in ours),
+        split_note=split_note,
+    )
+
+
+def _leased_by(r: PodReading, owner: str) -> bool:
+    return r.agent is not None and r.agent.lease is not None and r.agent.lease.owner == owner
 
 
 def settle_endpoint(plan: ApplyPlan, acked: Sequence[str], failures: Sequence[PodFailure]) -> ApplyResult:
-    """The Applied verdict from the agents' answers (`acked`: pods whose write succeeded)."""
+    """The Applied verdict from the agents' answers (`acked`: pods whose write or release succeeded)."""
     a = plan.state
-    if a is None or plan.verdict is not None:
+    if plan.verdict is not None or (a is None and plan.split_note is None):
         verdict = plan.verdict or Verdict(UNKNOWN, "NothingApplied", "waiting for a recommendation")
         return ApplyResult(a, plan.change_at, None, verdict)
-    done = len(set(acked) | set(plan.in_force))
-    applied = AppliedState(a.gogc, a.gomemlimit, "Endpoint", a.time, done)
+    done = len(set(acked) | set(plan.in_force) | set(plan.untouched))
+    applied = AppliedState(a.gogc, a.gomemlimit, "Endpoint", a.time, done) if a is not None else None
+    gogc = a.gogc if a is not None else None
     if not plan.ready:
         verdict = Verdict(FALSE, "NoReadyPods", "no ready pod to write to")
+    elif plan.split_note is not None:
+        reason, message = plan.split_note
+        status = TRUE if done == plan.ready else FALSE
+        verdict = Verdict(status, reason, f"{message}; {done}/{plan.ready} ready pods as planned")
     elif done == plan.ready:
-        verdict = Verdict(TRUE, "InSync", f"GOGC {a.gogc} in force on {plan.ready}/{plan.ready} ready pods")
+        verdict = Verdict(TRUE, "InSync", f"GOGC {gogc} in force on {plan.ready}/{plan.ready} ready pods")
     elif done:
         skipped = f"; not written, unread this cycle: {', '.join(plan.unread)}" if plan.unread else ""
         verdict = Verdict(
-            FALSE, "PartiallyApplied", f"GOGC {a.gogc} in force on {done}/{plan.ready} ready pods{skipped}"
+            FALSE, "PartiallyApplied", f"GOGC {gogc} in force on {done}/{plan.ready} ready pods{skipped}"
         )
     else:
         reason = failures[0].reason if failures else "ApplyFailed"
-        verdict = Verdict(FALSE, reason, f"no ready pod accepted GOGC {a.gogc}")
+        verdict = Verdict(FALSE, reason, f"no ready pod accepted GOGC {gogc}")
     return ApplyResult(a, plan.change_at, applied, verdict, plan.changing, plan.events, tuple(failures))
 
 
@@ -339,13 +381,28 @@ def plan_rollout(
     owner: str,
     at: float,
     now: float,
+    split: Mapping[str, AppliedState | None] | None = None,
+    split_note: tuple[str, str] | None = None,
 ) -> ApplyPlan:
     """The plan step: the rollout method's plan from what the policy has in force (`state` is read,
-    not changed; see plan_endpoint and plan_envpatch)."""
+    not changed; see plan_endpoint and plan_envpatch). `split`: a guard trial's per-pod values."""
     prior, since = state.applied, state.last_change_at
     if spec.rollout.method == "Endpoint":
         pods = [r.pod for r in readings]  # gather reads every matched pod, in order
-        return plan_endpoint(spec, prior, since, decision, mem, pods, readings, owner=owner, at=at, now=now)
+        return plan_endpoint(
+            spec,
+            prior,
+            since,
+            decision,
+            mem,
+            pods,
+            readings,
+            owner=owner,
+            at=at,
+            now=now,
+            split=split,
+            split_note=split_note,
+        )
     return plan_envpatch(prior, since, decision, mem, workload, owner=owner, at=at)
 
 

@@ -24,6 +24,7 @@ class PolicySignals:
     heap_slope_mb_per_s: float | None
     stw_pause_p99_s: float | None
     gc_cpu_fraction: float | None
+    gc_cpu_window_fraction: float | None = None
 
 
 def gc_cpu_share(s: RuntimeSample) -> float | None:
@@ -48,4 +49,5 @@ def policy_signals(o: CycleOutcome) -> PolicySignals:
         heap_slope_mb_per_s=o.fit.heap_slope_mb_per_s if o.fit is not None else None,
         stw_pause_p99_s=stw,
         gc_cpu_fraction=max(shares) if shares else None,
+        gc_cpu_window_fraction=o.gc_cpu_window,
     )

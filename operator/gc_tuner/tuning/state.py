@@ -17,7 +17,10 @@ from typing import Any
 from gc_tuner.model.policy_status import ANNOTATION_APPLIED, AppliedNote, PolicyStatus
 from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.model.window import GCCycleWindow, PodWindow
+from gc_tuner.tuning.guard_signals import SignalLog
 from gc_tuner.tuning.records import AppliedState, PodReading, PodTarget, parse_rfc3339
+from gc_tuner.tuning.safety import SafetyState
+from gc_tuner.tuning.safety_status import restore_safety
 
 __all__ = ["PodState", "PolicyState", "ReadsInFlight"]
 
@@ -68,6 +71,8 @@ class PolicyState:
     restored: bool = False
     cycles: int = 0
     reads: ReadsInFlight = field(default_factory=ReadsInFlight)
+    # The guard's trial, back-offs and windows (tuning/safety.py); keep_s is set from the spec each cycle.
+    safety: SafetyState = field(default_factory=lambda: SafetyState(SignalLog(keep_s=3600.0)))
 
     def pod(self, name: str, *, now: float, restart_count: int = 0) -> PodState:
         ps = self.pods.get(name)
@@ -103,12 +108,14 @@ class PolicyState:
     def prune(self, alive: Iterable[str]) -> None:
         keep = set(alive)
         self.reads.cancel(keep)
+        self.safety.log.forget(keep)
         for name in list(self.pods):
             if name not in keep:
                 del self.pods[name]
 
-    def feed(self, readings: Sequence[PodReading], promql: Mapping[str, float]) -> None:
-        """The windows step: each reading into its pod's windows and memory."""
+    def feed(self, readings: Sequence[PodReading], promql: Mapping[str, float], *, now: float) -> None:
+        """The windows step: each reading into its pod's windows and memory, and the guard's windows."""
+        self.safety.log.observe(readings, now)
         for r in readings:
             ps = self.pods[r.pod.name]
             if r.sample is not None:
@@ -127,7 +134,9 @@ class PolicyState:
         """Rebuild `applied` and the cooldown clock from the cluster's memory (once per state)."""
         self.restored = True
         candidates: list[AppliedState] = []
-        applied = PolicyStatus.read(status).applied
+        stored = PolicyStatus.read(status)
+        restore_safety(self.safety, stored)
+        applied = stored.applied
         t = parse_rfc3339(applied.time) if applied is not None else None
         if applied is not None and t is not None:
             candidates.append(AppliedState(applied.gogc, applied.gomemlimit, applied.method, t, applied.pods))

@@ -1,0 +1,463 @@
+"""Safe Enforce: a change goes to a canary first, is judged on its effect, and is promoted or rolled
+back. Pure: `safety_step` takes what the cycle knows and returns a SafetyStep; the cycle stores it.
+
+    Steady --apply--> Canary --no worse after evaluationSeconds--> Promoted (Steady)
+                        |
+                        +--worse on a guarded signal, or a canary pod restarted--> RolledBack
+                                                                                   (Backoff: the value
+                                                                                   waits backoffSeconds)
+
+- Canary: the first `canary.pods` ready, readable pods by name (or `canary.percent` of the ready pods,
+  rounded up) get the candidate; the others keep the last good value. The canary's windows are judged
+  against the others' over the same time (logic/verdict.py).
+- Before/after: with `canary.pods: 0`, or when the canary would be every pod (a single pod), every pod
+  gets the candidate and its windows are judged against the windows before the change.
+- A canary pod that restarts (an OOM kill, a crash) during the evaluation rolls back at once.
+- Evaluation: at least five sampling intervals. A worse verdict rolls back as soon as it is reached; an
+  ok one promotes at the end. Still short of windows at twice the evaluation: rolled back (NoVerdict),
+  unless no guarded signal had any data at all, which promotes with a Warning (Unguarded).
+- Back-off: a rolled-back GOGC (± minGOGCChange) is not tried again for `guard.backoffSeconds`.
+- Endpoint only: EnvPatch changes are applied as before, unguarded (a restart per change makes a
+  canary a second workload; not built yet).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gc_tuner.logic.verdict import GuardVerdict, SignalRule, judge
+from gc_tuner.model.policy import GCPolicySpec
+from gc_tuner.tuning.guard_signals import GC_CPU, MEMORY, PAUSE, SignalLog
+from gc_tuner.tuning.records import AppliedState, DecisionInfo, LoopEvent, PodReading, PodTarget
+
+__all__ = [
+    "HISTORY_LIMIT",
+    "Backoff",
+    "GuardMemory",
+    "HistoryEntry",
+    "RollbackRecord",
+    "SafetyState",
+    "SafetyStep",
+    "Trial",
+    "canary_size",
+    "evaluation_s",
+    "guard",
+    "guard_rules",
+    "remember",
+    "safety_step",
+    "split_note",
+]
+
+HISTORY_LIMIT = 10
+MIN_WINDOWS = 5
+
+Action = Literal["pass", "start", "hold", "promote", "rollback"]
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    candidate: AppliedState  # the value under evaluation; `time` is when it was first written
+    good: AppliedState | None  # the value the others keep; None: their startup values
+    canary: tuple[str, ...]  # the pods that got the candidate
+    before_after: bool  # every pod got it; judged against the windows before `started_at`
+    started_at: float  # the evaluation's start (a restart of the operator starts it again)
+    until: float  # the earliest promotion
+    restarts: tuple[tuple[str, int], ...] = ()  # the canary pods' restart counts at the start
+    was_gogc: int | None = None  # the GOGC the pods ran before (for the cost model's expectation)
+    resumed: bool = False  # restored from status after a restart: its windows are gone
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackRecord:
+    time: float
+    gogc: int | None  # the value rolled back
+    gomemlimit: str | None
+    restored_gogc: int | None  # the value put back (None: the startup value)
+    reason: str  # a signal's name, or PodRestarted / NoVerdict
+    message: str
+    p_value: float | None = None
+    changed: float | None = None
+    baseline: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    time: float
+    from_gogc: int | None
+    to_gogc: int | None
+    reason: str
+    verdict: str  # Canary, Promoted, RolledBack, Applied
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    gogc: int | None
+    until: float
+    gomemlimit: str | None = None
+
+
+@dataclass(slots=True)
+class SafetyState:
+    log: SignalLog
+    trial: Trial | None = None
+    backoff: list[Backoff] = field(default_factory=list)
+    history: deque[HistoryEntry] = field(default_factory=lambda: deque(maxlen=HISTORY_LIMIT))
+    last_rollback: RollbackRecord | None = None
+    phase: str = "Steady"
+
+
+@dataclass(frozen=True, slots=True)
+class GuardMemory:
+    """What the guard remembers after a step, frozen for status (tuning/safety_status.py)."""
+
+    backoff: tuple[Backoff, ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
+    last_rollback: RollbackRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyStep:
+    """What the guard makes of this cycle: the decision the plan step sees, the pods' values while a
+    trial runs (`split`; None: every ready pod gets the applied value), and what to remember."""
+
+    action: Action
+    decision: DecisionInfo | None
+    trial: Trial | None
+    phase: str
+    split: Mapping[str, AppliedState | None] | None = None
+    promoted: AppliedState | None = None
+    rollback: RollbackRecord | None = None
+    backoff: Backoff | None = None
+    history: HistoryEntry | None = None
+    verdict: GuardVerdict | None = None
+    events: tuple[LoopEvent, ...] = ()
+    memory: GuardMemory | None = None  # set by `guard` once the step is remembered
+
+
+def guard_rules(spec: GCPolicySpec) -> list[SignalRule]:
+    g = spec.guard
+    return [
+        # Floors: half a percentage point of GC CPU, 100 µs of pause: shifts below them are noise
+        # whatever their relative size.
+        SignalRule(GC_CPU, max_increase_percent=g.max_gc_cpu_increase_percent, abs_floor=0.005),
+        SignalRule(PAUSE, max_increase_percent=g.max_pause_p99_increase_percent, abs_floor=100e-6),
+        SignalRule(MEMORY, limit_percent=g.max_memory_percent_of_limit),
+    ]
+
+
+def evaluation_s(spec: GCPolicySpec) -> float:
+    return float(max(spec.rollout.canary.evaluation_seconds, MIN_WINDOWS * spec.sampling.interval_seconds))
+
+
+def canary_size(spec: GCPolicySpec, ready: int) -> int:
+    c = spec.rollout.canary
+    n = math.ceil(c.percent * ready / 100) if c.percent is not None else c.pods
+    return max(0, min(n, ready))
+
+
+def _entry(at: float, t: Trial, reason: str, verdict: str) -> HistoryEntry:
+    return HistoryEntry(at, t.good.gogc if t.good else t.was_gogc, t.candidate.gogc, reason, verdict)
+
+
+def _backing_off(
+    state: SafetyState, gogc: int, memory: str | None, min_change: int, now: float
+) -> Backoff | None:
+    """The back-off that holds this value: the same GOMEMLIMIT and a GOGC within minGOGCChange."""
+    for b in state.backoff:
+        if (
+            b.until > now
+            and b.gogc is not None
+            and abs(b.gogc - gogc) <= min_change
+            and b.gomemlimit == memory
+        ):
+            return b
+    return None
+
+
+def _split(t: Trial, pods: Sequence[PodTarget]) -> dict[str, AppliedState | None]:
+    chosen = set(t.canary)
+    return {p.name: (t.candidate if t.before_after or p.name in chosen else t.good) for p in pods}
+
+
+def _start(
+    spec: GCPolicySpec,
+    state: SafetyState,
+    d: DecisionInfo,
+    good: AppliedState | None,
+    pods: Sequence[PodTarget],
+    readable: set[str],
+    memory: str | None,
+    now: float,
+) -> SafetyStep:
+    backing = _backing_off(state, d.gogc, memory, spec.rollout.min_gogc_change, now)
+    if backing is not None:
+        held = DecisionInfo(
+            "hold",
+            d.current if d.current is not None else d.gogc,
+            "BackingOff",
+            f"GOGC {d.gogc}{f' with GOMEMLIMIT {memory}' if memory else ''} is within "
+            f"{spec.rollout.min_gogc_change} of GOGC {backing.gogc}, rolled back; not tried again for "
+            f"{backing.until - now:.0f}s",
+            d.current,
+        )
+        return SafetyStep("hold", held, None, "Backoff")
+    ready = [p for p in pods if p.ready and p.name in readable]
+    if not ready:
+        held = DecisionInfo(
+            "hold", d.gogc, "NoReadablePods", "no ready pod was read this cycle; the change waits", d.current
+        )
+        return SafetyStep("hold", held, None, state.phase)
+    n = canary_size(spec, len(ready))
+    before_after = n == 0 or n >= len(ready)
+    canary = tuple(p.name for p in ready) if before_after else tuple(p.name for p in ready[:n])
+    candidate = AppliedState(d.gogc, memory, "Endpoint", now)
+    restarts = tuple((p.name, p.restart_count) for p in pods if p.name in canary)
+    t = Trial(candidate, good, canary, before_after, now, now + evaluation_s(spec), restarts, d.current)
+    how = "every pod, judged against its own past" if before_after else f"canary {', '.join(canary)}"
+    event = LoopEvent("Normal", "CanaryStarted", f"GOGC {d.current} -> {d.gogc} on {how}: {d.reason}")
+    return SafetyStep(
+        "start", d, t, "Canary", _split(t, pods), history=_entry(now, t, d.code, "Canary"), events=(event,)
+    )
+
+
+def _judge(spec: GCPolicySpec, log: SignalLog, t: Trial, now: float) -> GuardVerdict:
+    canary = set(t.canary)
+    changed = log.collect(since=t.started_at, until=now, pods=canary)
+    if t.before_after:
+        baseline = log.collect(since=t.started_at - evaluation_s(spec), until=t.started_at, pods=canary)
+    else:
+        baseline = log.collect(since=t.started_at, until=now, exclude=canary)
+    expected: dict[str, float] = {}
+    if t.was_gogc and t.candidate.gogc:
+        # GC CPU ∝ 1/GOGC while the memory limit does not bind: the rise the change is meant to cause.
+        expected[GC_CPU] = t.was_gogc / t.candidate.gogc
+    return judge(guard_rules(spec), changed, baseline, expected=expected)
+
+
+def _restarted(t: Trial, pods: Sequence[PodTarget]) -> PodTarget | None:
+    before = dict(t.restarts)
+    return next((p for p in pods if p.name in before and p.restart_count > before[p.name]), None)
+
+
+def _rollback(
+    spec: GCPolicySpec, t: Trial, pods: Sequence[PodTarget], now: float, record: RollbackRecord
+) -> SafetyStep:
+    back = Backoff(t.candidate.gogc, now + spec.guard.backoff_seconds, t.candidate.gomemlimit)
+    restored = t.good.gogc if t.good is not None else None
+    to = f"GOGC {restored}" if restored is not None else "the startup values"
+    held = DecisionInfo(
+        "hold",
+        restored if restored is not None else (t.was_gogc or t.candidate.gogc or 0),
+        "RolledBack",
+        f"GOGC {t.candidate.gogc} rolled back to {to}: {record.message}",
+        t.candidate.gogc,
+    )
+    split = dict.fromkeys((p.name for p in pods), t.good)
+    event = LoopEvent("Warning", "RolledBack", held.reason)
+    entry = HistoryEntry(now, t.candidate.gogc, restored, record.reason, "RolledBack")
+    return SafetyStep(
+        "rollback",
+        held,
+        None,
+        "RolledBack",
+        split,
+        rollback=record,
+        backoff=back,
+        history=entry,
+        events=(event,),
+    )
+
+
+def _promote(t: Trial, now: float, note: str, verdict: GuardVerdict, warn: bool = False) -> SafetyStep:
+    d = DecisionInfo(
+        "apply",
+        t.candidate.gogc if t.candidate.gogc is not None else 0,
+        "Promoted",
+        f"GOGC {t.candidate.gogc} promoted to every pod: {note}",
+        t.good.gogc if t.good is not None else t.was_gogc,
+    )
+    event = LoopEvent("Warning" if warn else "Normal", "Unguarded" if warn else "Promoted", d.reason)
+    entry = _entry(now, t, "Unguarded" if warn else "NoRegression", "Promoted")
+    return SafetyStep(
+        "promote", d, None, "Promoted", promoted=t.candidate, history=entry, verdict=verdict, events=(event,)
+    )
+
+
+def _resume(spec: GCPolicySpec, t: Trial, pods: Sequence[PodTarget], now: float) -> SafetyStep:
+    """A trial restored after an operator restart: its windows were in memory. A canary is judged
+    again from now (the baseline runs beside it); a before/after trial lost its "before" windows
+    for good, so the change is rolled back, without a back-off, and comes again as a recommendation."""
+    if t.before_after:
+        record = RollbackRecord(
+            now,
+            t.candidate.gogc,
+            t.candidate.gomemlimit,
+            t.good.gogc if t.good else None,
+            "EvaluationLost",
+            "the operator restarted during a before/after evaluation; its windows are gone",
+        )
+        return dataclasses.replace(_rollback(spec, t, pods, now, record), backoff=None)
+    restarts = tuple((p.name, p.restart_count) for p in pods if p.name in set(t.canary))
+    again = dataclasses.replace(
+        t, started_at=now, until=now + evaluation_s(spec), restarts=restarts, resumed=False
+    )
+    held = DecisionInfo(
+        "hold",
+        t.candidate.gogc if t.candidate.gogc is not None else 0,
+        "CanaryInProgress",
+        f"judging GOGC {t.candidate.gogc} again from now: the operator restarted during its evaluation",
+        t.good.gogc if t.good is not None else t.was_gogc,
+    )
+    return SafetyStep("hold", held, again, "Canary", _split(again, pods))
+
+
+def _evaluate(
+    spec: GCPolicySpec, state: SafetyState, t: Trial, pods: Sequence[PodTarget], now: float
+) -> SafetyStep:
+    if t.resumed:
+        return _resume(spec, t, pods, now)
+    crashed = _restarted(t, pods)
+    if crashed is not None:
+        why = crashed.last_termination or "Restarted"
+        msg = f"canary pod {crashed.name} restarted ({why}) during the evaluation"
+        return _rollback(
+            spec,
+            t,
+            pods,
+            now,
+            RollbackRecord(
+                now, t.candidate.gogc, t.candidate.gomemlimit, t.good.gogc if t.good else None, why, msg
+            ),
+        )
+    v = _judge(spec, state.log, t, now)
+    worst = v.worst
+    if worst is not None:
+        record = RollbackRecord(
+            now,
+            t.candidate.gogc,
+            t.candidate.gomemlimit,
+            t.good.gogc if t.good else None,
+            worst.signal,
+            worst.describe(),
+            worst.p_value,
+            worst.changed_median,
+            worst.baseline_median,
+        )
+        return _rollback(spec, t, pods, now, record)
+    summary = "; ".join(s.describe() for s in v.signals) or "no guarded signal had data"
+    if now >= t.until and v.outcome == "ok":
+        return _promote(t, now, f"no worse ({summary})", v)
+    if now >= t.until + (t.until - t.started_at):
+        if not v.signals:
+            return _promote(t, now, "no guarded signal had any data; promoted unjudged", v, warn=True)
+        record = RollbackRecord(
+            now,
+            t.candidate.gogc,
+            t.candidate.gomemlimit,
+            t.good.gogc if t.good else None,
+            "NoVerdict",
+            f"too few windows for a verdict ({summary})",
+        )
+        return _rollback(spec, t, pods, now, record)
+    held = DecisionInfo(
+        "hold",
+        t.candidate.gogc if t.candidate.gogc is not None else 0,
+        "CanaryInProgress",
+        f"judging GOGC {t.candidate.gogc} until {max(0.0, t.until - now):.0f}s from now: {summary}",
+        t.good.gogc if t.good is not None else t.was_gogc,
+    )
+    return SafetyStep("hold", held, t, "Canary", _split(t, pods), verdict=v)
+
+
+def safety_step(
+    spec: GCPolicySpec,
+    state: SafetyState,
+    decision: DecisionInfo | None,
+    applied: AppliedState | None,
+    pods: Sequence[PodTarget],
+    readable: set[str],
+    memory: str | None,
+    now: float,
+) -> SafetyStep:
+    """The guard's part of one Enforce cycle: start, judge or finish a trial around `decision`.
+    `applied` is what gc-tuner has in force on every pod (None: the pods' startup values);
+    `readable`: the pods whose runtime was read this cycle (a canary is never chosen blind)."""
+    if not spec.guard.enabled or spec.rollout.method != "Endpoint":
+        return SafetyStep("pass", decision, None, "Steady")
+    if state.trial is not None:
+        return _evaluate(spec, state, state.trial, pods, now)
+    if decision is None or decision.action != "apply" or decision.code == "LeakHold":
+        # A leak hold is urgent (the heap runs toward the limit) and goes to the floor: not canaried.
+        backing = any(b.until > now for b in state.backoff)
+        phase = "Backoff" if backing else ("Steady" if state.phase == "Canary" else state.phase)
+        return SafetyStep("pass", decision, None, phase)
+    return _start(spec, state, decision, applied, pods, readable, memory, now)
+
+
+def remember(state: SafetyState, step: SafetyStep, now: float) -> None:
+    """Store what the step decided: the trial, the back-off, the history, the last rollback."""
+    state.trial = step.trial
+    state.phase = step.phase
+    state.backoff = [b for b in state.backoff if b.until > now]
+    if step.backoff is not None:
+        state.backoff.append(step.backoff)
+    if step.history is not None:
+        state.history.append(step.history)
+    if step.rollback is not None:
+        state.last_rollback = step.rollback
+
+
+def split_note(step: SafetyStep) -> tuple[str, str] | None:
+    """The Applied verdict's (reason, message) while pods run their own values."""
+    if step.split is None:
+        return None
+    if step.rollback is not None:
+        return ("RolledBack", f"GOGC {step.rollback.gogc} rolled back: {step.rollback.message}")
+    t = step.trial
+    if t is None:
+        return None
+    others = f"GOGC {t.good.gogc}" if t.good is not None else "their startup values"
+    where = "every pod" if t.before_after else f"canary {', '.join(t.canary)}; {others} on the others"
+    return ("Canary", f"GOGC {t.candidate.gogc} on {where}")
+
+
+def _paused(state: SafetyState, decision: DecisionInfo | None, pods: Sequence[PodTarget]) -> SafetyStep:
+    """spec.paused: no change is made and no trial judged; the values in force stay in force (an
+    Endpoint lease is still renewed, or the pods would fall back to their startup values)."""
+    t = state.trial
+    current = decision.current if decision is not None else None
+    held = DecisionInfo(
+        "hold",
+        current if current is not None else (decision.gogc if decision is not None else 0),
+        "Paused",
+        "spec.paused is true: no changes; the values in force are kept",
+        current,
+    )
+    return SafetyStep("hold", held, t, "Paused", _split(t, pods) if t is not None else None)
+
+
+def guard(
+    spec: GCPolicySpec,
+    state: SafetyState,
+    decision: DecisionInfo | None,
+    applied: AppliedState | None,
+    readings: Sequence[PodReading],
+    memory: str | None,
+    now: float,
+) -> SafetyStep:
+    """The guard step of an Enforce cycle: `safety_step` (or the pause), remembered in `state`. The
+    windows are in `state.log` already (PolicyState.feed)."""
+    pods = [r.pod for r in readings]
+    if spec.paused:
+        step = _paused(state, decision, pods)
+    else:
+        readable = {r.pod.name for r in readings if r.sample is not None}
+        step = safety_step(spec, state, decision, applied, pods, readable, memory, now)
+    remember(state, step, now)
+    kept = GuardMemory(tuple(state.backoff), tuple(state.history), state.last_rollback)
+    return dataclasses.replace(step, memory=kept)
