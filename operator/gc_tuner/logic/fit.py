@@ -15,6 +15,13 @@ restart, and a process that restarts often (an OOM crash loop is exactly when th
 matters) still yields a slope from its short lives. A segment needs at least 2 points and a
 positive span to count; n and span_s are the totals over the counted segments.
 
+Series the float64 arithmetic cannot fit are refused as InsufficientData with code `OutOfRange`,
+never a warning or an inf or NaN in a result: values whose spread or squares overflow (a counter
+that reads near 1e308, as a Prometheus value may), times spread beyond the largest float, or so close
+together that a pairwise slope overflows. Every numpy floating-point error in the fit raises
+(`_strict`), and what plain Python floats compute (the intercept, the span-weighted combination) is
+checked for finiteness. A refused series counts as unfitted: the callers' pod has no slope from it.
+
 Theil–Sen costs O(n²) memory; above `max_points` the series is reduced to per-bin medians first
 (documented thinning; n still reports the points given).
 
@@ -26,6 +33,7 @@ of equal length in one set of array operations; results are those of the one-ser
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -69,7 +77,7 @@ class InsufficientData:
     reason: str  # one human line, e.g. "3 samples, need 4"
     n: int
     span_s: float
-    code: str = "InsufficientData"  # TooFewSamples | SpanTooShort | NoData
+    code: str = "InsufficientData"  # TooFewSamples | SpanTooShort | NoData | OutOfRange
 
 
 def _thin(t: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,16 +148,60 @@ def _theilslopes(y: np.ndarray, x: np.ndarray) -> tuple[float, float, float, flo
     return slope, intercept, float(slopes[lo]), float(slopes[hi])
 
 
-def _theil_sen(t: np.ndarray, y: np.ndarray, max_points: int) -> TrendFit:
-    n = len(t)
-    span = float(t.max() - t.min())
-    tt, yy = _thin(t, y, max_points)
-    slope, intercept, low, high = _theilslopes(yy, tt)
-    resid = yy - (intercept + slope * tt)
-    ss_res = float(np.dot(resid, resid))
-    centered = yy - yy.mean()
-    ss_tot = float(np.dot(centered, centered))
-    return TrendFit(slope, intercept, _r2(ss_res, ss_tot), n, span, low, high)
+def _strict() -> np.errstate:
+    """numpy's floating-point errors raise instead of warning, so that an overflow refuses the series.
+    Underflow stays silent: a subnormal slope is still the right slope."""
+    return np.errstate(over="raise", divide="raise", invalid="raise")
+
+
+_FLOAT_MAX = float(np.finfo(float).max)
+
+
+def _span(t: np.ndarray) -> float:
+    """max - min of the times; the largest float when that overflows (the fit then refuses them)."""
+    with np.errstate(over="ignore"):
+        return min(float(t.max() - t.min()), _FLOAT_MAX)
+
+
+def _out_of_range(t: np.ndarray, y: np.ndarray) -> InsufficientData:
+    return InsufficientData(
+        f"values beyond what the fit's float64 arithmetic can hold (times {t.min():.3g}..{t.max():.3g}, "
+        f"values {y.min():.3g}..{y.max():.3g})",
+        len(t),
+        _span(t),
+        "OutOfRange",
+    )
+
+
+def _finite(fit: TrendFit) -> bool:
+    # Plain Python floats (the intercept, the weighted slope) overflow to inf without an error.
+    return all(math.isfinite(v) for v in (fit.slope, fit.intercept, fit.r2, fit.span_s))
+
+
+def _require_finite(*sums: float | np.ndarray) -> None:
+    # einsum sets no floating-point error flag when a sum of squares overflows, and `_r2` would read
+    # inf / inf as a poor fit rather than no fit.
+    if not all(np.isfinite(v).all() for v in sums):
+        raise FloatingPointError("overflow in a sum of squares")
+
+
+def _theil_sen(t: np.ndarray, y: np.ndarray, max_points: int) -> TrendFit | InsufficientData:
+    """The fit of one segment, or OutOfRange when its arithmetic overflows."""
+    try:
+        with _strict():
+            n = len(t)
+            span = float(t.max() - t.min())
+            tt, yy = _thin(t, y, max_points)
+            slope, intercept, low, high = _theilslopes(yy, tt)
+            resid = yy - (intercept + slope * tt)
+            ss_res = float(np.dot(resid, resid))
+            centered = yy - yy.mean()
+            ss_tot = float(np.dot(centered, centered))
+            _require_finite(ss_res, ss_tot)
+            fit = TrendFit(slope, intercept, _r2(ss_res, ss_tot), n, span, low, high)
+    except FloatingPointError:
+        return _out_of_range(t, y)
+    return fit if _finite(fit) else _out_of_range(t, y)
 
 
 def _median_rows(v: np.ndarray) -> np.ndarray:
@@ -181,6 +233,7 @@ def _theil_sen_rows(t: np.ndarray, y: np.ndarray) -> list[TrendFit]:
     ss_res = np.einsum("ij,ij->i", resid, resid)
     centered = y - y.mean(axis=1, keepdims=True)
     ss_tot = np.einsum("ij,ij->i", centered, centered)
+    _require_finite(ss_res, ss_tot)
     span = t[:, -1] - t[:, 0]
     flat = ss_tot == 0.0  # `_r2`, row by row
     r2 = np.where(flat, (ss_res == 0.0) * 1.0, np.maximum(0.0, 1.0 - ss_res / np.where(flat, 1.0, ss_tot)))
@@ -210,21 +263,34 @@ def _arrays(ts: _Values, ys: _Values) -> tuple[np.ndarray, np.ndarray]:
     return (t, y) if keep.all() else (t[keep], y[keep])
 
 
-def _one_segment(ts: _Values, ys: _Values, max_points: int) -> TrendFit | int:
+_Segment = TrendFit | InsufficientData | int
+
+
+def _one_segment(ts: _Values, ys: _Values, max_points: int) -> _Segment:
     t, y = _arrays(ts, ys)
-    if len(t) >= 2 and float(t.max() - t.min()) > 0:
+    if len(t) >= 2 and t.max() > t.min():  # a span > 0, compared: the difference may overflow
         return _theil_sen(t, y, max_points)
     return len(t)
 
 
-def _segment_fits(series: Sequence[tuple[_Values, _Values]], max_points: int) -> list[TrendFit | int]:
+def _batch(t: np.ndarray, y: np.ndarray) -> list[TrendFit] | None:
+    """`_theil_sen_rows`, or None when some row overflows: the rows then go one by one, so that
+    one pod's absurd figures refuse its own fit, and the others fit as on their own."""
+    try:
+        with _strict():
+            return _theil_sen_rows(t, y)
+    except FloatingPointError:
+        return None
+
+
+def _segment_fits(series: Sequence[tuple[_Values, _Values]], max_points: int) -> list[_Segment]:
     """Theil–Sen of each (t, y) segment, or, when it cannot be fitted (fewer than two finite points
-    or no time span), the number of its finite points.
+    or no time span), the number of its finite points, or OutOfRange (see the module's docstring).
 
     Segments of one length whose points are all finite and in increasing time go through
     `_theil_sen_rows` together; the rest (a NaN, gctrace's repeated 1 ms times) one by one.
     """
-    out: list[TrendFit | int] = [0] * len(series)
+    out: list[_Segment] = [0] * len(series)
     by_len: dict[int, list[int]] = {}
     for k, (ts, ys) in enumerate(series):
         _check_lengths(ts, ys)
@@ -237,11 +303,12 @@ def _segment_fits(series: Sequence[tuple[_Values, _Values]], max_points: int) ->
             fast = (
                 np.isfinite(t).all(axis=1) & np.isfinite(y).all(axis=1) & (t[:, 1:] > t[:, :-1]).all(axis=1)
             )
-            if fast.any():
+            batched = _batch(t[fast], y[fast]) if fast.any() else None
+            if batched is not None:
                 rows = [k for k, ok in zip(idx, fast, strict=True) if ok]
-                for k, fit in zip(rows, _theil_sen_rows(t[fast], y[fast]), strict=True):
+                for k, fit in zip(rows, batched, strict=True):
                     out[k] = fit
-            slow = [k for k, ok in zip(idx, fast, strict=True) if not ok]
+                slow = [k for k, ok in zip(idx, fast, strict=True) if not ok]
         for k in slow:
             out[k] = _one_segment(*series[k], max_points)
     return out
@@ -260,7 +327,7 @@ def fit_trend(
         raise ValueError(f"min_samples must be >= 2, got {min_samples}")
     t, y = _arrays(ts, ys)
     n = len(t)
-    span = float(t.max() - t.min()) if n else 0.0
+    span = _span(t) if n else 0.0
     short = _check(n, span, min_samples, min_span_s)
     if short is not None:
         return short
@@ -300,12 +367,27 @@ def fit_segments_many(
         owner.extend([e] * len(segments))
     fits: list[list[TrendFit]] = [[] for _ in series]
     dropped = [0] * len(series)
+    refused: list[InsufficientData | None] = [None] * len(series)
     for e, got in zip(owner, _segment_fits(flat, max_points), strict=True):
         if isinstance(got, TrendFit):
             fits[e].append(got)
+        elif isinstance(got, InsufficientData):
+            refused[e] = got
         else:
             dropped[e] += got
-    return [_combine(f, d, min_samples, min_span_s) for f, d in zip(fits, dropped, strict=True)]
+    return [
+        _combine(f, d, min_samples, min_span_s) if r is None else _refuse(r, f, d)
+        for f, d, r in zip(fits, dropped, refused, strict=True)
+    ]
+
+
+def _refuse(refused: InsufficientData, fits: list[TrendFit], dropped: int) -> InsufficientData:
+    # One segment out of range refuses the whole series: a pod that reports such figures is not to be
+    # believed in its other segments either.
+    n = refused.n + dropped + sum(f.n for f in fits)
+    return dataclasses.replace(
+        refused, n=n, span_s=min(refused.span_s + sum(f.span_s for f in fits), _FLOAT_MAX)
+    )
 
 
 def _combine(
@@ -328,7 +410,16 @@ def _combine(
         return fits[0]
     slope = sum(f.slope * f.span_s for f in fits) / span
     r2 = sum(f.r2 * f.span_s for f in fits) / span
-    return TrendFit(slope, fits[-1].intercept, r2, n, span)
+    fit = TrendFit(slope, fits[-1].intercept, r2, n, span)
+    if _finite(fit):
+        return fit
+    # Python floats overflow silently: spans adding up beyond the largest float, or a slope times
+    # its span beyond it.
+    why = (
+        "values beyond what the fit's float64 arithmetic can hold "
+        f"(the span-weighted slope of {len(fits)} segments)"
+    )
+    return InsufficientData(why, n, min(span, _FLOAT_MAX), "OutOfRange")
 
 
 def _window_fits(

@@ -6,6 +6,10 @@ request - from moving the Deployment's recommendation.
 Minimum data: three samples spanning 1.8 intervals, so a policy produces its first recommendation
 in its third interval. Theil–Sen over three points is still a median of slopes, and a counter's
 slope over two intervals is already the rate the formula wants.
+
+A series whose numbers the fit's float64 arithmetic cannot hold (a counter near 1e308: logic/fit.py,
+OutOfRange) is refused like too little data: the pod gets no QPS or no heap slope this cycle, its
+note says why, and it is left out of the Deployment's median.
 """
 
 from __future__ import annotations

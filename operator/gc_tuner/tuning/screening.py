@@ -3,7 +3,8 @@
 A pod reports its own runtime, and a broken or hostile one can report anything well-formed. Before
 a fit reaches the median (and Budget's per-pod minimum), each pod's heap slope is screened:
 
-1. **Physically impossible** (reason `ImplausibleData`): not a finite number; a live heap above
+1. **Physically impossible** (reason `ImplausibleData`): not a finite number (logic/fit.py already
+   refuses a series its arithmetic overflows: such a pod arrives with no slope); a live heap above
    the container's memory limit (the kubelet's figure, not the pod's); growth over the fit's span
    larger than that limit; growth faster than the process allocates (every live byte was allocated:
    the live heap cannot outgrow the allocation counter, given a factor 2 and 1 MiB/s for the lag of
