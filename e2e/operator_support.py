@@ -4,7 +4,8 @@ e2e/conftest.py imports the `*_fixture` functions, so pytest registers them for 
 under their `name=` (`crd`, `make_operator`, `operator`), which is what the tests ask for.
 
 The operator runs as `gc-tuner operator --standalone --kubeconfig ...` scoped to the test's
-namespace, exactly as a user would start it; its log is kept next to the cluster's on failure.
+namespace, exactly as a user would start it (with kopf peering instead when a test asks, as
+e2e/test_operator_failover.py does); its log is kept next to the cluster's on failure.
 """
 
 from __future__ import annotations
@@ -65,7 +66,13 @@ def _free_port() -> int:
 def crd_fixture(kubectl: Any) -> None:
     """The GCPolicy CRD, installed once per session and Established."""
     kubectl("apply", "-f", str(CRD_PATH))
-    kubectl("wait", "--for=condition=Established", "crd/gcpolicies.gctuner.io", "--timeout=60s")
+    # `kubectl wait` fails at once, not later, while the new CRD has no status.conditions at all.
+    established = '{.status.conditions[?(@.type=="Established")].status}'
+    wait_for(
+        lambda: kubectl("get", "crd/gcpolicies.gctuner.io", "-o", f"jsonpath={established}").stdout == "True",
+        60,
+        "the GCPolicy CRD Established",
+    )
 
 
 @dataclass
@@ -76,6 +83,8 @@ class OperatorProc:
     namespace: str
     log_path: Path
     extra: tuple[str, ...] = ()
+    standalone: bool = True  # False: kopf peering, with whatever --peering/--priority `extra` gives
+    env: dict[str, str] = field(default_factory=dict)  # e.g. POD_ID, the replica's name as a peer
     proc: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
     liveness_port: int = 0
@@ -87,7 +96,7 @@ class OperatorProc:
         cmd = [
             str(exe),
             "operator",
-            "--standalone",
+            *(["--standalone"] if self.standalone else []),
             "--kubeconfig",
             str(self.kubeconfig),
             "--namespace",
@@ -103,7 +112,7 @@ class OperatorProc:
         log = self.log_path.open("ab")
         log.write(f"\n==== start {time.strftime('%H:%M:%S')}: {' '.join(cmd)}\n".encode())
         log.flush()
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         self.starts.append(time.time())
@@ -147,12 +156,18 @@ class OperatorProc:
 def make_operator_fixture(
     cluster: Any, namespace: str, crd: None, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[..., OperatorProc]]:
-    """make_operator(*extra_args) -> a started operator watching the test's namespace."""
+    """make_operator(*extra_args, standalone=True, env={}) -> a started operator watching the test's
+    namespace."""
     started: list[OperatorProc] = []
 
-    def make(*extra: str) -> OperatorProc:
+    def make(*extra: str, standalone: bool = True, env: dict[str, str] | None = None) -> OperatorProc:
         op = OperatorProc(
-            Path(cluster.kubeconfig), namespace, tmp_path / f"operator-{len(started)}.log", extra
+            Path(cluster.kubeconfig),
+            namespace,
+            tmp_path / f"operator-{len(started)}.log",
+            extra,
+            standalone=standalone,
+            env=dict(env or {}),
         )
         started.append(op)
         op.start()

@@ -23,7 +23,9 @@ from e2e.kubelet.clock import api_timestamp
 from e2e.kubelet.envres import EnvError
 from e2e.kubelet.images import Program, UnknownImageError
 from e2e.kubelet.logs import ContainerLog
+from e2e.kubelet.memcg import MemoryCgroup, cgroup_root
 from e2e.kubelet.probes import ProbeSpec, run_probe
+from e2e.kubelet.quantity import parse_quantity
 
 __all__ = ["BACKOFF_MAX_S", "ContainerRunner", "ImageSource", "PodServices", "backoff_delay"]
 
@@ -209,6 +211,22 @@ class ContainerRunner:
             return None
         return self._argv(program), env
 
+    def _memory_cgroup(self) -> MemoryCgroup | None:
+        """A memory cgroup with the container's limits.memory, where the host allows one."""
+        limit = ((self.spec.get("resources") or {}).get("limits") or {}).get("memory")
+        if limit is None:
+            return None
+        root = cgroup_root()
+        if root is None:
+            log.warning(
+                "%s/%s: limits.memory %s not enforced (no writable cgroup v1 memory)",
+                self.worker.ns,
+                self.worker.name,
+                limit,
+            )
+            return None
+        return MemoryCgroup(root, int(parse_quantity(limit)))
+
     def _argv(self, program: Program) -> list[str]:
         return [*program.argv, *self.spec.get("command", []), *self.spec.get("args", [])]
 
@@ -217,6 +235,13 @@ class ContainerRunner:
         self.runs.append(run_log)
         self.container_id = f"gctuner://{uuid.uuid4().hex}"
         base_env = {"PATH": _BASE_PATH, "HOME": str(self.worker.dir), "HOSTNAME": self.worker.name}
+        memcg = self._memory_cgroup()
+
+        def preexec() -> None:
+            _die_with_kubelet()
+            if memcg is not None:
+                memcg.join_self()
+
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -226,10 +251,12 @@ class ContainerRunner:
                 env={**base_env, **env},
                 cwd=str(self.worker.dir),
                 start_new_session=True,
-                preexec_fn=_die_with_kubelet,
+                preexec_fn=preexec,
             )
         except OSError as e:
             run_log.close()
+            if memcg is not None:
+                memcg.remove()
             message = f"failed to start {argv[0]!r}: {e}"
             self._set(
                 {
@@ -279,9 +306,13 @@ class ContainerRunner:
         run_log.close()
         code = 128 - rc if rc < 0 else rc
         self.ready = False
+        # The kernel's OOM killer ended it inside its memory limit: what the real kubelet reports.
+        oom = memcg is not None and rc == -signal.SIGKILL and memcg.oom_killed()
+        if memcg is not None:
+            memcg.remove()
         term: Obj = {
             "exitCode": code,
-            "reason": "Completed" if code == 0 else "Error",
+            "reason": "OOMKilled" if oom else ("Completed" if code == 0 else "Error"),
             "startedAt": started_at,
             "finishedAt": api_timestamp(),
             "containerID": self.container_id,

@@ -309,3 +309,24 @@ def test_pod_with_a_service_account_gets_a_token_for_it(namespace: str, kube: An
     user = json.loads(out)["status"]["userInfo"]
     assert user["username"] == f"system:serviceaccount:{namespace}:reader"
     assert user["extra"]["authentication.kubernetes.io/pod-name"] == ["creds"]
+
+
+def test_a_container_over_its_memory_limit_is_oom_killed(namespace: str, kube: Any) -> None:
+    """limits.memory is a real cgroup v1 limit: the kernel's OOM killer ends the process, and the
+    status says OOMKilled (not Error) with exit code 137, as the real kubelet reports it."""
+    from e2e.cluster.manifests import WORKLOAD_IMAGE
+    from e2e.kubelet.memcg import cgroup_root
+
+    if cgroup_root() is None:
+        pytest.skip("no writable cgroup v1 memory hierarchy on this host: limits are not enforced")
+    core = client.CoreV1Api(kube)
+    container = {
+        "image": WORKLOAD_IMAGE,
+        "env": [{"name": "WORKLOAD_LIVE_MIB", "value": "200"}],
+        "resources": {"limits": {"memory": "64Mi"}},
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1},
+    }
+    _create(core, namespace, _pod("hog", restart="Never", container=container))
+    st = wait_for(lambda: (s := _status(core, namespace, "hog")).phase == "Failed" and s, 60, "hog to fail")
+    term = st.container_statuses[0].state.terminated
+    assert term.reason == "OOMKilled" and term.exit_code == 137, term

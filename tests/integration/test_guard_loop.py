@@ -116,6 +116,8 @@ async def test_a_change_that_hurts_is_rolled_back_from_the_canary_only(trio: lis
     # Not tried again inside the back-off; the history and the Events tell the story.
     assert phases[rolled + 1 :].count("Canary") == 0, phases
     assert last["rollout"]["phase"] == "Backoff" and last["rollout"]["backoff"][0]["gomemlimit"] == "32MiB"
+    backing = {c["type"]: c for c in last["conditions"]}["Applied"]
+    assert backing["reason"] == "BackingOff" and backing["status"] == "True", backing
     assert [h["verdict"] for h in last["history"]] == ["Canary", "RolledBack"]
     events = [e.reason for o, _ in outcomes for e in o.events]
     assert "CanaryStarted" in events and "RolledBack" in events

@@ -176,6 +176,8 @@ def _policy(port: int, mode: str, interval: int) -> dict[str, Any]:
             "cooldownSeconds": 3 * interval,
             "minGOGCChange": 5,
             "leaseSeconds": max(30, 5 * interval),
+            # One process: each change is judged against its own past, over the demo's time scale.
+            "canary": {"evaluationSeconds": max(10, 5 * interval)},
         },
         "sampling": {
             "intervalSeconds": interval,

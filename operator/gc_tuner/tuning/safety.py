@@ -205,7 +205,8 @@ def _start(
             f"{backing.until - now:.0f}s",
             d.current,
         )
-        return SafetyStep("hold", held, None, "Backoff")
+        # The values in force stay (renewed, or the startup ones): Applied says why nothing changes.
+        return SafetyStep("hold", held, None, "Backoff", dict.fromkeys((p.name for p in pods), good))
     ready = [p for p in pods if p.ready and p.name in readable]
     if not ready:
         held = DecisionInfo(
@@ -249,12 +250,11 @@ def _rollback(
 ) -> SafetyStep:
     back = Backoff(t.candidate.gogc, now + spec.guard.backoff_seconds, t.candidate.gomemlimit)
     restored = t.good.gogc if t.good is not None else None
-    to = f"GOGC {restored}" if restored is not None else "the startup values"
     held = DecisionInfo(
         "hold",
         restored if restored is not None else (t.was_gogc or t.candidate.gogc or 0),
         "RolledBack",
-        f"GOGC {t.candidate.gogc} rolled back to {to}: {record.message}",
+        f"{_values(t.candidate)} rolled back to {_values(t.good)}: {record.message}",
         t.candidate.gogc,
     )
     split = dict.fromkeys((p.name for p in pods), t.good)
@@ -412,10 +412,19 @@ def remember(state: SafetyState, step: SafetyStep, now: float) -> None:
         state.last_rollback = step.rollback
 
 
+def _values(a: AppliedState | None) -> str:
+    if a is None:
+        return "the startup values"
+    limit = f", GOMEMLIMIT {a.gomemlimit}" if a.gomemlimit is not None else ""
+    return f"GOGC {a.gogc}{limit}"
+
+
 def split_note(step: SafetyStep) -> tuple[str, str] | None:
     """The Applied verdict's (reason, message) while pods run their own values."""
     if step.split is None:
         return None
+    if step.phase == "Backoff" and step.decision is not None:
+        return ("BackingOff", step.decision.reason)
     if step.rollback is not None:
         return ("RolledBack", f"GOGC {step.rollback.gogc} rolled back: {step.rollback.message}")
     t = step.trial
