@@ -232,8 +232,11 @@ def test_alerts_fire_on_the_slo_breaches_they_name(helm_offline: Helm, tmp_path:
                     # 150 µs p99 for 20 minutes breaks the 100 µs SLO; 80 µs does not.
                     {"series": f"gctuner_policy_stw_pause_p99_seconds{{{web}}}", "values": "0.00015x20"},
                     {"series": f"gctuner_policy_stw_pause_p99_seconds{{{batch}}}", "values": "0.00008x20"},
-                    {"series": f"gctuner_policy_gc_cpu_fraction{{{web}}}", "values": "0.35x20"},
-                    {"series": f"gctuner_policy_gc_cpu_fraction{{{batch}}}", "values": "0.1x20"},
+                    {"series": f"gctuner_policy_gc_cpu_window_fraction{{{web}}}", "values": "0.35x20"},
+                    {"series": f"gctuner_policy_gc_cpu_window_fraction{{{batch}}}", "values": "0.1x20"},
+                    # The share since start stays low while the windowed one is high: the alert follows
+                    # the window.
+                    {"series": f"gctuner_policy_gc_cpu_fraction{{{web}}}", "values": "0.05x20"},
                     # 30 failed samples per minute next to 70 good ones: 30 % errors.
                     {
                         "series": f'gctuner_sample_errors_total{{{op}, reason="Unreachable"}}',
