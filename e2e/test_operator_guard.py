@@ -147,6 +147,8 @@ def test_a_harmful_change_is_canaried_rolled_back_and_not_retried(
     )
     table = kubectl("get", "gcpol", "-n", namespace).stdout
     assert "PHASE" in table and "Backoff" in table, table
+    applied = next(c for c in pol["status"]["conditions"] if c["type"] == "Applied")
+    assert applied["status"] == "True" and applied["reason"] == "BackingOff", applied
     events = kubectl(
         "get",
         "events",
@@ -159,7 +161,11 @@ def test_a_harmful_change_is_canaried_rolled_back_and_not_retried(
         "-o",
         "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message",
     ).stdout
-    _keep("guard-rollback.txt", f"$ kubectl get gcpol\n{table}\n$ kubectl get events (GCPolicy)\n{events}")
+    _keep(
+        "guard-rollback.txt",
+        f"rolled back {took:.1f} s after the canary was seen, evaluation {EVALUATION} s\n"
+        f"$ kubectl get gcpol\n{table}\n$ kubectl get events (GCPolicy)\n{events}",
+    )
 
 
 def test_a_helpful_change_is_promoted_to_every_pod(namespace: str, kube: Any, operator: OperatorProc) -> None:
