@@ -126,9 +126,21 @@ async def test_a_change_that_hurts_is_rolled_back_from_the_canary_only(trio: lis
 
 
 async def test_a_change_that_helps_is_promoted_to_every_process(trio: list[Workload]) -> None:
-    doc = policy(bounds={"minGOGC": 200, "maxGOGC": 200})  # 100 -> 200: about half the GC CPU
+    doc = policy(
+        bounds={"minGOGC": 200, "maxGOGC": 200},  # 100 -> 200: about half the GC CPU
+        guard={
+            "latency": {
+                "histogram": "http_request_duration_seconds",
+                "matchers": {"handler": "work"},
+                "port": 8080,
+            }
+        },
+    )
     outcomes = await run(trio, doc, 24)
     statuses = [s for _, s in outcomes]
+    # Every guarded signal was judged, the request latency from the workload's own histogram too.
+    judged = [o.guard.decision.reason for o, _ in outcomes if o.guard and o.guard.action == "hold"]
+    assert any("gcCPU:" in r and "latencyP99:" in r for r in judged), judged[-3:]
     phases = [s.get("rollout", {}).get("phase") for s in statuses]
     assert "Canary" in phases and "Promoted" in phases, phases
     assert phases.index("Canary") < phases.index("Promoted")

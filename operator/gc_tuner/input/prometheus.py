@@ -42,7 +42,14 @@ from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.net.errors import SourceFormatError
 from gc_tuner.net.transport import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, body_text, request, time_bound
 
-__all__ = ["fetch_counter", "fetch_prometheus", "parse_counter", "parse_prometheus"]
+__all__ = [
+    "fetch_counter",
+    "fetch_histogram",
+    "fetch_prometheus",
+    "parse_counter",
+    "parse_histogram",
+    "parse_prometheus",
+]
 
 # /gc/gomemlimit:bytes reads math.MaxInt64 without a limit and /gc/gogc:percent reads MaxUint64 with
 # GC off (9.223372036854776e18 and 1.8446744073709552e19 as float64); with GC off and no limit the
@@ -161,9 +168,7 @@ def _go_version(series: _Series) -> str | None:
     return None
 
 
-def _requests(
-    series: _Series, counters: dict[str, str], counter: str, matchers: Mapping[str, str]
-) -> float:
+def _requests(series: _Series, counters: dict[str, str], counter: str, matchers: Mapping[str, str]) -> float:
     # prometheus_client names a counter family without `_total` and its sample with it; a policy may
     # spell the counter either way. An untyped series keeps its exposed name.
     total, matched = 0.0, 0
@@ -248,6 +253,45 @@ def parse_counter(text: str | bytes, counter: str, matchers: Mapping[str, str] |
     prefix = counter.removesuffix("_total")
     series, counters = _collect(_family_lines(_decoded(text), prefix))
     return _requests(series, counters, counter, matchers or {})
+
+
+def parse_histogram(
+    text: str | bytes, histogram: str, matchers: Mapping[str, str] | None = None
+) -> tuple[tuple[float, float], ...]:
+    """A client_golang histogram's buckets `(le, cumulative count)`, ascending, summed over its series
+    that carry every label in `matchers` (e.g. every handler's latency, or one handler's). Raises
+    SourceFormatError when the histogram has no such series or a bucket is not a bucket."""
+    series, _ = _collect(_family_lines(_decoded(text), histogram))
+    name = f"{histogram}_bucket"
+    sums: dict[float, float] = {}
+    for labels, count in series.get(name, ()):
+        if not all(labels.get(k) == v for k, v in (matchers or {}).items()):
+            continue
+        try:
+            bound = float(labels["le"])
+        except (KeyError, ValueError):
+            raise _fail(name, f"bucket without a numeric le label: {labels}") from None
+        if math.isnan(bound) or not math.isfinite(count) or count < 0:
+            raise _fail(name, f"bucket le={labels['le']} has count {count!r}")
+        sums[bound] = sums.get(bound, 0.0) + count
+    if not sums or math.inf not in sums:
+        wanted = f" with labels {dict(matchers)}" if matchers else ""
+        raise _fail(histogram, f'no histogram {histogram!r}{wanted} (its _bucket series, up to le="+Inf")')
+    return tuple(sorted(sums.items()))
+
+
+async def fetch_histogram(
+    client: httpx.AsyncClient,
+    url: str,
+    histogram: str,
+    *,
+    matchers: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> tuple[tuple[float, float], ...]:
+    """GET a Prometheus text exposition and read one histogram's buckets (see `parse_histogram`)."""
+    response = await _get_exposition(client, url, timeout, max_bytes)
+    return parse_histogram(response.content, histogram, matchers)
 
 
 async def fetch_prometheus(

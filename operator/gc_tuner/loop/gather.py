@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from gc_tuner.input.agent_doc import AgentStatus, fetch_agent
 from gc_tuner.input.expvar import fetch_expvar
 from gc_tuner.input.gctrace import GCTraceParser
-from gc_tuner.input.prometheus import fetch_counter, fetch_prometheus
+from gc_tuner.input.prometheus import fetch_counter, fetch_histogram, fetch_prometheus
 from gc_tuner.input.promql import fetch_promql
 from gc_tuner.loop.ports import CycleIO
 from gc_tuner.model.policy import GCPolicySpec
@@ -79,7 +79,7 @@ def _counter_fetch(spec: GCPolicySpec, pod: PodTarget) -> tuple[str | None, bool
     return pod.url(c.port, c.path), False
 
 
-_ORDER = ("agent", "prometheus", "qps", "expvar")  # the order failures and metrics are reported in
+_ORDER = ("agent", "prometheus", "qps", "latency", "expvar")  # the order failures and metrics are reported in
 
 
 @dataclass(slots=True)
@@ -89,6 +89,7 @@ class _Docs:
     agent: tuple[RuntimeSample, AgentStatus] | None = None
     prometheus: RuntimeSample | None = None
     qps: float | None = None
+    latency: tuple[tuple[float, float], ...] | None = None
     expvar: RuntimeSample | None = None
     read: set[str] = field(default_factory=set)
     errors: dict[str, SourceError] = field(default_factory=dict)
@@ -141,7 +142,22 @@ async def _read_documents(
             )
             docs.qps = await docs.attempt("qps", get)
 
-    await asyncio.gather(agent(), prometheus(), counter())
+    async def latency() -> None:
+        # The guard's latency histogram: one more GET of /metrics, read for that histogram alone.
+        if (lat := spec.guard.latency) is not None and spec.mode == "Enforce" and spec.guard.enabled:
+            port = lat.port if lat.port is not None else (src.prometheus.port if src.prometheus else None)
+            if port is not None:
+                get = fetch_histogram(
+                    io.http,
+                    pod.url(port, lat.path),
+                    lat.histogram,
+                    matchers=lat.matchers,
+                    timeout=timeout,
+                    max_bytes=limit,
+                )
+                docs.latency = await docs.attempt("latency", get)
+
+    await asyncio.gather(agent(), prometheus(), counter(), latency())
     t = (t0 + io.clock()) / 2
     # Phase 2: expvar has no GOGC of its own, and its live-heap estimate needs one.
     if (e := src.expvar) is not None:
@@ -185,6 +201,8 @@ def _merge_documents(pod: PodTarget, spec: GCPolicySpec, docs: _Docs, t: float, 
     merged = merge_samples(parts) if parts else None
     if merged is not None and qps is not None:
         merged = dataclasses.replace(merged, requests_total=qps)
+    if merged is not None and docs.latency is not None:
+        merged = dataclasses.replace(merged, latency_buckets=docs.latency)
     return PodReading(pod, merged, agent, failures=tuple(failures), sources_ok=tuple(ok), expvar=expvar)
 
 

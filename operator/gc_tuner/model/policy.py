@@ -37,6 +37,7 @@ __all__ = [
     "GCTraceSource",
     "GuardSpec",
     "HttpSource",
+    "LatencyHistogram",
     "LeakDetection",
     "MemoryLimitSpec",
     "PolicyError",
@@ -339,6 +340,26 @@ class LeakDetection(_Model):
     min_r2_milli: int = Field(default=800, ge=0, le=1000, alias="minR2Milli")
 
 
+class LatencyHistogram(_Model):
+    """A request-latency histogram the application exposes (client_golang `<name>_bucket` series),
+    its series summed over those carrying every label in `matchers`."""
+
+    histogram: str = Field(min_length=1, max_length=200, pattern=_METRIC_NAME)
+    matchers: dict[str, str] | None = Field(default=None, max_length=16)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    path: str = Field(default="/metrics", min_length=1, max_length=256, pattern=_URL_PATH)
+
+    @field_validator("matchers")
+    @classmethod
+    def _label_names(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        for k, val in (v or {}).items():
+            if not re.match(_LABEL_NAME, k):
+                raise ValueError(f"guard.latency.matchers keys must be Prometheus label names, got {k!r}")
+            if len(val) > 256:
+                raise ValueError(f"guard.latency.matchers[{k}] is longer than 256 characters")
+        return v
+
+
 class GuardSpec(_Model):
     """When a change counts as a regression, and what a rolled-back value waits before it is tried
     again. The GC CPU rise is counted beyond the GC's cost model: GC CPU ∝ 1/GOGC while GOMEMLIMIT
@@ -354,6 +375,7 @@ class GuardSpec(_Model):
     )
     max_memory_percent_of_limit: int = Field(default=95, ge=1, le=100)
     backoff_seconds: int = Field(default=3600, ge=0, le=604800)
+    latency: LatencyHistogram | None = None
 
 
 class GCPolicySpec(_Model):
@@ -379,6 +401,12 @@ class GCPolicySpec(_Model):
         if self.qps.agent is not None and self.sampling.sources.agent is None:
             raise ValueError(
                 "qps.agent needs sampling.sources.agent: the counter is read from the agent's GET"
+            )
+        lat = self.guard.latency
+        if lat is not None and lat.port is None and self.sampling.sources.prometheus is None:
+            raise ValueError(
+                "guard.latency.port is required unless sampling.sources.prometheus is set "
+                "(the histogram is then read from that port)"
             )
         c = self.qps.counter
         if c is not None and c.port is None and self.sampling.sources.prometheus is None:

@@ -116,3 +116,5 @@ class RuntimeSample:
     heap_allocs_bytes_total: int | None = None  # cumulative bytes allocated (/gc/heap/allocs): alloc rate
     heap_released_bytes: int | None = None  # heap memory returned to the OS (/memory/classes/heap/released)
     limiter_last_enabled_cycle: int | None = None  # GC CPU limiter last engaged in this cycle; 0 = never
+    # The guard's request-latency histogram (spec.guard.latency): (le seconds, cumulative count), ascending.
+    latency_buckets: tuple[tuple[float, float], ...] | None = None

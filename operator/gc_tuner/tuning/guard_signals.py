@@ -11,13 +11,16 @@ Signals per window (names are the guard's rule names):
   expvar pause ring read in it (a window holds few pauses, so its p99 is its maximum). The agent's
   pause histogram is cumulative, so an agent-only pod has no windowed pause figure;
 - memoryPercentOfLimit: the runtime's total memory (else the heap goal) at the window's end, in
-  percent of the pod's container memory limit (no limit: no figure).
+  percent of the pod's container memory limit (no limit: no figure);
+- latencyP99: the requests' p99 latency in the window, seconds, from the policy's latency histogram
+  (the bucket counts' deltas, interpolated in the bucket as Prometheus's histogram_quantile does).
 
 A counter that went down (a restarted process) starts a new series: no window spans it.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,10 +31,12 @@ from gc_tuner.tuning.records import PodReading, PodTarget
 
 __all__ = [
     "GC_CPU",
+    "LATENCY",
     "MEMORY",
     "PAUSE",
     "SignalLog",
     "WindowPoint",
+    "bucket_quantile",
     "is_edge",
     "limit_bytes",
     "window_values",
@@ -40,6 +45,7 @@ __all__ = [
 GC_CPU = "gcCPU"
 PAUSE = "pauseP99"
 MEMORY = "memoryPercentOfLimit"
+LATENCY = "latencyP99"
 
 MAX_POINTS = 50_000  # per policy: 2,000 pods × 25 windows; a bound, not a target
 
@@ -81,6 +87,10 @@ def window_values(
             out[GC_CPU] = min(1.0, d_gc / d_total)
     if pauses_s:
         out[PAUSE] = max(pauses_s)
+    if edge.latency_buckets is not None and cur.latency_buckets is not None:
+        p99 = bucket_quantile(0.99, edge.latency_buckets, cur.latency_buckets)
+        if p99 is not None:
+            out[LATENCY] = p99
     used = cur.total_memory_bytes if cur.total_memory_bytes is not None else cur.heap_goal_bytes
     if used is not None and limit_bytes:
         out[MEMORY] = 100.0 * used / limit_bytes
@@ -93,6 +103,31 @@ def limit_bytes(pod: PodTarget) -> int | None:
         return parse_quantity(pod.memory_limit) if pod.memory_limit else None
     except ValueError:
         return None
+
+
+MIN_REQUESTS = 20  # a window with fewer requests has no p99 worth the name
+
+
+def bucket_quantile(
+    q: float, before: Sequence[tuple[float, float]], after: Sequence[tuple[float, float]]
+) -> float | None:
+    """The q-quantile of the observations between two cumulative histograms of the same buckets;
+    None with fewer than MIN_REQUESTS of them, different buckets, or a counter that went down."""
+    if [b for b, _ in before] != [b for b, _ in after]:
+        return None
+    deltas = [(b, a - c) for (b, c), (_, a) in zip(before, after, strict=True)]
+    total = deltas[-1][1] if deltas else 0.0
+    if total < MIN_REQUESTS or any(d < 0 for _, d in deltas):
+        return None
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound, count in deltas:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower  # in the +Inf bucket: its lower bound, as histogram_quantile answers
+            inside = count - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside > 0 else 1.0)
+        lower, below = bound, count
+    return lower
 
 
 @dataclass(slots=True)

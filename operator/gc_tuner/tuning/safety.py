@@ -32,7 +32,7 @@ from typing import Literal
 
 from gc_tuner.logic.verdict import GuardVerdict, SignalRule, judge
 from gc_tuner.model.policy import GCPolicySpec
-from gc_tuner.tuning.guard_signals import GC_CPU, MEMORY, PAUSE, SignalLog
+from gc_tuner.tuning.guard_signals import GC_CPU, LATENCY, MEMORY, PAUSE, SignalLog
 from gc_tuner.tuning.records import AppliedState, DecisionInfo, LoopEvent, PodReading, PodTarget
 
 __all__ = [
@@ -147,6 +147,8 @@ def guard_rules(spec: GCPolicySpec) -> list[SignalRule]:
         SignalRule(GC_CPU, max_increase_percent=g.max_gc_cpu_increase_percent, abs_floor=0.005),
         SignalRule(PAUSE, max_increase_percent=g.max_pause_p99_increase_percent, abs_floor=100e-6),
         SignalRule(MEMORY, limit_percent=g.max_memory_percent_of_limit),
+        # Half a millisecond: a request p99 moving by less is not a regression worth a rollback.
+        SignalRule(LATENCY, max_increase_percent=g.max_latency_p99_increase_percent, abs_floor=0.0005),
     ]
 
 
