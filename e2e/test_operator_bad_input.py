@@ -77,6 +77,20 @@ INVALID = [
     ("targetRef.name", _DELETE, "spec.targetRef.name"),
     ("targetRef.name", "Web_Service", "spec.targetRef.name"),
     ("rollout", {"leaseSeconds": 1}, "spec.rollout.leaseSeconds"),
+    ("rollout", {"canary": {"percent": 0}}, "spec.rollout.canary.percent"),
+    ("rollout", {"canary": {"evaluationSeconds": 5}}, "spec.rollout.canary.evaluationSeconds"),
+    ("guard", {"maxMemoryPercentOfLimit": 101}, "spec.guard.maxMemoryPercentOfLimit"),
+    (
+        "guard",
+        {"latency": {"histogram": "h"}},
+        "guard.latency.port is required unless sampling.sources.prometheus",
+    ),
+    (
+        "guard",
+        {"latency": {"histogram": "h", "port": 8080, "matchers": {"a-b": "x"}}},
+        "guard.latency.matchers keys",
+    ),
+    ("paused", "yes", "spec.paused"),
 ]
 
 

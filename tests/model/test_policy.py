@@ -156,6 +156,14 @@ def test_formula_defaults_are_the_articles() -> None:
             "exactly one",
         ),
         ({"mode": "Auto"}, "spec.mode"),
+        ({"rollout": {"canary": {"percent": 0}}}, "spec.rollout.canary.percent"),
+        ({"rollout": {"canary": {"evaluationSeconds": 5}}}, "spec.rollout.canary.evaluationSeconds"),
+        ({"guard": {"maxMemoryPercentOfLimit": 101}}, "spec.guard.maxMemoryPercentOfLimit"),
+        (
+            {"guard": {"latency": {"histogram": "h", "port": 1, "matchers": {"a-b": "x"}}}},
+            "guard.latency.matchers keys",
+        ),
+        ({"paused": "yes"}, "spec.paused"),
         (
             {"sampling": {"intervalSeconds": 0, "sources": {"agent": {"port": 1}}}},
             "spec.sampling.intervalSeconds",
@@ -385,3 +393,14 @@ memoryLimit: {mode: Fixed, fixed: 900Mi}
     assert spec.qps.counter is not None and spec.qps.counter.matchers == {"code": "200"}
     # What the apiserver hands back (JSON) reads the same way.
     assert parse_policy(json.loads(json.dumps(spec.to_crd()))) == spec
+
+
+def test_a_latency_histogram_needs_a_port_without_the_prometheus_source() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    doc["sampling"]["sources"] = {"agent": {"port": 8080}}
+    doc["qps"] = {"agent": {}}
+    doc["guard"] = {"latency": {"histogram": "http_request_duration_seconds"}}
+    with pytest.raises(PolicyError, match=r"guard\.latency\.port is required unless"):
+        parse_policy(doc)
+    doc["guard"]["latency"]["port"] = 9090
+    assert parse_policy(doc).guard.latency is not None
