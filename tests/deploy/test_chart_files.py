@@ -142,3 +142,23 @@ def test_dashboard_shows_gogc_qps_slope_and_pauses_per_policy() -> None:
             assert 'policy=~"$policy"' in target["expr"] and "{{policy}}" in target["legendFormat"], title
     for panel in dash["panels"]:
         assert panel["datasource"]["uid"] == "${datasource}"
+
+
+def test_peering_lifetime_value_is_the_operator_flags_default_and_range() -> None:
+    from gc_tuner.cli.operator import (
+        KOPF_PEERING_LIFETIME_S,
+        MAX_PEERING_LIFETIME_S,
+        MIN_PEERING_LIFETIME_S,
+    )
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    node = _schema_at(schema, ("operator", "peering", "lifetimeSeconds"))
+    assert node is not None
+    # The schema refuses at install time exactly what the operator would refuse when its pod starts.
+    assert (node["minimum"], node["maximum"]) == (MIN_PEERING_LIFETIME_S, MAX_PEERING_LIFETIME_S)
+    assert values["operator"]["peering"]["lifetimeSeconds"] == KOPF_PEERING_LIFETIME_S
+    # Passed only with peering (a standalone operator has no keep-alive), next to --peering.
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    branch = helpers[helpers.index("{{- if $op.peering.enabled }}") : helpers.index("- --standalone")]
+    assert "- --peering-lifetime={{ $op.peering.lifetimeSeconds }}" in branch

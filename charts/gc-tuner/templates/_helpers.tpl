@@ -94,6 +94,7 @@ The arguments of `gc-tuner operator` (the image's entrypoint), one per line as a
 {{- if $op.peering.enabled }}
 - --peering={{ $op.peering.name }}
 - --priority={{ $op.peering.priority }}
+- --peering-lifetime={{ $op.peering.lifetimeSeconds }}
 {{- else }}
 - --standalone
 {{- end }}

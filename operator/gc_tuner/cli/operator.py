@@ -15,7 +15,22 @@ from click.decorators import FC
 from gc_tuner.cli.exits import CLIError
 from gc_tuner.tuning.floor import MAX_MIN_INTERVAL_SECONDS
 
-__all__ = ["operator", "peer_identity", "peering_priority"]
+__all__ = [
+    "KOPF_PEERING_LIFETIME_S",
+    "MAX_PEERING_LIFETIME_S",
+    "MIN_PEERING_LIFETIME_S",
+    "operator",
+    "peer_identity",
+    "peering_priority",
+]
+
+# kopf's own default (kopf.OperatorSettings().peering.lifetime); a unit test keeps the two equal.
+KOPF_PEERING_LIFETIME_S = 60
+# kopf renews a peer's entry 5-10 s before it expires, but never more often than every second, so below
+# 6 s less than 5 s is left to spare and a keep-alive delayed by a busy apiserver makes a live replica
+# look dead (two replicas then work at once). 10 keeps a round margin above that.
+MIN_PEERING_LIFETIME_S = 10
+MAX_PEERING_LIFETIME_S = 3600
 
 
 def _port_option(flag: str, default: int, help_text: str) -> Callable[[FC], FC]:
@@ -56,6 +71,21 @@ def _port_option(flag: str, default: int, help_text: str) -> Callable[[FC], FC]:
     help="kopf peering priority: the live peer with the highest works, the others pause. 'auto' derives "
     "one from the pod name ($POD_NAME, else the host name) so the replicas of one Deployment differ "
     "(kopf pauses every peer when two share the highest priority).",
+)
+@click.option(
+    "--peering-lifetime",
+    type=click.IntRange(MIN_PEERING_LIFETIME_S, MAX_PEERING_LIFETIME_S),
+    default=KOPF_PEERING_LIFETIME_S,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long this replica's keep-alive in the peering object counts (kopf's peering lifetime; "
+    "each replica renews its own 5-10 s before it expires). A replica that dies without a goodbye "
+    "(SIGKILL, OOM, a lost node) is taken over by a standby once its entry expires: within SECONDS, "
+    "plus one cycle; a stopped one (SIGTERM) as soon as it exits. For Endpoint policies keep SECONDS "
+    "under min(leaseSeconds, 2*(intervalSeconds + timeoutSeconds)) - intervalSeconds (25 s with the "
+    "CRD's defaults), the least lease time a pod has left when the working replica dies; otherwise "
+    "the pods go back to their startup GOGC/GOMEMLIMIT until the standby writes again. The dead "
+    "replica's value is the one that counts: give every replica the same. Ignored with --standalone.",
 )
 @_port_option("--metrics-port", 9100, "Serve Prometheus metrics on this port (0: off).")
 @_port_option("--liveness-port", 8081, "Serve the liveness probe at /healthz on this port (0: off).")
@@ -107,6 +137,7 @@ def operator(
     standalone: bool,
     peering_name: str,
     priority_text: str,
+    peering_lifetime: int,
     metrics_port: int,
     liveness_port: int,
     bind_address: str,
@@ -124,6 +155,7 @@ def operator(
       gc-tuner operator --all-namespaces --metrics-port 9100 --bind-address 0.0.0.0
       gc-tuner operator -A --dry-run          # every policy recommends only
       gc-tuner operator -A --min-interval-seconds 10   # no policy samples more often than every 10 s
+      gc-tuner operator -A --peering gc-tuner --priority auto --peering-lifetime 15   # a replica of several
 
     The CRD must be installed first: kubectl apply -f crds/gcpolicies.gctuner.io.yaml
     """
@@ -146,9 +178,12 @@ def operator(
     if metrics_port:
         _serve_metrics(metrics_port, bind_address)
     liveness = f"http://{bind_address}:{liveness_port}/healthz" if liveness_port else None
+    settings = kopf.OperatorSettings()
+    settings.peering.lifetime = peering_lifetime
     if not standalone:
-        _announce_peering(peering_name, identity, priority)
+        _announce_peering(peering_name, identity, priority, peering_lifetime)
     kopf.run(
+        settings=settings,
         standalone=standalone,
         peering_name=None if standalone else peering_name,
         priority=priority,
@@ -195,12 +230,13 @@ def _serve_metrics(port: int, bind_address: str) -> None:
         raise CLIError(f"cannot serve metrics on {bind_address}:{port}: {e.strerror or e}") from None
 
 
-def _announce_peering(peering_name: str, identity: str | None, priority: int) -> None:
+def _announce_peering(peering_name: str, identity: str | None, priority: int, lifetime: int) -> None:
     # kopf logs a pause only when a working replica turns standby; one that starts as the standby
     # stays silent, so say here how this replica takes part.
     logging.getLogger("gc_tuner.operator").info(
         f"peering {peering_name!r} as {identity or 'a generated id'} with priority {priority}: "
-        "the live peer with the highest priority works, the others stand by"
+        "the live peer with the highest priority works, the others stand by "
+        f"(a dead peer's entry expires after {lifetime} s)"
     )
 
 
