@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from gc_tuner.cli import operator as operator_cli
 from gc_tuner.cli.main import main
-from gc_tuner.cli.operator import KOPF_PEERING_LIFETIME_S, MIN_PEERING_LIFETIME_S
+from gc_tuner.cli.operator import DEFAULT_PEERING_LIFETIME_S, KOPF_PEERING_LIFETIME_S, MIN_PEERING_LIFETIME_S
 from gc_tuner.controller import metrics
 from gc_tuner.controller.metrics import OperatorMetrics
 
@@ -27,8 +27,19 @@ current-context: x
 """
 
 
-def test_the_default_is_kopfs_own() -> None:
+def test_kopfs_own_default_is_the_one_named() -> None:
     assert kopf.OperatorSettings().peering.lifetime == KOPF_PEERING_LIFETIME_S
+
+
+def test_the_default_takeover_fits_in_the_least_lease_left_with_the_crds_defaults() -> None:
+    """A standby must write before a healthy pod's lease runs out: with the CRD's defaults a pod has
+    at least min(lease, 2 × (interval + timeout)) − interval of lease left when the active dies."""
+    from gc_tuner.model.policy import RolloutSpec, SamplingSpec
+
+    lease = RolloutSpec().lease_seconds
+    s = SamplingSpec.model_validate({"sources": {"agent": {"port": 1}}})
+    least = min(lease, 2 * (s.interval_seconds + s.timeout_seconds)) - s.interval_seconds
+    assert least > DEFAULT_PEERING_LIFETIME_S + 2, (DEFAULT_PEERING_LIFETIME_S, least)
 
 
 @pytest.mark.parametrize(
@@ -48,7 +59,7 @@ def test_out_of_range_or_not_a_number_is_exit_2(value: str, message: str) -> Non
 def test_help_names_the_takeover_and_the_lease_it_must_stay_under() -> None:
     res = CliRunner().invoke(main, ["operator", "--help"], terminal_width=200)
     text = " ".join(res.output.split())
-    assert "--peering-lifetime SECONDS" in text and "[default: 60; 10<=x<=3600]" in text
+    assert "--peering-lifetime SECONDS" in text and "[default: 20; 10<=x<=3600]" in text
     assert "SIGKILL" in text and "standby" in text
     assert "min(leaseSeconds, 2*(intervalSeconds + timeoutSeconds)) - intervalSeconds" in text
 
@@ -77,4 +88,4 @@ def test_the_value_reaches_kopfs_peering_settings(tmp_path: Path, monkeypatch: p
     seen = _run(tmp_path, monkeypatch, "--peering", "p", "--priority", "7", "--peering-lifetime", "15")
     assert seen["settings"].peering.lifetime == 15
     assert (seen["peering_name"], seen["priority"], seen["standalone"]) == ("p", 7, False)
-    assert _run(tmp_path, monkeypatch)["settings"].peering.lifetime == KOPF_PEERING_LIFETIME_S
+    assert _run(tmp_path, monkeypatch)["settings"].peering.lifetime == DEFAULT_PEERING_LIFETIME_S

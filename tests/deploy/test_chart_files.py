@@ -146,7 +146,7 @@ def test_dashboard_shows_gogc_qps_slope_and_pauses_per_policy() -> None:
 
 def test_peering_lifetime_value_is_the_operator_flags_default_and_range() -> None:
     from gc_tuner.cli.operator import (
-        KOPF_PEERING_LIFETIME_S,
+        DEFAULT_PEERING_LIFETIME_S,
         MAX_PEERING_LIFETIME_S,
         MIN_PEERING_LIFETIME_S,
     )
@@ -157,7 +157,7 @@ def test_peering_lifetime_value_is_the_operator_flags_default_and_range() -> Non
     assert node is not None
     # The schema refuses at install time exactly what the operator would refuse when its pod starts.
     assert (node["minimum"], node["maximum"]) == (MIN_PEERING_LIFETIME_S, MAX_PEERING_LIFETIME_S)
-    assert values["operator"]["peering"]["lifetimeSeconds"] == KOPF_PEERING_LIFETIME_S
+    assert values["operator"]["peering"]["lifetimeSeconds"] == DEFAULT_PEERING_LIFETIME_S
     # Passed only with peering (a standalone operator has no keep-alive), next to --peering.
     helpers = (CHART / "templates" / "_helpers.tpl").read_text()
     branch = helpers[helpers.index("{{- if $op.peering.enabled }}") : helpers.index("- --standalone")]

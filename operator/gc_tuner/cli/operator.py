@@ -16,6 +16,7 @@ from gc_tuner.cli.exits import CLIError
 from gc_tuner.tuning.floor import MAX_MIN_INTERVAL_SECONDS
 
 __all__ = [
+    "DEFAULT_PEERING_LIFETIME_S",
     "KOPF_PEERING_LIFETIME_S",
     "MAX_PEERING_LIFETIME_S",
     "MIN_PEERING_LIFETIME_S",
@@ -26,6 +27,12 @@ __all__ = [
 
 # kopf's own default (kopf.OperatorSettings().peering.lifetime); a unit test keeps the two equal.
 KOPF_PEERING_LIFETIME_S = 60
+# gc-tuner's default is shorter: with the CRD's defaults (lease 60 s, interval 15 s, timeout 5 s) a pod
+# has at least min(60, 2 × (15 + 5)) − 15 = 25 s of lease left when the working replica dies, so a
+# takeover within kopf's 60 s would let healthy pods fall back to their startup values; within 20 s
+# (plus about a second to the first write) it does not. Each replica then renews its entry every
+# 10-15 s: one small patch of the peering object.
+DEFAULT_PEERING_LIFETIME_S = 20
 # kopf renews a peer's entry 5-10 s before it expires, but never more often than every second, so below
 # 6 s less than 5 s is left to spare and a keep-alive delayed by a busy apiserver makes a live replica
 # look dead (two replicas then work at once). 10 keeps a round margin above that.
@@ -75,7 +82,7 @@ def _port_option(flag: str, default: int, help_text: str) -> Callable[[FC], FC]:
 @click.option(
     "--peering-lifetime",
     type=click.IntRange(MIN_PEERING_LIFETIME_S, MAX_PEERING_LIFETIME_S),
-    default=KOPF_PEERING_LIFETIME_S,
+    default=DEFAULT_PEERING_LIFETIME_S,
     show_default=True,
     metavar="SECONDS",
     help="How long this replica's keep-alive in the peering object counts (kopf's peering lifetime; "
