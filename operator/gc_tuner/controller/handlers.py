@@ -5,6 +5,7 @@ Thin on purpose: every handler hands over to controller/runner.py, which hands o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -14,10 +15,11 @@ import kopf
 from gc_tuner.controller.kube import GROUP, PLURAL, VERSION, KubeIO
 from gc_tuner.controller.metrics import OperatorMetrics
 from gc_tuner.controller.runner import OperatorConfig, OperatorContext
+from gc_tuner.net.bounded import BoundedTransport
 from gc_tuner.tuning.discovery import PodInfo, deployment_digest, pod_info
 from gc_tuner.tuning.records import LoopEvent
 
-__all__ = ["FINALIZER"]
+__all__ = ["FINALIZER", "pod_client"]
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -42,6 +44,22 @@ def _deployment(index: Any, namespace: str | None, body: Any) -> dict[str, Any] 
     return next(iter(store), None) if store is not None else None
 
 
+def pod_client(config: OperatorConfig) -> httpx.AsyncClient:
+    """The client every policy's samplers and writes share.
+
+    config.max_connections caps the exchanges in flight before httpcore's pool (BoundedTransport:
+    the policies together want more at once than the cap, and httpcore's own queue wedged at 2,000
+    pods). No keep-alive: every pod is its own host, so an idle connection is almost never reused,
+    and each one kept costs a check on every request (as in `gc-tuner local`).
+    """
+    pool = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=None, max_keepalive_connections=0))
+    return httpx.AsyncClient(
+        timeout=config.http_timeout_s,
+        trust_env=False,
+        transport=BoundedTransport(pool, config.max_connections),
+    )
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
@@ -53,11 +71,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **
 
     memo.ctx = OperatorContext(
         config=config,
-        http=httpx.AsyncClient(
-            timeout=config.http_timeout_s,
-            trust_env=False,
-            limits=httpx.Limits(max_connections=config.max_connections),
-        ),
+        http=pod_client(config),
         kube=KubeIO(client.ApiClient()),
         metrics=memo.get("metrics") or OperatorMetrics(),
     )
@@ -110,7 +124,9 @@ async def tune(
     ctx: OperatorContext = memo.ctx
     ns = namespace or ""
     runner = ctx.runner(uid, ns, name)
+    loop = asyncio.get_running_loop()
     while not stopped:
+        started = loop.time()
         pods = _pods(kwargs["gctuner_pods"], ns)
         deployment = _deployment(kwargs["gctuner_deployments"], ns, body)
         try:
@@ -118,7 +134,9 @@ async def tune(
         except Exception as e:  # a bug in one cycle must not end the policy's timer
             logger.exception(f"tuning cycle failed: {e}")
             interval = 15.0
-        await stopped.wait(interval)
+        # The interval runs from the cycle's start, as in `gc-tuner local`: sleeping a whole interval
+        # after the cycle stretched every period by the cycle's own duration (seconds at 100+ pods).
+        await stopped.wait(max(0.0, interval - (loop.time() - started)))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="restore")
