@@ -97,6 +97,9 @@ def policy(
                 "sources": {"agent": {"port": port}},
             },
             "qps": qps,
+            # Every pod at once: the rollout figure is the write path's speed to the whole fleet. The
+            # guard's windows are still kept every cycle (PolicyState.feed), so their cost is counted.
+            "guard": {"enabled": False},
         },
     }
 
