@@ -149,11 +149,7 @@ def _setup(plan: Plan, cluster: Any, api: Any, port: int, say: Any) -> tuple[Fle
     kubectl = [str(cluster.kubectl), f"--kubeconfig={cluster.kubeconfig}"]
     crd = (plan.source or repo_root()) / "crds" / "gcpolicies.gctuner.io.yaml"  # the measured commit's
     subprocess.run([*kubectl, "apply", "-f", str(crd)], check=True, capture_output=True)
-    subprocess.run(
-        [*kubectl, "wait", "--for=condition=Established", "crd/gcpolicies.gctuner.io", "--timeout=60s"],
-        check=True,
-        capture_output=True,
-    )
+    wait_for(lambda: _crd_established(api), 60, "the GCPolicy CRD Established")
     node = FleetNode(api, pods_capacity=plan.policies * plan.per_policy + 100)
     node.register()
     wait_for(node.ready, 60, f"node {NODE} Ready and untainted")
@@ -165,6 +161,14 @@ def _setup(plan: Plan, cluster: Any, api: Any, port: int, say: Any) -> tuple[Fle
         api, NAMESPACE, cluster.cp.server, cluster.cp.pki.ca.cert, plan.workdir / "operator.kubeconfig"
     )
     return node, kubeconfig
+
+
+def _crd_established(api: Any) -> bool:
+    # Polled rather than `kubectl wait`, which fails at once while the CRD is not yet visible.
+    from kubernetes import client
+
+    crd = client.ApiextensionsV1Api(api).read_custom_resource_definition("gcpolicies.gctuner.io")
+    return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
 
 
 def _wait_first_status(watch: StatusWatch, names: list[str], op: Any, timeout: float) -> float:
