@@ -56,6 +56,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         help="run the operator (and apply the CRD) of this commit, exported with git archive, so "
         "concurrent edits of the tree are not measured; 'worktree': the tree as it is on disk [HEAD]",
     )
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="also py-spy the operator over the steady window and report the hot frames (py-spy's own "
+        "CPU shares the machine: judge the figures of a run without it)",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
     return ap.parse_args(argv)
 
@@ -74,6 +80,7 @@ def _plan(args: argparse.Namespace, workdir: Path, source: Path | None) -> Plan:
         tolerance=args.tolerance,
         workdir=workdir,
         source=source,
+        profile=args.profile,
     )
 
 

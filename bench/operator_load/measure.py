@@ -5,6 +5,7 @@ Nothing here talks to a process or a cluster, so the verdicts can be tested on c
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import re
 import statistics
@@ -20,6 +21,8 @@ __all__ = [
     "PolicyTiming",
     "Series",
     "counter_delta",
+    "cycle_start",
+    "gap_limit",
     "goals",
     "parse_series",
     "policy_timing",
@@ -100,16 +103,19 @@ def request_breakdown(
 
 @dataclass
 class PolicyTiming:
-    """One policy's cycles inside the steady window, seen as its status writes (one per cycle)."""
+    """One policy's cycles that started inside the steady window, from its status writes."""
 
     name: str
     pods: int  # pods the policy targets
-    cycles: int  # status writes inside the window
-    gaps_s: list[float]  # between consecutive writes inside the window
-    open_s: float  # the longest edge: window start to first write, or last write to window end
+    cycles: int  # cycles that started inside the window
+    gaps_s: list[float]  # between consecutive cycle starts (whole seconds: the status's timestamps)
+    open_s: float  # the longest edge: window start to the first start, or the last start to window end
+    durations_s: list[float]  # each cycle's start to its status arriving here (+0..1 s: whole-second starts)
     sampled_min: int | None  # fewest pods sampled by a cycle of the window (status.pods.sampled)
     failing_max: int  # most pods failing in one cycle (status.pods.failing): unread, screened out...
     reasons: dict[str, int] = field(default_factory=dict)  # status.pods.failures reasons, over the cycles
+    # (start s from the window's start, duration s, pods sampled, rollout phase) of each cycle
+    timeline: list[tuple[float, float, int, str]] = field(default_factory=list)
 
     @property
     def worst_gap_s(self) -> float:
@@ -121,23 +127,48 @@ class PolicyTiming:
         return statistics.median(self.gaps_s) if self.gaps_s else None
 
     def kept(self, interval_s: float, tolerance: float) -> bool:
-        return self.cycles >= 2 and self.worst_gap_s <= interval_s * (1 + tolerance)
+        return self.cycles >= 2 and self.worst_gap_s <= gap_limit(interval_s, tolerance)
 
     def late(self, interval_s: float, tolerance: float) -> int:
-        return sum(1 for g in self.gaps_s if g > interval_s * (1 + tolerance))
+        return sum(1 for g in self.gaps_s if g > gap_limit(interval_s, tolerance))
+
+
+def gap_limit(interval_s: float, tolerance: float) -> float:
+    """The longest gap between two cycle starts that still keeps the interval: the interval plus the
+    tolerance, or plus the 1 s resolution of status timestamps, whichever is more (two starts 2.0 s
+    apart may read 3 s apart once truncated to whole seconds)."""
+    return max(interval_s * (1 + tolerance), interval_s + 1.0)
+
+
+def cycle_start(status: Mapping[str, Any]) -> float | None:
+    """When the cycle that wrote `status` started: its recommendation's or decision's time (both are
+    the cycle's start, in whole seconds); None when it wrote neither (no data for one yet)."""
+    out = None
+    for section in ("recommendation", "decision"):
+        stamp = (status.get(section) or {}).get("time")
+        try:
+            t = dt.datetime.strptime(str(stamp), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+        except ValueError:
+            continue
+        out = t if out is None else max(out, t)
+    return out
 
 
 def policy_timing(
     name: str, pods: int, writes: Sequence[tuple[float, Mapping[str, Any]]], start: float, end: float
 ) -> PolicyTiming:
-    """Cycles of one policy from its status writes [(arrival time, status)] within [start, end]."""
-    inside = sorted((t, s) for t, s in writes if start <= t <= end)
-    times = [t for t, _ in inside]
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    open_s = max(times[0] - start, end - times[-1]) if times else end - start
-    counts = [(s.get("pods") or {}) for _, s in inside]
+    """The cycles of one policy that started within [start, end], from its status writes
+    [(arrival time, status)]: the caller keeps watching a while after `end`, so that a cycle started
+    just before the end has reported. A write whose start is the previous one's started no cycle."""
+    cycles: list[tuple[float, float, Mapping[str, Any]]] = []  # (start, arrival, status)
+    for t, st in sorted(writes, key=lambda w: w[0]):
+        began = cycle_start(st)
+        if began is None or (cycles and began <= cycles[-1][0]) or not start <= began <= end:
+            continue
+        cycles.append((began, t, st))
+    starts = [c[0] for c in cycles]
+    counts = [(c[2].get("pods") or {}) for c in cycles]
     sampled = [int(c.get("sampled") or 0) for c in counts]
-    failing = [int(c.get("failing") or 0) for c in counts]
     reasons: dict[str, int] = {}
     for c in counts:
         for f in c.get("failures") or []:
@@ -145,12 +176,22 @@ def policy_timing(
     return PolicyTiming(
         name=name,
         pods=pods,
-        cycles=len(times),
-        gaps_s=gaps,
-        open_s=open_s,
+        cycles=len(cycles),
+        gaps_s=[b - a for a, b in itertools.pairwise(starts)],
+        open_s=max(starts[0] - start, end - starts[-1]) if starts else end - start,
+        durations_s=[round(t - began, 2) for began, t, _ in cycles],
         sampled_min=min(sampled) if sampled else None,
-        failing_max=max(failing, default=0),
+        failing_max=max((int(c.get("failing") or 0) for c in counts), default=0),
         reasons=reasons,
+        timeline=[
+            (
+                round(began - start, 1),
+                round(t - began, 2),
+                n,
+                str((st.get("rollout") or {}).get("phase") or ""),
+            )
+            for (began, t, st), n in zip(cycles, sampled, strict=True)
+        ],
     )
 
 
@@ -173,6 +214,7 @@ class LoadResult:
     sample_errors: float | None = None
     timings: list[PolicyTiming] = field(default_factory=list)
     control_plane_cores: dict[str, float] = field(default_factory=dict)
+    profile: list[tuple[float, str]] = field(default_factory=list)  # (inclusive %, frame), with --profile
     tolerance: float = 0.1
     notes: list[str] = field(default_factory=list)
 
@@ -202,7 +244,7 @@ def goals(r: LoadResult, *, cpu_goal: float = CPU_GOAL_CORES, rss_goal_mb: float
             f"steady {r.rss_mb:.0f} MB",
         ),
     ]
-    limit = r.interval_s * (1 + r.tolerance)
+    limit = gap_limit(r.interval_s, r.tolerance)
     if not r.timings:
         out.append(("every policy keeps its interval", None, "no policy status was seen"))
         return out

@@ -33,6 +33,7 @@ _POLICY = [
     "worst gap s",
     "lag s",
     "late",
+    "cycle s (median/max)",
     "fewest sampled",
     "most failing (reasons)",
     "kept",
@@ -76,6 +77,10 @@ def _summary_rows(r: LoadResult) -> list[list[object]]:
     ]
 
 
+def _durations(ds: list[float]) -> str:
+    return f"{sorted(ds)[len(ds) // 2]:.1f} / {max(ds):.1f}" if ds else "n/a"
+
+
 def _policy_rows(r: LoadResult) -> list[list[object]]:
     rows: list[list[object]] = []
     for t in r.timings:
@@ -88,6 +93,7 @@ def _policy_rows(r: LoadResult) -> list[list[object]]:
                 f"{t.worst_gap_s:.2f}",
                 f"{t.worst_gap_s - r.interval_s:+.2f}",
                 t.late(r.interval_s, r.tolerance),
+                _durations(t.durations_s),
                 f"{t.sampled_min if t.sampled_min is not None else 'n/a'}/{t.pods}",
                 f"{t.failing_max}" + (f" ({', '.join(sorted(t.reasons))})" if t.reasons else ""),
                 "yes" if t.kept(r.interval_s, r.tolerance) else "NO",
@@ -106,7 +112,7 @@ def _cp_rows(r: LoadResult) -> list[list[object]]:
 
 def print_tables(r: LoadResult, goals: list[Goal]) -> None:
     print("\n== the operator\n" + text_table(_SUMMARY, _summary_rows(r)))
-    print("\n== cycles per policy (gaps between its status writes)\n" + text_table(_POLICY, _policy_rows(r)))
+    print("\n== cycles per policy (gaps between cycle starts)\n" + text_table(_POLICY, _policy_rows(r)))
     print(
         "\n== apiserver requests in the window, every client\n" + text_table(_BREAKDOWN, _breakdown_rows(r))
     )
@@ -116,6 +122,10 @@ def print_tables(r: LoadResult, goals: list[Goal]) -> None:
         print(f"  [{verdict_word(met)}] {text}: {detail}")
     for n in r.notes:
         print(f"  note: {n}")
+    if r.profile:
+        print("\n== hot frames (py-spy, inclusive)")
+        for pct, frame in r.profile:
+            print(f"  {pct:5.1f}%  {frame}")
 
 
 def _setup_lines(r: LoadResult, concurrency: int) -> list[str]:
@@ -137,9 +147,12 @@ def _setup_lines(r: LoadResult, concurrency: int) -> list[str]:
         "- CPU: utime+stime of the operator (every thread) over the steady window, after a warm-up; "
         "RSS: largest VmRSS sampled every second in the window, and VmHWM (startup and the first "
         "listing included); MB = 10^6 bytes",
-        "- cycles: each policy's status writes as a watch saw them arrive (one per cycle); a policy keeps "
-        f"its interval when no gap (window edges included) exceeds the interval by more than "
-        f"{r.tolerance:.0%}",
+        "- cycles: the start of each cycle of each policy that started in the window, from the "
+        "recommendation and decision times its status carries (whole seconds), watched one interval "
+        "past the window so the last have reported; a cycle's duration is its start to its status "
+        "arriving (+0..1 s). A policy keeps its interval when no gap between starts (window edges "
+        f"included) exceeds the interval by more than {r.tolerance:.0%} or the 1 s resolution, "
+        "whichever is more",
         "",
     ]
 
@@ -155,7 +168,12 @@ def write_report(
     lines += ["## The operator", "", markdown_table(_SUMMARY, _summary_rows(r)), ""]
     lines += ["## Goals", ""]
     lines += [f"- **{verdict_word(m)}**: {t} ({d})" for t, m, d in goals] + [""]
-    lines += ["## Cycles per policy", "", markdown_table(_POLICY, _policy_rows(r)), ""]
+    lines += [
+        "## Cycles per policy (gaps between cycle starts)",
+        "",
+        markdown_table(_POLICY, _policy_rows(r)),
+        "",
+    ]
     lines += [
         "## apiserver requests in the window",
         "",
@@ -170,6 +188,9 @@ def write_report(
         "",
         markdown_table(["process", "cores"], _cp_rows(r)),
     ]
+    if r.profile:
+        lines += ["", "## Profile (py-spy over the steady window, inclusive share of samples)", "", "```"]
+        lines += [f"{pct:5.1f}%  {frame}" for pct, frame in r.profile] + ["```"]
     lines += ["", "## Notes", "", *[f"- {n}" for n in r.notes or ["none"]], ""]
     report = out / f"{name}.md"
     report.write_text("\n".join(lines))

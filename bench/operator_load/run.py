@@ -62,6 +62,7 @@ class Plan:
     tolerance: float
     workdir: Path
     source: Path | None = None  # an exported commit's tree (operator/, crds/); None: the working tree
+    profile: bool = False  # py-spy on the operator over the steady window
 
 
 def policy_spec(plan: Plan, target: str, port: int) -> dict[str, Any]:
@@ -250,17 +251,50 @@ def _measure(
         _hold(plan.warmup_s, op, load)
         pids = {"gc-tuner operator": op.proc.pid, "fleetsim": fleet.proc.pid}
         pids |= {p.name: p.pid for p in cluster.cp.procs}
+        spy = _start_profile(plan, op.proc.pid) if plan.profile else None
         before = _snapshot(cluster, op, pids)
         say(f"steady window of {plan.steady_s:.0f} s")
         _hold(plan.steady_s, op, load)
         after = _snapshot(cluster, op, pids)
         end_stat = proc_stat(op.proc.pid)
+        if spy is not None:
+            _finish_profile(spy, plan, result)
+        # Cycles report at their end: listen a little longer for those that started in the window.
+        _hold(max(5.0, float(plan.interval_s)), op, load)
         _fill(result, plan, before, after, names, watch, sampler, end_stat)
     finally:
         sampler.stop()
         op.stop()
         watch.stop()
         _scan_log(plan.workdir / "operator.log", result)
+
+
+def _start_profile(plan: Plan, pid: int) -> subprocess.Popen[str] | None:
+    """py-spy on the operator for the steady window (--nonblocking: the operator is never paused)."""
+    from bench.fleet.cost import _py_spy
+
+    spy = _py_spy()
+    if spy is None:
+        return None
+    raw = plan.workdir / "profile.raw"
+    cmd = [spy, "record", "--pid", str(pid), "--duration", str(int(plan.steady_s)), "--rate", "50"]
+    cmd += ["--format", "raw", "--output", str(raw), "--nonblocking"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _finish_profile(spy: subprocess.Popen[str], plan: Plan, result: LoadResult) -> None:
+    from bench.fleet.cost import hot_frames
+
+    try:
+        _, err = spy.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        err = "py-spy did not finish"
+    raw = plan.workdir / "profile.raw"
+    if not raw.exists():
+        result.notes.append(f"no profile: {err.strip()[-300:]}")
+        return
+    result.profile = hot_frames(raw, top=40)
 
 
 def _fill(
