@@ -15,7 +15,8 @@ Properties:
 2. with a 64 KiB limit, tracemalloc's peak during a read stays under 8 MiB whatever is sent (twice
    what parsing the costliest document within the limit takes);
 3. LocalLoop.step() (Enforce, Endpoint, bounds 50..150) against two generated pods never raises, and
-   every POST it makes carries a GOGC within [50, 150] and a positive memoryLimitBytes or none.
+   every POST it makes carries a GOGC within [50, 150] and a positive memoryLimitBytes or none
+   (test_http_fuzz_realpod.py: the same with a real Go process as one of the two pods).
 
 Alongside: every field of each valid document with every odd number in turn (the combinations a
 fuzzer reaches last), and one regression test per bug the properties found.
@@ -1467,7 +1468,7 @@ def pod_scripts() -> st.SearchStrategy[PodScript]:
     )
 
 
-def policy(*, qps: str, memory: str, strategy: str, max_kib: int) -> Any:
+def policy(*, qps: str, memory: str, strategy: str, max_kib: int, timeout: int = 1) -> Any:
     sources: dict[str, Any] = {"agent": {"port": 8080}}
     doc: dict[str, Any] = {
         "targetRef": {"name": "local"},
@@ -1481,7 +1482,7 @@ def policy(*, qps: str, memory: str, strategy: str, max_kib: int) -> Any:
         "sampling": {
             "intervalSeconds": 1,
             "windowSeconds": 10,
-            "timeoutSeconds": 1,
+            "timeoutSeconds": timeout,
             "maxResponseKiB": max_kib,
             "sources": sources,
         },
@@ -1497,6 +1498,27 @@ def policy(*, qps: str, memory: str, strategy: str, max_kib: int) -> Any:
     return parse_policy(doc)
 
 
+def responder(agent: Agent, script: PodScript, step: list[int]) -> Callable[[str, str, bytes], Answer]:
+    """What a pod answers at step `step[0]` of its script (the healthy agent where the script has None)."""
+
+    def respond(method: str, path: str, body: bytes) -> Answer:
+        k = min(step[0], STEPS - 1)
+        if method == "GET" and path == "/metrics":
+            m = script.metrics[k]
+            return m if m is not None else Answer(content_type=b"text/plain", body=(agent.exposition(),))
+        if method == "GET":
+            g = script.get[k]
+            if isinstance(g, Answer):
+                return g
+            return json_answer(200, damaged(agent.doc(k), g) if g else agent.doc(k))
+        if method == "POST":
+            p = script.post[k]
+            return p if p is not None else agent.post(body)
+        return json_answer(405, {"error": "method"})
+
+    return respond
+
+
 def run_loop(
     pair: tuple[FakePod, FakePod],
     spec: Any,
@@ -1506,29 +1528,10 @@ def run_loop(
     """STEPS cycles a second apart on the test's clock; the POST bodies the pods got."""
     clock = agents[0].clock
     step = [0]
-
-    def responder(agent: Agent, script: PodScript) -> Callable[[str, str, bytes], Answer]:
-        def respond(method: str, path: str, body: bytes) -> Answer:
-            k = min(step[0], STEPS - 1)
-            if method == "GET" and path == "/metrics":
-                m = script.metrics[k]
-                return m if m is not None else Answer(content_type=b"text/plain", body=(agent.exposition(),))
-            if method == "GET":
-                g = script.get[k]
-                if isinstance(g, Answer):
-                    return g
-                return json_answer(200, damaged(agent.doc(k), g) if g else agent.doc(k))
-            if method == "POST":
-                p = script.post[k]
-                return p if p is not None else agent.post(body)
-            return json_answer(405, {"error": "method"})
-
-        return respond
-
     for p, agent, script in zip(pair, agents, scripts, strict=True):
         p.requests.clear()
         p.heads.clear()
-        p.respond = responder(agent, script)
+        p.respond = responder(agent, script, step)
     targets = [parse_target(p.url, memory_limit="512Mi") for p in pair]
 
     async def go() -> None:
