@@ -90,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="gctuner-operator-load-"))
     root = RESULTS_DIR.parent.parent
     header: dict[str, str] = {
-        "command": "python -m bench.operator_load "
-        + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "command": " ".join(["python -m bench.operator_load", *map(shlex.quote, argv or sys.argv[1:])]),
         **machine_info(),
         **git_state(root),
     }
