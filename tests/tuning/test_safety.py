@@ -161,7 +161,7 @@ def test_what_the_guard_passes_through(over: dict[str, Any], decision: DecisionI
 
 def test_a_regressing_canary_is_rolled_back_with_its_numbers() -> None:
     s = spec()
-    st, t = started(s, 3, gogc=90)  # 100 -> 90: the cost model expects GC CPU × 1.11
+    st, _t = started(s, 3, gogc=90)  # 100 -> 90: the cost model expects GC CPU × 1.11
     windows(st, "p0", [3 * x for x in BASE], start=T0)
     for p in ("p1", "p2"):
         windows(st, p, BASE, start=T0)
@@ -194,7 +194,7 @@ def test_a_harmless_canary_waits_for_the_evaluation_then_is_promoted() -> None:
 
 def test_a_canary_pod_that_restarts_rolls_back_at_once() -> None:
     s = spec()
-    st, t = started(s, 3)
+    st, _t = started(s, 3)
     killed = [
         dataclasses.replace(p, restart_count=1, last_termination="OOMKilled") if p.name == "p0" else p
         for p in pods(3)
@@ -230,7 +230,7 @@ def test_too_few_windows_by_twice_the_evaluation_rolls_back() -> None:
 
 def test_before_after_judges_against_the_windows_before_the_change() -> None:
     s = spec()
-    st, t = started(s, 1, gogc=90)
+    st, _t = started(s, 1, gogc=90)
     windows(st, "p0", BASE, start=T0 - 60)  # before the change
     windows(st, "p0", [3 * x for x in BASE], start=T0)  # after it
     step = safety_step(s, st, None, GOOD, pods(1), {"p0"}, None, T0 + 45)
