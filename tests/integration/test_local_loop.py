@@ -188,8 +188,14 @@ async def test_faulty_targets_degrade_while_healthy_ones_are_tuned(
         )
         async with httpx.AsyncClient(trust_env=False) as http:
             loop = LocalLoop(spec, targets, http, token=TOKEN)
+            warnings: list[tuple[str, str, str]] = []  # (reason, pod, source)
             for _ in range(5):
                 outcome, status = await loop.step()
+                warnings += [
+                    (e.reason, e.message.split()[0], e.message.split()[1])
+                    for e in outcome.events
+                    if e.type == "Warning"
+                ]
                 await asyncio.sleep(1)
             reasons = {(f.pod, f.reason) for f in outcome.failures}
             closed, garbage, auth = targets[2].name, targets[3].name, targets[4].name
@@ -204,8 +210,10 @@ async def test_faulty_targets_degrade_while_healthy_ones_are_tuned(
             assert outcome.applied is not None and outcome.applied.pods == 2
             for w in pair:
                 assert agent(w)["metrics"]["/gc/gogc:percent"] == outcome.applied.gogc
-            # Events are posted once per new failure, not every cycle.
-            assert not [e for e in outcome.events if e.type == "Warning"]
+            # Events are posted once per new failure, not every cycle. (A screening verdict such as
+            # OutlierExcluded can first appear late, once the fit has enough samples; once is the rule.)
+            assert len(warnings) == len(set(warnings)), warnings
+            assert {(r, p) for r, p, _ in warnings} >= {("Unreachable", closed), ("MalformedData", garbage)}
             await loop.release()
     finally:
         wrong.kill()
