@@ -89,6 +89,16 @@ _FIXED_MAX_MESSAGE = (
 _NANO = 10**9
 
 
+def _checked_matchers(v: dict[str, str] | None, field: str) -> dict[str, str] | None:
+    """Label-equality matchers (qps.counter, guard.latency): Prometheus label names, values ≤ 256."""
+    for k, val in (v or {}).items():
+        if not re.match(_LABEL_NAME, k):
+            raise ValueError(f"{field}.matchers keys must be Prometheus label names, got {k!r}")
+        if len(val) > 256:
+            raise ValueError(f"{field}.matchers[{k}] is longer than 256 characters")
+    return v
+
+
 def _require_order(low: int, high: int, message: str) -> None:
     """Rejects low > high: a Field bound checks one field alone, never the pair."""
     if low > high:
@@ -223,12 +233,7 @@ class CounterQPS(_Model):
     @field_validator("matchers")
     @classmethod
     def _label_names(cls, v: dict[str, str] | None) -> dict[str, str] | None:
-        for k, val in (v or {}).items():
-            if not re.match(_LABEL_NAME, k):
-                raise ValueError(f"qps.counter.matchers keys must be Prometheus label names, got {k!r}")
-            if len(val) > 256:
-                raise ValueError(f"qps.counter.matchers[{k}] is longer than 256 characters")
-        return v
+        return _checked_matchers(v, "qps.counter")
 
 
 class PromQLQPS(_Model):
@@ -352,12 +357,7 @@ class LatencyHistogram(_Model):
     @field_validator("matchers")
     @classmethod
     def _label_names(cls, v: dict[str, str] | None) -> dict[str, str] | None:
-        for k, val in (v or {}).items():
-            if not re.match(_LABEL_NAME, k):
-                raise ValueError(f"guard.latency.matchers keys must be Prometheus label names, got {k!r}")
-            if len(val) > 256:
-                raise ValueError(f"guard.latency.matchers[{k}] is longer than 256 characters")
-        return v
+        return _checked_matchers(v, "guard.latency")
 
 
 class GuardSpec(_Model):

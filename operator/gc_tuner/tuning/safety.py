@@ -290,16 +290,37 @@ def _promote(t: Trial, now: float, note: str, verdict: GuardVerdict, warn: bool 
     )
 
 
+def _judging(t: Trial, message: str) -> DecisionInfo:
+    """The decision while trial `t` is judged: hold at the candidate, from the value it replaced."""
+    current = t.good.gogc if t.good is not None else t.was_gogc
+    gogc = t.candidate.gogc if t.candidate.gogc is not None else 0
+    return DecisionInfo("hold", gogc, "CanaryInProgress", message, current)
+
+
+def _record(
+    t: Trial,
+    now: float,
+    reason: str,
+    message: str,
+    p_value: float | None = None,
+    changed: float | None = None,
+    baseline: float | None = None,
+) -> RollbackRecord:
+    """The rollback of trial `t`: its candidate, the good value it goes back to, and why."""
+    restored = t.good.gogc if t.good is not None else None
+    return RollbackRecord(
+        now, t.candidate.gogc, t.candidate.gomemlimit, restored, reason, message, p_value, changed, baseline
+    )
+
+
 def _resume(spec: GCPolicySpec, t: Trial, pods: Sequence[PodTarget], now: float) -> SafetyStep:
     """A trial restored after an operator restart: its windows were in memory. A canary is judged
     again from now (the baseline runs beside it); a before/after trial lost its "before" windows
     for good, so the change is rolled back, without a back-off, and comes again as a recommendation."""
     if t.before_after:
-        record = RollbackRecord(
+        record = _record(
+            t,
             now,
-            t.candidate.gogc,
-            t.candidate.gomemlimit,
-            t.good.gogc if t.good else None,
             "EvaluationLost",
             "the operator restarted during a before/after evaluation; its windows are gone",
         )
@@ -308,14 +329,8 @@ def _resume(spec: GCPolicySpec, t: Trial, pods: Sequence[PodTarget], now: float)
     again = dataclasses.replace(
         t, started_at=now, until=now + evaluation_s(spec), restarts=restarts, resumed=False
     )
-    held = DecisionInfo(
-        "hold",
-        t.candidate.gogc if t.candidate.gogc is not None else 0,
-        "CanaryInProgress",
-        f"judging GOGC {t.candidate.gogc} again from now: the operator restarted during its evaluation",
-        t.good.gogc if t.good is not None else t.was_gogc,
-    )
-    return SafetyStep("hold", held, again, "Canary", _split(again, pods))
+    message = f"judging GOGC {t.candidate.gogc} again from now: the operator restarted during its evaluation"
+    return SafetyStep("hold", _judging(t, message), again, "Canary", _split(again, pods))
 
 
 def _evaluate(
@@ -332,23 +347,13 @@ def _evaluate(
             t,
             pods,
             now,
-            RollbackRecord(
-                now, t.candidate.gogc, t.candidate.gomemlimit, t.good.gogc if t.good else None, why, msg
-            ),
+            _record(t, now, why, msg),
         )
     v = _judge(spec, state.log, t, now)
     worst = v.worst
     if worst is not None:
-        record = RollbackRecord(
-            now,
-            t.candidate.gogc,
-            t.candidate.gomemlimit,
-            t.good.gogc if t.good else None,
-            worst.signal,
-            worst.describe(),
-            worst.p_value,
-            worst.changed_median,
-            worst.baseline_median,
+        record = _record(
+            t, now, worst.signal, worst.describe(), worst.p_value, worst.changed_median, worst.baseline_median
         )
         return _rollback(spec, t, pods, now, record)
     summary = "; ".join(s.describe() for s in v.signals) or "no guarded signal had data"
@@ -357,23 +362,10 @@ def _evaluate(
     if now >= t.until + (t.until - t.started_at):
         if not v.signals:
             return _promote(t, now, "no guarded signal had any data; promoted unjudged", v, warn=True)
-        record = RollbackRecord(
-            now,
-            t.candidate.gogc,
-            t.candidate.gomemlimit,
-            t.good.gogc if t.good else None,
-            "NoVerdict",
-            f"too few windows for a verdict ({summary})",
-        )
+        record = _record(t, now, "NoVerdict", f"too few windows for a verdict ({summary})")
         return _rollback(spec, t, pods, now, record)
-    held = DecisionInfo(
-        "hold",
-        t.candidate.gogc if t.candidate.gogc is not None else 0,
-        "CanaryInProgress",
-        f"judging GOGC {t.candidate.gogc} until {max(0.0, t.until - now):.0f}s from now: {summary}",
-        t.good.gogc if t.good is not None else t.was_gogc,
-    )
-    return SafetyStep("hold", held, t, "Canary", _split(t, pods), verdict=v)
+    message = f"judging GOGC {t.candidate.gogc} until {max(0.0, t.until - now):.0f}s from now: {summary}"
+    return SafetyStep("hold", _judging(t, message), t, "Canary", _split(t, pods), verdict=v)
 
 
 def safety_step(
