@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from e2e.cluster.manifests import workload_deployment
 from e2e.cluster.waits import wait_for
 from e2e.operator_support import (
     OperatorProc,
@@ -27,6 +26,7 @@ from e2e.operator_support import (
     ready_pods,
     token_secret,
 )
+from e2e.test_operator_endpoint import endpoint_deployment
 from gc_tuner.cli.gobuild import repo_root
 
 pytestmark = pytest.mark.e2e
@@ -37,14 +37,9 @@ NO_LIMIT = 9223372036854775807
 
 
 def deployment(name: str, secret: str, *, live_mib: int, limit: str | None = None) -> dict[str, Any]:
-    dep = workload_deployment(
-        name, replicas=3, env={"WORKLOAD_QPS": "600", "WORKLOAD_LIVE_MIB": str(live_mib)}
-    )
-    (c,) = dep["spec"]["template"]["spec"]["containers"]
-    c["env"].append(
-        {"name": "GC_TUNER_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}}}
-    )
+    dep = endpoint_deployment(name, 3, {"WORKLOAD_QPS": "600", "WORKLOAD_LIVE_MIB": str(live_mib)}, secret)
     if limit is not None:
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
         c["resources"] = {"limits": {"memory": limit}}
     return dep
 
