@@ -181,6 +181,17 @@ def test_formula_defaults_are_the_articles() -> None:
             "spec.strategy.budget.leakMinSpanSeconds",
         ),
         (
+            {"strategy": {"type": "Cost", "cost": {"cpuPerCoreHourMilli": -40}}},
+            "spec.strategy.cost.cpuPerCoreHourMilli",
+        ),
+        (
+            {"strategy": {"type": "Cost", "cost": {"memoryPerGiBHourMilli": 0}}},
+            "spec.strategy.cost.memoryPerGiBHourMilli",
+        ),
+        ({"strategy": {"cost": {"cpuPerCoreHourMilli": 40.5}}}, "spec.strategy.cost.cpuPerCoreHourMilli"),
+        ({"strategy": {"cost": {"currency": "usd"}}}, "spec.strategy.cost.currency"),
+        ({"strategy": {"cost": {"maxFitErrorPercent": 0}}}, "spec.strategy.cost.maxFitErrorPercent"),
+        (
             {"strategy": {"formula": {"slopeCoefficientMilli": 0.2}}},
             "spec.strategy.formula.slopeCoefficientMilli",
         ),

@@ -29,6 +29,7 @@ __all__ = [
     "Bounds",
     "BudgetSpec",
     "CanarySpec",
+    "CostSpec",
     "CounterQPS",
     "EndpointSpec",
     "ExpvarSource",
@@ -289,11 +290,24 @@ class BudgetSpec(_Model):
     leak_max_time_to_budget_seconds: int = Field(default=3600, ge=0, le=604800)
 
 
+class CostSpec(_Model):
+    """The Cost strategy's prices and knobs (logic/cost_model.py, docs/cost.md). Prices are integer
+    milli-units of `currency`; the defaults are AWS Fargate's Linux/x86 on-demand prices in us-east-1
+    ($0.04048 per vCPU-hour, $0.004445 per GB-hour), rounded to whole milli-dollars."""
+
+    cpu_per_core_hour_milli: int = Field(default=40, ge=1, le=1_000_000_000)
+    memory_per_gib_hour_milli: int = Field(default=4, ge=1, le=1_000_000_000, alias="memoryPerGiBHourMilli")
+    currency: str = Field(default="USD", min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")
+    horizon_seconds: int | None = Field(default=None, ge=0, le=86400)  # None: rollout.cooldownSeconds
+    max_fit_error_percent: int = Field(default=10, ge=1, le=1000)
+
+
 class StrategySpec(_Model):
     # A new strategy is one more Literal value plus its own optional sub-object next to `formula`.
-    type: Literal["Formula", "Budget"] = "Formula"
+    type: Literal["Formula", "Budget", "Cost"] = "Formula"
     formula: FormulaSpec = Field(default_factory=FormulaSpec)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    cost: CostSpec = Field(default_factory=CostSpec)
 
 
 class Bounds(_Model):

@@ -132,6 +132,19 @@ class RecommendationInputs(_Section):
     budget_bytes: int | None = None
     horizon_seconds: float | None = None
     time_to_budget_seconds: float | None = None
+    # Cost (docs/cost.md): Deployment totals, c weighted by allocation, money in `currency` per month.
+    alloc_mib_per_sec: float | None = Field(default=None, alias="allocMiBPerSec")
+    mark_cpu_ms_per_mib: float | None = Field(default=None, alias="markCPUMsPerMiB")
+    live_stacks_globals_bytes: int | None = None
+    forecast_qps: float | None = Field(default=None, alias="forecastQPS")
+    current_gogc: int | None = Field(default=None, alias="currentGOGC")
+    fit_relative_error: float | None = None
+    step_share: float | None = None
+    budget_cap_gogc: float | None = Field(default=None, alias="budgetCapGOGC")
+    predicted_gc_cpu_cores: float | None = Field(default=None, alias="predictedGCCPUCores")
+    predicted_heap_overhead_bytes: int | None = None
+    predicted_monthly_saving: float | None = None
+    currency: Text32 | None = None
 
 
 class RecommendationSection(_Section):

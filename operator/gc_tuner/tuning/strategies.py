@@ -11,6 +11,9 @@ a strategy.
               wins (one GOGC for every pod must fit the pod with the least room). Its leak verdict
               replaces the generic one: on a suspected leak it holds GOGC at the floor
               (`Recommendation.holds_for_leak`), and LeakSuspected must say why.
+    Cost      the GOGC that minimises the priced sum of GC CPU and heap overhead over every pod
+              (logic/cost_model.py), from each pod's history (logic/cost_fit.py); capped by Budget's
+              GOGC when there is a memory limit, damped toward the current GOGC when the fit is poor.
 
 Bounds are applied twice on purpose: the formula clamps to them (the article's own clamp, made a
 policy field), and the decision step re-checks them, so no strategy can ever push a value outside.
@@ -19,26 +22,37 @@ policy field), and the decision step re-checks them, so no strategy can ever pus
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from gc_tuner.logic.budget import BudgetParams, BudgetResult, budget_gogc
+from gc_tuner.logic.cost_fit import (
+    AllocFit,
+    NotEnoughData,
+    alloc_from_samples,
+    base_from_samples,
+    fit_cycles,
+    mark_from_samples,
+)
+from gc_tuner.logic.cost_model import CostParams, CostResult, PodCost, cost_gogc
 from gc_tuner.logic.formula import FormulaParams, formula_gogc
 from gc_tuner.logic.memlimit import memory_limit_from, parse_quantity, render_gomemlimit
 from gc_tuner.model.policy import GCPolicySpec
-from gc_tuner.model.sample import MiB, RuntimeSample
+from gc_tuner.model.sample import GCCycle, MiB, RuntimeSample
 from gc_tuner.tuning.discovery import WorkloadInfo
 from gc_tuner.tuning.records import FALSE, TRUE, FitSummary, PodFit, PodTarget, Verdict
 
 __all__ = [
     "STRATEGIES",
     "MemoryLimitTarget",
+    "PodHistory",
     "Recommendation",
     "Strategy",
     "StrategyInput",
     "StrategyUnavailable",
     "budget_params",
+    "cost_params",
     "desired_memory_limit",
     "formula_params",
     "memory_target",
@@ -46,6 +60,9 @@ __all__ = [
     "recommend",
     "recommend_for",
 ]
+
+
+_T = TypeVar("_T")
 
 
 class StrategyUnavailable(Exception):
@@ -67,6 +84,14 @@ class Recommendation:
 
 
 @dataclass(frozen=True, slots=True)
+class PodHistory:
+    """One pod's window since its process started: its samples and gctrace cycles, oldest first."""
+
+    samples: Sequence[RuntimeSample] = ()
+    cycles: Sequence[GCCycle] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class StrategyInput:
     """Everything a strategy may use; each takes what it needs."""
 
@@ -75,6 +100,7 @@ class StrategyInput:
     heap_slope_mb_per_s: float
     pod_fits: Sequence[PodFit] = ()
     memory: MemoryLimitTarget | None = None
+    histories: Mapping[str, PodHistory] = field(default_factory=dict)  # by pod name
 
 
 class Strategy(Protocol):
@@ -194,6 +220,149 @@ def _budget(inp: StrategyInput) -> Recommendation:
     return Recommendation(r.gogc, where + r.explanation, "Budget", inputs, leak)
 
 
+def cost_params(spec: GCPolicySpec) -> CostParams:
+    """The Cost sub-object's integer milli-unit prices as the model's floats; bounds as its clamp."""
+    c = spec.strategy.cost
+    return CostParams(
+        cpu_per_core_hour=c.cpu_per_core_hour_milli / 1000,
+        memory_per_gib_hour=c.memory_per_gib_hour_milli / 1000,
+        gogc_min=spec.bounds.min_gogc,
+        gogc_max=spec.bounds.max_gogc,
+        max_fit_error=c.max_fit_error_percent / 100,
+        currency=c.currency,
+    )
+
+
+def cost_horizon_s(spec: GCPolicySpec) -> float:
+    """How far ahead the QPS is forecast (and the live heap, for the budget cap): unset, the cooldown."""
+    h = spec.strategy.cost.horizon_seconds
+    return float(h if h is not None else spec.rollout.cooldown_seconds)
+
+
+def _pod_cost(h: PodHistory, horizon_s: float) -> tuple[PodCost, AllocFit | None]:
+    """One pod's a, c and L+S+G from its runtime samples where they carry them, else from its gctrace;
+    with the sample fit of `a` (QPS, forecast) when there is one."""
+    why: list[str] = []
+
+    def attempt(f: Callable[[], _T]) -> _T | None:
+        try:
+            return f()
+        except NotEnoughData as e:
+            why.append(str(e))
+            return None
+
+    mark = attempt(lambda: mark_from_samples(h.samples)[0])
+    alloc = attempt(lambda: alloc_from_samples(h.samples, horizon_s))
+    base = attempt(lambda: base_from_samples(h.samples))
+    a = alloc.alloc if alloc is not None else None
+    if mark is None or a is None or base is None:
+        if not h.cycles:
+            raise NotEnoughData("; ".join(why) + "; no gctrace cycles either")
+        try:
+            trace = fit_cycles(h.cycles)
+        except NotEnoughData as e:
+            raise NotEnoughData("; ".join(why) + f"; gctrace: {e}") from None
+        mark = mark if mark is not None else trace.mark
+        a = a if a is not None else trace.alloc
+        base = base if base is not None else trace.base_bytes
+    return PodCost(a.value, a.se, mark.value, mark.se, base), alloc
+
+
+def _budget_cap(inp: StrategyInput, horizon_s: float) -> tuple[float | None, str | None]:
+    """The lowest Budget GOGC (before bounds) over the pods, and the pod it comes from; (None, None)
+    without a memory limit or live-heap figures."""
+    memory, spec = inp.memory, inp.spec
+    if memory is None or memory.bytes is None:
+        return None, None
+    floor = spec.strategy.budget.min_non_heap_mib * MiB
+    params = BudgetParams(gogc_min=spec.bounds.min_gogc, gogc_max=spec.bounds.max_gogc, horizon_s=horizon_s)
+    best: tuple[float, str] | None = None
+    for pf in inp.pod_fits:
+        s, limit = pf.sample, memory.for_pod(pf.pod)
+        if s is None or s.live_heap_bytes is None or limit is None:
+            continue
+        r = budget_gogc(
+            budget_bytes=limit,
+            live_bytes=s.live_heap_bytes,
+            heap_slope_mb_per_s=pf.heap_slope_mb_per_s or 0.0,
+            stacks_bytes=s.stacks_bytes or 0,
+            globals_bytes=s.globals_bytes or 0,
+            non_heap_bytes=non_heap_bytes(s, floor),
+            params=params,
+        )
+        if r.raw_gogc is not None and (best is None or r.raw_gogc < best[0]):
+            best = (max(0.0, r.raw_gogc), pf.pod)
+    return best if best is not None else (None, None)
+
+
+def _current_gogc(pod_fits: Sequence[PodFit]) -> int | None:
+    """The GOGC the pods run (median); None when no source says (Go's default 100 is then assumed)."""
+    values = sorted(pf.sample.gogc for pf in pod_fits if pf.sample is not None and pf.sample.gogc is not None)
+    return values[len(values) // 2] if values else None
+
+
+def _cost(inp: StrategyInput) -> Recommendation:
+    spec = inp.spec
+    params, horizon = cost_params(spec), cost_horizon_s(spec)
+    pods: list[PodCost] = []
+    fits: list[AllocFit] = []
+    missing: list[str] = []
+    for pf in inp.pod_fits:
+        try:
+            pc, af = _pod_cost(inp.histories.get(pf.pod, PodHistory()), horizon)
+        except NotEnoughData as e:
+            missing.append(f"{pf.pod}: {e}")
+            continue
+        pods.append(pc)
+        fits += [af] if af is not None else []
+    if not pods:
+        why = "; ".join(missing[:3]) if missing else "no pod sampled"
+        raise StrategyUnavailable(f"the Cost strategy cannot fit a and c yet: {why}")
+    cap, cap_pod = _budget_cap(inp, horizon)
+    r = cost_gogc(pods, params, current_gogc=_current_gogc(inp.pod_fits), budget_cap=cap)
+    explanation = r.explanation
+    if "budget" in r.clamps and cap_pod is not None and len(inp.pod_fits) > 1:
+        explanation += f" (budget of pod {cap_pod})"
+    if len(pods) < len(inp.pod_fits):
+        explanation += f"; {len(pods)} of {len(inp.pod_fits)} pods fitted"
+    return Recommendation(r.gogc, explanation, "Cost", _cost_inputs(inp.qps, pods, fits, r, params, horizon))
+
+
+def _cost_inputs(
+    qps: float,
+    pods: Sequence[PodCost],
+    fits: Sequence[AllocFit],
+    r: CostResult,
+    p: CostParams,
+    horizon: float,
+) -> dict[str, Any]:
+    """The status inputs: Deployment totals (a, L+S+G, predictions), c weighted by allocation."""
+    a = sum(p.alloc_mib_per_s for p in pods)
+    inputs: dict[str, Any] = {
+        "qps": round(qps, 3),
+        "allocMiBPerSec": round(a, 4),
+        "markCPUMsPerMiB": round(sum(p.cores_at_100 for p in pods) * 1000 / a, 6) if a > 0 else 0.0,
+        "liveStacksGlobalsBytes": sum(p.base for p in pods),
+        "horizonSeconds": horizon,
+        "currentGOGC": r.current_gogc,
+        "stepShare": round(r.step_share, 4),
+        "predictedGCCPUCores": round(r.gc_cpu_cores, 6),
+        "predictedHeapOverheadBytes": round(r.heap_overhead_bytes),
+        "predictedMonthlySaving": round(r.monthly_saving, 4),
+        "currency": p.currency,
+    }
+    forecasts = [f.qps_forecast for f in fits if f.qps_forecast is not None]
+    if forecasts:
+        inputs["forecastQPS"] = round(sum(forecasts), 3)
+    if r.optimal_gogc is not None:
+        inputs["uncappedGOGC"] = round(r.optimal_gogc, 2)
+    if r.fit_error is not None:
+        inputs["fitRelativeError"] = round(r.fit_error, 4)
+    if r.budget_cap is not None:
+        inputs["budgetCapGOGC"] = round(r.budget_cap, 2)
+    return inputs
+
+
 def recommend(
     spec: GCPolicySpec,
     qps: float,
@@ -201,17 +370,24 @@ def recommend(
     *,
     pod_fits: Sequence[PodFit] = (),
     memory: MemoryLimitTarget | None = None,
+    histories: Mapping[str, PodHistory] | None = None,
 ) -> Recommendation:
     """The policy's strategy on this cycle's fit; StrategyUnavailable when it lacks an input."""
     strategy = STRATEGIES[spec.strategy.type]
-    return strategy(StrategyInput(spec, qps, heap_slope_mb_per_s, tuple(pod_fits), memory))
+    return strategy(
+        StrategyInput(spec, qps, heap_slope_mb_per_s, tuple(pod_fits), memory, dict(histories or {}))
+    )
 
 
-STRATEGIES: dict[str, Strategy] = {"Formula": _formula, "Budget": _budget}
+STRATEGIES: dict[str, Strategy] = {"Formula": _formula, "Budget": _budget, "Cost": _cost}
 
 
 def recommend_for(
-    spec: GCPolicySpec, fit: FitSummary, pod_fits: Sequence[PodFit], memory: MemoryLimitTarget
+    spec: GCPolicySpec,
+    fit: FitSummary,
+    pod_fits: Sequence[PodFit],
+    memory: MemoryLimitTarget,
+    histories: Mapping[str, PodHistory] | None = None,
 ) -> tuple[Recommendation | None, str | None]:
     """The recommend step: the policy's strategy on the Deployment's fit, with the memory limit it was
     made for among its inputs; (None, why) when the strategy lacks an input, (None, None) while the
@@ -219,7 +395,9 @@ def recommend_for(
     if fit.qps is None or fit.heap_slope_mb_per_s is None:
         return None, None
     try:
-        rec = recommend(spec, fit.qps, fit.heap_slope_mb_per_s, pod_fits=pod_fits, memory=memory)
+        rec = recommend(
+            spec, fit.qps, fit.heap_slope_mb_per_s, pod_fits=pod_fits, memory=memory, histories=histories
+        )
     except StrategyUnavailable as e:
         return None, str(e)
     if memory.bytes is not None:
