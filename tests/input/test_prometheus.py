@@ -77,6 +77,8 @@ def test_default_go_collector(default_text: str) -> None:
     # only the opt-in runtime/metrics series carry these
     assert s.live_heap_bytes is None and s.gc_cpu_seconds is None and s.forced_gc_cycles is None
     assert s.requests_total is None
+    # the allocation counter falls back on MemStats.TotalAlloc (the Cost strategy's allocation rate)
+    assert s.heap_allocs_bytes_total == value_of(default_text, "go_memstats_alloc_bytes_total") > 0
 
 
 @pytest.mark.go

@@ -3,7 +3,8 @@
 Parsing is prometheus_client's; this module only picks the series of client_golang's Go collector
 (go-gc-facts.md section 5), whichever are present:
 
-    go_memstats_heap_alloc_bytes, go_memstats_next_gc_bytes, go_memstats_sys_bytes
+    go_memstats_heap_alloc_bytes, go_memstats_next_gc_bytes, go_memstats_sys_bytes,
+    go_memstats_alloc_bytes_total (TotalAlloc: the allocation rate when the opt-in series is absent)
     go_gc_duration_seconds{quantile=...} and its _count   pauses, cycles (when nothing better is there)
     go_sched_pauses_total_gc_seconds (opt-in histogram)  pause quantiles the summary lacks (its p99)
     go_gc_gogc_percent, go_gc_gomemlimit_bytes            GOGC off / no limit read as None
@@ -234,10 +235,16 @@ def parse_prometheus(
         requests_total=None if counter is None else _requests(series, counters, counter, matchers or {}),
         go_version=_go_version(series),
         gomaxprocs=_as_int(_scalar(series, "go_sched_gomaxprocs_threads")),
-        heap_allocs_bytes_total=_as_int(_scalar(series, "go_gc_heap_allocs_bytes_total")),
+        heap_allocs_bytes_total=_as_int(_allocated(series)),
         heap_released_bytes=_as_int(_scalar(series, "go_memory_classes_heap_released_bytes")),
         limiter_last_enabled_cycle=_as_int(_scalar(series, "go_gc_limiter_last_enabled_gc_cycle")),
     )
+
+
+def _allocated(series: _Series) -> float | None:
+    """Cumulative bytes allocated: /gc/heap/allocs (opt-in), else the default collector's TotalAlloc."""
+    value = _scalar(series, "go_gc_heap_allocs_bytes_total")
+    return value if value is not None else _scalar(series, "go_memstats_alloc_bytes_total")
 
 
 def _family_lines(text: str, prefix: str) -> str:
