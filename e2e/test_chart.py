@@ -508,6 +508,12 @@ def test_the_serviceaccount_can_do_what_the_operator_needs_and_nothing_it_must_n
         ("list", "deployments.apps"),
         ("watch", "deployments.apps"),
         ("patch", "deployments.apps"),
+        # the other target kinds and the owner chain pod -> ReplicaSet -> Deployment: read only
+        *(
+            (v, r)
+            for v in ("list", "watch")
+            for r in ("statefulsets.apps", "daemonsets.apps", "replicasets.apps")
+        ),
         ("get", "secrets/gctuner-token"),  # the default rbac.secrets.resourceNames: the docs' token name
         ("create", "events"),
     ):

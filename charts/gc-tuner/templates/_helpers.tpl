@@ -147,6 +147,12 @@ gc-tuner's own calls.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "patch"]
+# application: the other target kinds (kopf.index on StatefulSets and DaemonSets), and the owner chain
+# pod -> ReplicaSet -> Deployment (kopf.index on ReplicaSets): a pod is tuned because its workload
+# owns it, not because its labels match. Read only.
+- apiGroups: ["apps"]
+  resources: ["statefulsets", "daemonsets", "replicasets"]
+  verbs: ["get", "list", "watch"]
 # application: the Endpoint rollout reads its bearer token (spec.rollout.endpoint.tokenSecretRef).
 # get only: the operator can read a Secret it is told the name of, but cannot list or watch Secrets.
 - apiGroups: [""]

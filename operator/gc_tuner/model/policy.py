@@ -124,8 +124,12 @@ class _Model(BaseModel):
 
 
 class TargetRef(_Model):
+    """The workload whose pods are tuned: those it owns (ownerReferences), never those its labels
+    happen to match. `container` names the Go container; without it, the only container, or the
+    one container whose ports include a port the policy reads or writes (tuning/containers.py)."""
+
     api_version: Literal["apps/v1"] = "apps/v1"
-    kind: Literal["Deployment"] = "Deployment"
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet"] = "Deployment"
     name: str = Field(min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN)
     container: str | None = Field(default=None, min_length=1, max_length=63, pattern=_DNS_LABEL)
 
