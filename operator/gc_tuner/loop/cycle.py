@@ -8,6 +8,7 @@
        guard      canary, judge, promote or roll back; paused       tuning/safety.py     guard
     6. plan       the writes and the applied state they lead to     tuning/rollout.py    plan_rollout
     7. apply      carry the plan out, settle the Applied verdict    loop/execute.py      carry_out
+       canary     the EnvPatch canary Deployment: made or removed   loop/cycle.py        _sync_canary
     8. report     failures, new-failure Events, metrics             loop/cycle.py        _report
 
 The outcome is the composition of the steps' results (tuning/outcome.py); the caller turns it into
@@ -22,6 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from gc_tuner.actuation.canary_deployment import CanaryDeploymentError, canary_name
 from gc_tuner.loop.execute import carry_out
 from gc_tuner.loop.gather import gather
 from gc_tuner.loop.ports import CycleIO
@@ -31,9 +33,9 @@ from gc_tuner.tuning.discovery import WorkloadInfo
 from gc_tuner.tuning.fitting import fit_step
 from gc_tuner.tuning.guard_signals import GC_CPU
 from gc_tuner.tuning.outcome import CycleOutcome
-from gc_tuner.tuning.records import LoopEvent, PodFailure, PodTarget, Verdict
-from gc_tuner.tuning.rollout import plan_rollout
-from gc_tuner.tuning.safety import evaluation_s, guard, split_note
+from gc_tuner.tuning.records import FALSE, TRUE, LoopEvent, PodFailure, PodTarget, Verdict
+from gc_tuner.tuning.rollout import ApplyResult, plan_rollout
+from gc_tuner.tuning.safety import SafetyStep, Trial, evaluation_s, guard, split_note
 from gc_tuner.tuning.state import PolicyState
 from gc_tuner.tuning.strategies import memory_target, recommend_for
 
@@ -74,7 +76,8 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
     state.prune(p.name for p in inp.pods)
     # 3. fit
     t0 = time.perf_counter()
-    fitted = fit_step(spec, state, gathered.readings)
+    # The canary's pods run another GOGC: they are judged (step 5), not fitted.
+    fitted = fit_step(spec, state, [r for r in gathered.readings if not r.pod.canary])
     io.metrics.fit_duration(time.perf_counter() - t0)
     # 4. recommend
     memory = memory_target(spec, inp.workload, inp.pods)
@@ -94,7 +97,17 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
         # 5. decide, and guard: canary, judge, promote or roll back
         decided = decide_step(spec, state.applied, state.last_change_at, o, workload)
         now = io.clock()
-        guarded = guard(spec, state.safety, decided, state.applied, gathered.readings, memory.rendered, now)
+        had = state.safety.trial
+        guarded = guard(
+            spec,
+            state.safety,
+            decided,
+            state.applied,
+            gathered.readings,
+            memory.rendered,
+            now,
+            deployments=io.canary is not None and workload is not None,
+        )
         decision = guarded.decision
         if decision is not None:
             io.metrics.decision(decision.action)
@@ -116,6 +129,8 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
         )
         # 7. apply
         result = await carry_out(io, spec, plan, workload, token=inp.endpoint_token, owner=inp.owner)
+        canary_failure = await _sync_canary(io, spec, had, guarded, first=state.cycles == 1)
+        result = _canary_verdict(spec, guarded, result, canary_failure)
         state.applied, state.last_change_at = result.state, result.change_at
         if result.changed:
             io.metrics.applied_change(plan.method)
@@ -137,6 +152,48 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
     applied = state.applied.gogc if state.applied and o.enforcing else None
     io.metrics.gogc(*_policy_key(inp.owner), recommended=o.recommendation_gogc, applied=applied)
     return _report(dataclasses.replace(o, failures=failures), state)
+
+
+async def _sync_canary(
+    io: CycleIO, spec: GCPolicySpec, had: Trial | None, step: SafetyStep, *, first: bool
+) -> PodFailure | None:
+    """The EnvPatch canary Deployment exists exactly while a trial needs it. A canary left behind
+    (the trial ended, the guard was turned off, the operator restarted) is removed."""
+    if io.canary is None or spec.rollout.method != "EnvPatch":
+        return None
+    t = step.canary_deployment
+    try:
+        if t is not None:
+            env = {"GOGC": str(t.candidate.gogc)}
+            if t.candidate.gomemlimit is not None:
+                env["GOMEMLIMIT"] = t.candidate.gomemlimit
+            await io.canary.ensure(env, t.replicas)
+        elif (had is not None and had.deployment) or first:
+            await io.canary.remove()
+    except CanaryDeploymentError as e:
+        return PodFailure(canary_name(spec.target_ref.name), "canary", e.reason, e.message)
+    return None
+
+
+def _canary_verdict(
+    spec: GCPolicySpec, step: SafetyStep, result: ApplyResult, failure: PodFailure | None
+) -> ApplyResult:
+    """While an EnvPatch trial runs, Applied says where the candidate runs (the target is unchanged)."""
+    if failure is not None:
+        return dataclasses.replace(
+            result,
+            verdict=Verdict(FALSE, failure.reason, failure.message),
+            failures=(*result.failures, failure),
+        )
+    t = step.canary_deployment
+    if t is None or result.changed:
+        return result
+    name = canary_name(spec.target_ref.name)
+    good = f"GOGC {t.good.gogc}" if t.good is not None else "its startup values"
+    message = (
+        f"GOGC {t.candidate.gogc} on canary Deployment {name} ({t.replicas} pods); the target keeps {good}"
+    )
+    return dataclasses.replace(result, verdict=Verdict(TRUE, "Canary", message))
 
 
 def _report(o: CycleOutcome, state: PolicyState) -> CycleOutcome:

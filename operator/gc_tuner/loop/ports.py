@@ -3,6 +3,7 @@
 CycleIO
 ├── http      a shared httpx.AsyncClient (pods' agents, /metrics, /debug/vars, Prometheus)
 ├── env       EnvActuator: patch / restore the target's env (the operator; None locally)
+├── canary    CanaryActuator: the EnvPatch canary Deployment (the operator; None locally)
 ├── logs      LogReader: a container's recent log lines (pods/log; None locally)
 ├── metrics   LoopMetrics: counters and timings (prometheus_client in the operator)
 └── clock     wall-clock seconds (persisted in status, so not monotonic)
@@ -20,7 +21,7 @@ import httpx
 from gc_tuner.actuation.envpatch import EnvPlan
 from gc_tuner.model.policy_status import AppliedNote
 
-__all__ = ["CycleIO", "EnvActuator", "LogReader", "LoopMetrics", "NullMetrics"]
+__all__ = ["CanaryActuator", "CycleIO", "EnvActuator", "LogReader", "LoopMetrics", "NullMetrics"]
 
 
 class EnvActuator(Protocol):
@@ -30,6 +31,17 @@ class EnvActuator(Protocol):
 
     async def restore(self) -> EnvPlan | None:
         """Put back the env recorded before gc-tuner's first change; None if nothing was recorded."""
+        ...
+
+
+class CanaryActuator(Protocol):
+    async def ensure(self, env: Mapping[str, str], replicas: int) -> str:
+        """Make the canary Deployment run `env` on `replicas` pods; what was done ("created",
+        "running", "replaced", "waiting" while an old one is being deleted)."""
+        ...
+
+    async def remove(self) -> bool:
+        """Delete the canary Deployment; False when there was none."""
         ...
 
 
@@ -78,6 +90,7 @@ class NullMetrics:
 class CycleIO:
     http: httpx.AsyncClient
     env: EnvActuator | None = None
+    canary: CanaryActuator | None = None
     logs: LogReader | None = None
     metrics: LoopMetrics = field(default_factory=NullMetrics)
     clock: Callable[[], float] = time.time

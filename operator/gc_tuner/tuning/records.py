@@ -57,6 +57,7 @@ class PodTarget:
     restart_count: int = 0
     memory_limit: str | None = None  # the target container's resources.limits.memory
     last_termination: str | None = None  # why the container last ended (OOMKilled, Error), if it did
+    canary: bool = False  # a pod of the policy's EnvPatch canary Deployment (tuning/safety.py)
 
     def url(self, port: int, path: str) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host

@@ -17,8 +17,11 @@ back. Pure: `safety_step` takes what the cycle knows and returns a SafetyStep; t
   ok one promotes at the end. Still short of windows at twice the evaluation: rolled back (NoVerdict),
   unless no guarded signal had any data at all, which promotes with a Warning (Unguarded).
 - Back-off: a rolled-back GOGC (± minGOGCChange) is not tried again for `guard.backoffSeconds`.
-- Endpoint only: EnvPatch changes are applied as before, unguarded (a restart per change makes a
-  canary a second workload; not built yet).
+- EnvPatch: the canary is a second Deployment, `<target>-gctuner-canary`, running the candidate beside
+  the target's pods (actuation/canary_deployment.py says why not a partitioned rollout). Its pods are
+  judged from the moment the first is ready; a rollback deletes it and leaves the target untouched; a
+  promotion patches the target and deletes it. `canary.pods: 0` with EnvPatch applies unguarded (a
+  before/after judgement across a rollout would compare new pods with old ones).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gc_tuner.actuation.canary_deployment import canary_name
 from gc_tuner.logic.verdict import GuardVerdict, SignalRule, judge
 from gc_tuner.model.policy import GCPolicySpec
 from gc_tuner.tuning.guard_signals import GC_CPU, LATENCY, MEMORY, PAUSE, SignalLog
@@ -70,6 +74,9 @@ class Trial:
     restarts: tuple[tuple[str, int], ...] = ()  # the canary pods' restart counts at the start
     was_gogc: int | None = None  # the GOGC the pods ran before (for the cost model's expectation)
     resumed: bool = False  # restored from status after a restart: its windows are gone
+    deployment: bool = False  # EnvPatch: the canary is a second Deployment of `replicas` pods
+    replicas: int = 0
+    ready_at: float | None = None  # EnvPatch: when the first canary pod was seen ready
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +144,11 @@ class SafetyStep:
     verdict: GuardVerdict | None = None
     events: tuple[LoopEvent, ...] = ()
     memory: GuardMemory | None = None  # set by `guard` once the step is remembered
+
+    @property
+    def canary_deployment(self) -> Trial | None:
+        """The trial whose canary Deployment must exist after this step (EnvPatch), if any."""
+        return self.trial if self.trial is not None and self.trial.deployment else None
 
 
 def guard_rules(spec: GCPolicySpec) -> list[SignalRule]:
@@ -209,13 +221,17 @@ def _start(
         )
         # The values in force stay (renewed, or the startup ones): Applied says why nothing changes.
         return SafetyStep("hold", held, None, "Backoff", dict.fromkeys((p.name for p in pods), good))
-    ready = [p for p in pods if p.ready and p.name in readable]
+    ready = [p for p in pods if p.ready and p.name in readable and not p.canary]
     if not ready:
         held = DecisionInfo(
             "hold", d.gogc, "NoReadablePods", "no ready pod was read this cycle; the change waits", d.current
         )
         return SafetyStep("hold", held, None, state.phase)
     n = canary_size(spec, len(ready))
+    if spec.rollout.method == "EnvPatch":
+        if n == 0:
+            return SafetyStep("pass", d, None, "Steady")  # canary.pods 0: EnvPatch applies unguarded
+        return _start_deployment(spec, d, good, n, memory, now)
     before_after = n == 0 or n >= len(ready)
     canary = tuple(p.name for p in ready) if before_after else tuple(p.name for p in ready[:n])
     candidate = AppliedState(d.gogc, memory, "Endpoint", now)
@@ -226,6 +242,53 @@ def _start(
     return SafetyStep(
         "start", d, t, "Canary", _split(t, pods), history=_entry(now, t, d.code, "Canary"), events=(event,)
     )
+
+
+def _start_deployment(
+    spec: GCPolicySpec, d: DecisionInfo, good: AppliedState | None, n: int, memory: str | None, now: float
+) -> SafetyStep:
+    """EnvPatch: the candidate goes to a canary Deployment of `n` pods; the target is not patched."""
+    candidate = AppliedState(d.gogc, memory, "EnvPatch", now)
+    t = Trial(
+        candidate, good, (), False, now, now + evaluation_s(spec), (), d.current, deployment=True, replicas=n
+    )
+    name = canary_name(spec.target_ref.name)
+    event = LoopEvent(
+        "Normal",
+        "CanaryStarted",
+        f"GOGC {d.current} -> {d.gogc} on canary Deployment {name} ({n} pods): {d.reason}",
+    )
+    message = f"starting canary Deployment {name} with {_values(candidate)}"
+    return SafetyStep(
+        "start", _judging(t, message), t, "Canary", history=_entry(now, t, d.code, "Canary"), events=(event,)
+    )
+
+
+def _evaluate_deployment(
+    spec: GCPolicySpec, state: SafetyState, t: Trial, pods: Sequence[PodTarget], now: float
+) -> SafetyStep:
+    """EnvPatch: the canary Deployment's pods (PodTarget.canary) judged against the target's. The
+    evaluation starts when the first canary pod is ready; one that never is rolls back."""
+    canaries = [p for p in pods if p.canary]
+    crashed = next((p for p in canaries if p.restart_count > 0), None)
+    if crashed is not None:
+        why = crashed.last_termination or "Restarted"
+        msg = f"canary pod {crashed.name} restarted ({why}) during the evaluation"
+        return _rollback(spec, t, pods, now, _record(t, now, why, msg))
+    names = tuple(p.name for p in canaries)
+    if t.ready_at is None:
+        if any(p.ready for p in canaries):
+            t = dataclasses.replace(
+                t, canary=names, ready_at=now, started_at=now, until=now + evaluation_s(spec)
+            )
+        elif now >= t.until:
+            name = canary_name(spec.target_ref.name)
+            msg = f"no pod of canary Deployment {name} became ready in {t.until - t.started_at:.0f}s"
+            return _rollback(spec, t, pods, now, _record(t, now, "CanaryNotReady", msg))
+        else:
+            message = f"waiting for the pods of canary Deployment {canary_name(spec.target_ref.name)}"
+            return SafetyStep("hold", _judging(t, message), t, "Canary")
+    return _judged(spec, state, dataclasses.replace(t, canary=names), pods, now)
 
 
 def _judge(spec: GCPolicySpec, log: SignalLog, t: Trial, now: float) -> GuardVerdict:
@@ -259,7 +322,8 @@ def _rollback(
         f"{_values(t.candidate)} rolled back to {_values(t.good)}: {record.message}",
         t.candidate.gogc,
     )
-    split = dict.fromkeys((p.name for p in pods), t.good)
+    # EnvPatch: the target was never patched; deleting the canary Deployment is the whole rollback.
+    split = None if t.deployment else dict.fromkeys((p.name for p in pods), t.good)
     event = LoopEvent("Warning", "RolledBack", held.reason)
     entry = HistoryEntry(now, t.candidate.gogc, restored, record.reason, "RolledBack")
     return SafetyStep(
@@ -313,10 +377,27 @@ def _record(
     )
 
 
-def _resume(spec: GCPolicySpec, t: Trial, pods: Sequence[PodTarget], now: float) -> SafetyStep:
+def _resume(
+    spec: GCPolicySpec, state: SafetyState, t: Trial, pods: Sequence[PodTarget], now: float
+) -> SafetyStep:
     """A trial restored after an operator restart: its windows were in memory. A canary is judged
     again from now (the baseline runs beside it); a before/after trial lost its "before" windows
     for good, so the change is rolled back, without a back-off, and comes again as a recommendation."""
+    if spec.rollout.method == "EnvPatch":
+        # The canary Deployment outlived the operator: its pods are judged again from now.
+        targets = [p for p in pods if not p.canary]
+        again = dataclasses.replace(
+            t,
+            candidate=dataclasses.replace(t.candidate, method="EnvPatch"),
+            canary=(),
+            started_at=now,
+            until=now + evaluation_s(spec),
+            resumed=False,
+            deployment=True,
+            replicas=max(1, canary_size(spec, len(targets))),
+            ready_at=None,
+        )
+        return _evaluate_deployment(spec, state, again, pods, now)
     if t.before_after:
         record = _record(
             t,
@@ -337,7 +418,9 @@ def _evaluate(
     spec: GCPolicySpec, state: SafetyState, t: Trial, pods: Sequence[PodTarget], now: float
 ) -> SafetyStep:
     if t.resumed:
-        return _resume(spec, t, pods, now)
+        return _resume(spec, state, t, pods, now)
+    if t.deployment:
+        return _evaluate_deployment(spec, state, t, pods, now)
     crashed = _restarted(t, pods)
     if crashed is not None:
         why = crashed.last_termination or "Restarted"
@@ -349,6 +432,13 @@ def _evaluate(
             now,
             _record(t, now, why, msg),
         )
+    return _judged(spec, state, t, pods, now)
+
+
+def _judged(
+    spec: GCPolicySpec, state: SafetyState, t: Trial, pods: Sequence[PodTarget], now: float
+) -> SafetyStep:
+    """The verdict on trial `t` so far: roll back, promote, or keep judging."""
     v = _judge(spec, state.log, t, now)
     worst = v.worst
     if worst is not None:
@@ -365,7 +455,8 @@ def _evaluate(
         record = _record(t, now, "NoVerdict", f"too few windows for a verdict ({summary})")
         return _rollback(spec, t, pods, now, record)
     message = f"judging GOGC {t.candidate.gogc} until {max(0.0, t.until - now):.0f}s from now: {summary}"
-    return SafetyStep("hold", _judging(t, message), t, "Canary", _split(t, pods), verdict=v)
+    split = None if t.deployment else _split(t, pods)
+    return SafetyStep("hold", _judging(t, message), t, "Canary", split, verdict=v)
 
 
 def safety_step(
@@ -377,11 +468,15 @@ def safety_step(
     readable: set[str],
     memory: str | None,
     now: float,
+    *,
+    deployments: bool = False,
 ) -> SafetyStep:
     """The guard's part of one Enforce cycle: start, judge or finish a trial around `decision`.
     `applied` is what gc-tuner has in force on every pod (None: the pods' startup values);
-    `readable`: the pods whose runtime was read this cycle (a canary is never chosen blind)."""
-    if not spec.guard.enabled or spec.rollout.method != "Endpoint":
+    `readable`: the pods whose runtime was read this cycle (a canary is never chosen blind);
+    `deployments`: an EnvPatch canary Deployment can be made (in a cluster, not `gc-tuner local`)."""
+    guarded = spec.rollout.method == "Endpoint" or (spec.rollout.method == "EnvPatch" and deployments)
+    if not spec.guard.enabled or not guarded:
         return SafetyStep("pass", decision, None, "Steady")
     if state.trial is not None:
         return _evaluate(spec, state, state.trial, pods, now)
@@ -441,7 +536,9 @@ def _paused(state: SafetyState, decision: DecisionInfo | None, pods: Sequence[Po
         "spec.paused is true: no changes; the values in force are kept",
         current,
     )
-    return SafetyStep("hold", held, t, "Paused", _split(t, pods) if t is not None else None)
+    return SafetyStep(
+        "hold", held, t, "Paused", _split(t, pods) if t is not None and not t.deployment else None
+    )
 
 
 def guard(
@@ -452,6 +549,8 @@ def guard(
     readings: Sequence[PodReading],
     memory: str | None,
     now: float,
+    *,
+    deployments: bool = False,
 ) -> SafetyStep:
     """The guard step of an Enforce cycle: `safety_step` (or the pause), remembered in `state`. The
     windows are in `state.log` already (PolicyState.feed)."""
@@ -460,7 +559,9 @@ def guard(
         step = _paused(state, decision, pods)
     else:
         readable = {r.pod.name for r in readings if r.sample is not None}
-        step = safety_step(spec, state, decision, applied, pods, readable, memory, now)
+        step = safety_step(
+            spec, state, decision, applied, pods, readable, memory, now, deployments=deployments
+        )
     remember(state, step, now)
     kept = GuardMemory(tuple(state.backoff), tuple(state.history), state.last_rollback)
     return dataclasses.replace(step, memory=kept)
