@@ -12,7 +12,15 @@ from gc_tuner.loop.gather import merge_samples
 from gc_tuner.model.policy import GCPolicySpec, parse_policy
 from gc_tuner.model.sample import GCCycle, MiB, RuntimeSample
 from gc_tuner.tuning.decide import decide_change, same_limit
-from gc_tuner.tuning.discovery import SelectorError, matches_selector, pod_info, targets_for, workload_info
+from gc_tuner.tuning.discovery import (
+    OwnerRef,
+    ReplicaSetInfo,
+    SelectorError,
+    matches_selector,
+    pod_info,
+    targets_for,
+    workload_info,
+)
 from gc_tuner.tuning.fitting import fit_deployment, fit_pod, leak_verdict
 from gc_tuner.tuning.records import PodFit, rfc3339
 from gc_tuner.tuning.state import PolicyState
@@ -148,8 +156,12 @@ def pod(
     phase: str = "Running",
     labels: dict[str, str] | None = None,
     deleting: bool = False,
+    replicaset: str = "web-abc",
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": "ns", "labels": labels or {"app": "web"}}
+    meta["ownerReferences"] = [
+        {"kind": "ReplicaSet", "name": replicaset, "uid": f"uid-{replicaset}", "controller": True}
+    ]
     if deleting:
         meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     return {
@@ -213,9 +225,11 @@ def test_targets_are_the_running_matching_pods_with_their_container_facts() -> N
         pod("gone", deleting=True),
         pod("pending", phase="Pending"),
         pod("noip", ip=None),
-        pod("other", labels={"app": "api"}),
+        pod("other", labels={"app": "api"}, replicaset="api-abc"),
     ]
-    ts = targets_for([pod_info(p) for p in pods], w)
+    web = OwnerRef("Deployment", "web", "")
+    rs = {"uid-web-abc": ReplicaSetInfo("web-abc", "uid-web-abc", web)}
+    ts = targets_for([pod_info(p) for p in pods], w, rs)
     assert [(t.name, t.ready, t.restart_count, t.memory_limit) for t in ts] == [
         ("a", False, 2, "512Mi"),
         ("b", True, 2, "512Mi"),

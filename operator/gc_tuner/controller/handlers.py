@@ -14,9 +14,10 @@ import kopf
 
 from gc_tuner.controller.kube import GROUP, PLURAL, VERSION, KubeIO
 from gc_tuner.controller.metrics import OperatorMetrics
-from gc_tuner.controller.runner import OperatorConfig, OperatorContext
+from gc_tuner.controller.runner import ClusterView, OperatorConfig, OperatorContext
 from gc_tuner.net.bounded import BoundedTransport
-from gc_tuner.tuning.discovery import PodInfo, deployment_digest, pod_info
+from gc_tuner.tuning.conflicts import PolicyRef, policy_ref
+from gc_tuner.tuning.discovery import PodInfo, ReplicaSetInfo, pod_info, replicaset_info, workload_digest
 from gc_tuner.tuning.records import LoopEvent
 
 __all__ = ["FINALIZER", "pod_client"]
@@ -33,15 +34,31 @@ def _poster(body: Any) -> Any:
     return post
 
 
-def _pods(index: Any, namespace: str) -> list[PodInfo]:
+def _items(index: Any, namespace: str) -> list[Any]:
     store = index.get(namespace)
     return list(store) if store is not None else []
 
 
-def _deployment(index: Any, namespace: str | None, body: Any) -> dict[str, Any] | None:
-    name = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
-    store = index.get((namespace, name))
-    return next(iter(store), None) if store is not None else None
+_WORKLOAD_INDEX = {
+    "Deployment": "gctuner_deployments",
+    "StatefulSet": "gctuner_statefulsets",
+    "DaemonSet": "gctuner_daemonsets",
+}
+
+
+def _view(indexes: dict[str, Any], namespace: str, body: Any) -> ClusterView:
+    """What the indexes hold for this policy: its namespace's pods, ReplicaSets and policies, and
+    its target workload (looked up in the index of its kind)."""
+    ref = (body.get("spec") or {}).get("targetRef") or {}
+    index = indexes.get(_WORKLOAD_INDEX.get(str(ref.get("kind") or "Deployment"), ""), {})
+    store = index.get((namespace, ref.get("name")))
+    replicasets: list[ReplicaSetInfo] = _items(indexes.get("gctuner_replicasets", {}), namespace)
+    return ClusterView(
+        pods=_items(indexes.get("gctuner_pods", {}), namespace),
+        workload=next(iter(store), None) if store is not None else None,
+        replicasets={rs.uid: rs for rs in replicasets},
+        policies=tuple(_items(indexes.get("gctuner_policies", {}), namespace)),
+    )
 
 
 def pod_client(config: OperatorConfig) -> httpx.AsyncClient:
@@ -102,11 +119,37 @@ def gctuner_pods(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, 
     return {namespace or "": pod_info(body)}
 
 
+# The target workloads, one index per kind; the owner chain pod -> ReplicaSet -> Deployment through
+# the ReplicaSets' index; every policy's target, for the rule that one policy tunes one container.
 @kopf.index("deployments")
 def gctuner_deployments(
     body: kopf.Body, namespace: str | None, name: str, **_: Any
 ) -> dict[tuple[str, str], Any]:
-    return {(namespace or "", name): deployment_digest(body)}
+    return {(namespace or "", name): workload_digest(body)}
+
+
+@kopf.index("statefulsets")
+def gctuner_statefulsets(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[tuple[str, str], Any]:
+    return {(namespace or "", name): workload_digest(body)}
+
+
+@kopf.index("daemonsets")
+def gctuner_daemonsets(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[tuple[str, str], Any]:
+    return {(namespace or "", name): workload_digest(body)}
+
+
+@kopf.index("replicasets")
+def gctuner_replicasets(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, ReplicaSetInfo]:
+    return {namespace or "": replicaset_info(body)}
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def gctuner_policies(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, PolicyRef]:
+    return {namespace or "": policy_ref(body)}
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="tune", initial_delay=0, cancellation_timeout=10.0)
@@ -127,10 +170,8 @@ async def tune(
     loop = asyncio.get_running_loop()
     while not stopped:
         started = loop.time()
-        pods = _pods(kwargs["gctuner_pods"], ns)
-        deployment = _deployment(kwargs["gctuner_deployments"], ns, body)
         try:
-            interval = await runner.once(ctx, body, pods, deployment, _poster(body), logger)
+            interval = await runner.once(ctx, body, _view(kwargs, ns, body), _poster(body), logger)
         except Exception as e:  # a bug in one cycle must not end the policy's timer
             logger.exception(f"tuning cycle failed: {e}")
             interval = 15.0
@@ -147,8 +188,7 @@ async def restore(
     ctx: OperatorContext = memo.ctx
     ns = namespace or ""
     runner = ctx.runner(uid, ns, name)
-    pods = _pods(kwargs["gctuner_pods"], ns)
-    events = await runner.finalize(ctx, body, pods, _deployment(kwargs["gctuner_deployments"], ns, body))
+    events = await runner.finalize(ctx, body, _view(kwargs, ns, body))
     post = _poster(body)
     for ev in events:
         post(ev)

@@ -168,11 +168,17 @@ class KubeLogs:
         self.kube, self.namespace = kube, namespace
 
     def _read(
-        self, pod: str, container: str | None, since_seconds: int, tail_lines: int, max_bytes: int
+        self,
+        pod: str,
+        container: str | None,
+        since_seconds: int,
+        tail_lines: int,
+        max_bytes: int,
+        previous: bool,
     ) -> list[str]:
         from kubernetes.client.exceptions import ApiException
 
-        what = f"pods/{pod}/log"
+        what = f"pods/{pod}/log" + ("?previous=true" if previous else "")
         try:
             # limitBytes makes the kubelet stop there; one byte more tells a full read from a cut one.
             kwargs: dict[str, Any] = {
@@ -182,6 +188,8 @@ class KubeLogs:
             }
             if container:
                 kwargs["container"] = container
+            if previous:
+                kwargs["previous"] = True
             resp: Any = self.kube.core.read_namespaced_pod_log(
                 pod, self.namespace, _preload_content=False, _request_timeout=KUBE_TIMEOUT_S, **kwargs
             )
@@ -197,6 +205,15 @@ class KubeLogs:
             raise UnreachableError(what, str(e)) from None
 
     async def read(
-        self, pod: str, container: str | None, *, since_seconds: int, tail_lines: int, max_bytes: int
+        self,
+        pod: str,
+        container: str | None,
+        *,
+        since_seconds: int,
+        tail_lines: int,
+        max_bytes: int,
+        previous: bool = False,
     ) -> Sequence[str]:
-        return await asyncio.to_thread(self._read, pod, container, since_seconds, tail_lines, max_bytes)
+        return await asyncio.to_thread(
+            self._read, pod, container, since_seconds, tail_lines, max_bytes, previous
+        )

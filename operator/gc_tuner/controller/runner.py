@@ -1,20 +1,20 @@
 """Glue between kopf and the loop: one PolicyRunner per GCPolicy, one shared OperatorContext.
 
-A runner turns what kopf hands over (the live body, the pod and Deployment indexes) into
-CycleInputs, runs `run_cycle`, writes status through the status subresource and posts the cycle's
-Events. Nothing here decides anything; the loop does.
+A runner turns what kopf hands over (the live body and a ClusterView of the indexes: pods,
+ReplicaSets, the target workload, the namespace's policies) into CycleInputs, runs `run_cycle`,
+writes status through the status subresource and posts the cycle's Events. Nothing here decides
+anything; the loop and tuning/ do.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from gc_tuner.actuation.envpatch import EnvPatchError
 from gc_tuner.controller.kube import KubeEnv, KubeIO, KubeLogs, SecretError
 from gc_tuner.controller.metrics import OperatorMetrics
 from gc_tuner.loop.cycle import CycleInputs, run_cycle
@@ -22,13 +22,23 @@ from gc_tuner.loop.execute import endpoint_release
 from gc_tuner.loop.ports import CycleIO
 from gc_tuner.model.policy import GCPolicySpec, PolicyError, SecretKeyRef, parse_policy
 from gc_tuner.tuning.conditions import CONDITION_TYPES, build_status, merge_conditions
-from gc_tuner.tuning.discovery import PodInfo, WorkloadInfo, targets_for, workload_info
+from gc_tuner.tuning.conflicts import PolicyRef, in_control, policy_ref
+from gc_tuner.tuning.containers import source_ports
+from gc_tuner.tuning.discovery import (
+    PodInfo,
+    ReplicaSetInfo,
+    TargetError,
+    WorkloadInfo,
+    method_refusal,
+    targets_for,
+    workload_info,
+)
 from gc_tuner.tuning.floor import apply_interval_floor, floor_event, sampling_status
 from gc_tuner.tuning.records import FALSE, TRUE, UNKNOWN, LoopEvent, PodFailure, Verdict
 from gc_tuner.tuning.signals import policy_signals
 from gc_tuner.tuning.state import PolicyState
 
-__all__ = ["OperatorConfig", "OperatorContext", "PolicyRunner", "promql_refusal"]
+__all__ = ["ClusterView", "OperatorConfig", "OperatorContext", "PolicyRunner", "promql_refusal"]
 
 INVALID_SPEC_RETRY_S = 30.0
 MAX_CONDITIONS = 16  # the CRD's maxItems for status.conditions
@@ -42,6 +52,16 @@ class OperatorConfig:
     max_connections: int = 100
     # Where a policy's qps.promql.url may point (URL prefixes); empty: anywhere (--promql-url-prefix).
     promql_url_prefixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """What the kopf indexes hold for one policy this cycle."""
+
+    pods: Sequence[PodInfo] = ()  # every pod of the namespace
+    workload: Mapping[str, Any] | None = None  # the target's digest, from the index of its kind
+    replicasets: Mapping[str, ReplicaSetInfo] = field(default_factory=dict)  # by uid
+    policies: Sequence[PolicyRef] = ()  # every GCPolicy of the namespace
 
 
 @dataclass
@@ -130,8 +150,7 @@ class PolicyRunner:
         self,
         ctx: OperatorContext,
         body: Mapping[str, Any],
-        pods: Iterable[PodInfo],
-        deployment: Mapping[str, Any] | None,
+        view: ClusterView,
         post_event: Any,
         logger: logging.Logger | logging.LoggerAdapter[Any],
     ) -> float:
@@ -152,16 +171,24 @@ class PolicyRunner:
             refused = self._invalid_status(previous, refusal, generation, reason="PromQLNotAllowed")
             await self._write(ctx, refused, previous, logger, live=body.get("status"))
             return INVALID_SPEC_RETRY_S
+        rival = in_control(policy_ref(body), view.policies)
+        if rival is not None:
+            if self.state is not None:
+                self.state.reads.cancel()
+            conflict = self._invalid_status(previous, _conflict_message(rival), generation, reason="Conflict")
+            await self._write(ctx, conflict, previous, logger, live=body.get("status"))
+            return float(spec.sampling.interval_seconds)
         floored = apply_interval_floor(spec, ctx.config.min_interval_seconds)
         spec = floored.spec  # from here on, the cadence in force
         if self.state is None:
             self.state = PolicyState(float(spec.sampling.window_seconds))
-            annotations = ((deployment or {}).get("metadata") or {}).get("annotations") or {}
+            annotations = ((view.workload or {}).get("metadata") or {}).get("annotations") or {}
             self.state.restore(previous, annotations)
-        inputs = await self._inputs(ctx, spec, pods, deployment)
+        inputs = await self._inputs(ctx, spec, view)
+        container = inputs.workload.container if inputs.workload is not None else spec.target_ref.container
         io = CycleIO(
             http=ctx.http,
-            env=KubeEnv(ctx.kube, self.namespace, spec.target_ref.name, spec.target_ref.container),
+            env=KubeEnv(ctx.kube, self.namespace, spec.target_ref.name, container),
             logs=KubeLogs(ctx.kube, self.namespace),
             metrics=ctx.metrics,
         )
@@ -175,15 +202,9 @@ class PolicyRunner:
             post_event(ev)
         return float(spec.sampling.interval_seconds)
 
-    async def _inputs(
-        self,
-        ctx: OperatorContext,
-        spec: GCPolicySpec,
-        pods: Iterable[PodInfo],
-        deployment: Mapping[str, Any] | None,
-    ) -> CycleInputs:
-        """What the cycle needs from the cluster: the target's pods and Deployment, the tokens."""
-        workload, target_error = self._workload(spec, deployment)
+    async def _inputs(self, ctx: OperatorContext, spec: GCPolicySpec, view: ClusterView) -> CycleInputs:
+        """What the cycle needs from the cluster: the target's pods and workload, the tokens."""
+        workload, target_error = self._workload(spec, view.workload)
         src = spec.sampling.sources
         agent_ref = (src.agent.token_secret_ref if src.agent else None) or (
             spec.rollout.endpoint.token_secret_ref if spec.rollout.endpoint else None
@@ -195,7 +216,7 @@ class PolicyRunner:
         )
         extra = [f for f in (agent_err, endpoint_err) if f is not None]
         return CycleInputs(
-            pods=targets_for(pods, workload) if workload is not None else [],
+            pods=targets_for(view.pods, workload, view.replicasets) if workload is not None else [],
             owner=_owner(self.namespace, self.name),
             workload=workload,
             target_error=target_error,
@@ -206,15 +227,18 @@ class PolicyRunner:
         )
 
     def _workload(
-        self, spec: GCPolicySpec, deployment: Mapping[str, Any] | None
+        self, spec: GCPolicySpec, body: Mapping[str, Any] | None
     ) -> tuple[WorkloadInfo | None, Verdict | None]:
         ref = spec.target_ref
-        if deployment is None:
-            return None, Verdict(TRUE, "TargetNotFound", f"Deployment {self.namespace}/{ref.name} not found")
+        refused = method_refusal(ref.kind, spec.rollout.method)
+        if refused is not None:
+            return None, Verdict(TRUE, "UnsupportedTarget", refused)
+        if body is None:
+            return None, Verdict(TRUE, "TargetNotFound", f"{ref.kind} {self.namespace}/{ref.name} not found")
         try:
-            return workload_info(deployment, ref.container), None
-        except EnvPatchError as e:
-            return None, Verdict(TRUE, "ContainerNotFound", str(e))
+            return workload_info(body, ref.container, source_ports(spec), kind=ref.kind), None
+        except TargetError as e:
+            return None, Verdict(TRUE, e.reason, e.message)
 
     def _invalid_status(
         self, previous: Mapping[str, Any], message: str, generation: int, *, reason: str = "InvalidSpec"
@@ -251,13 +275,13 @@ class PolicyRunner:
         self.status = status
 
     async def finalize(
-        self,
-        ctx: OperatorContext,
-        body: Mapping[str, Any],
-        pods: Iterable[PodInfo],
-        deployment: Mapping[str, Any] | None,
+        self, ctx: OperatorContext, body: Mapping[str, Any], view: ClusterView
     ) -> list[LoopEvent]:
-        """Undo what the policy put in force: restore the env, or release the agents' leases."""
+        """Undo what the policy put in force: restore the env, or release the agents' leases.
+
+        A policy that lost its target to an older one (Conflict) put nothing in force: restoring
+        would undo the other policy's values, so nothing is done.
+        """
         self.deleted = True
         ctx.metrics.forget(self.namespace, self.name)
         if self.state is not None:
@@ -266,15 +290,20 @@ class PolicyRunner:
             spec = parse_policy(dict(body.get("spec") or {}))
         except PolicyError:
             return []  # an invalid policy never applied anything
+        if in_control(policy_ref(body), view.policies) is not None:
+            return []
         if spec.rollout.method == "EnvPatch":
-            env = KubeEnv(ctx.kube, self.namespace, spec.target_ref.name, spec.target_ref.container)
+            workload, _ = self._workload(spec, view.workload)
+            container = workload.container if workload is not None else spec.target_ref.container
+            env = KubeEnv(ctx.kube, self.namespace, spec.target_ref.name, container)
             plan = await env.restore()  # API errors propagate: kopf retries, the finalizer stays
             if plan is None or not plan.changes:
                 return []
             changes = ", ".join(f"{k} {new or 'unset'}" for k, (_, new) in sorted(plan.changes.items()))
-            return [LoopEvent("Normal", "EnvRestored", f"deployment/{spec.target_ref.name}: {changes}")]
-        workload, _ = self._workload(spec, deployment)
-        targets = targets_for(pods, workload) if workload is not None else []
+            kind = spec.target_ref.kind.lower()
+            return [LoopEvent("Normal", "EnvRestored", f"{kind}/{spec.target_ref.name}: {changes}")]
+        workload, _ = self._workload(spec, view.workload)
+        targets = targets_for(view.pods, workload, view.replicasets) if workload is not None else []
         token, _err = await self._token(
             ctx, spec.rollout.endpoint.token_secret_ref if spec.rollout.endpoint else None
         )
@@ -288,3 +317,10 @@ class PolicyRunner:
             # Not fatal: an unreleased lease lapses by itself within leaseSeconds.
             events.append(LoopEvent("Warning", "ReleaseFailed", f"{f.pod}: {f.reason}: {f.message}"))
         return events
+
+
+def _conflict_message(rival: PolicyRef) -> str:
+    return (
+        f"{rival.describe()}, and the older policy keeps control: this one reads and writes nothing "
+        "until that one is deleted or this one names another target"
+    )

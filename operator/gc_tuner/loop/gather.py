@@ -26,9 +26,11 @@ from gc_tuner.input.prometheus import fetch_counter, fetch_histogram, fetch_prom
 from gc_tuner.input.promql import fetch_promql
 from gc_tuner.loop.ports import CycleIO
 from gc_tuner.model.policy import GCPolicySpec
-from gc_tuner.model.sample import RuntimeSample
+from gc_tuner.model.sample import GCCycle, RuntimeSample
 from gc_tuner.net.errors import SourceError
 from gc_tuner.net.transport import time_bound
+from gc_tuner.tuning.containers import not_go
+from gc_tuner.tuning.log_tail import tail_overflow
 from gc_tuner.tuning.outcome import Gathered
 from gc_tuner.tuning.records import PodFailure, PodReading, PodTarget
 from gc_tuner.tuning.state import PodState, ReadsInFlight
@@ -213,37 +215,80 @@ async def _read_pod(
     reading = _merge_documents(pod, spec, docs, t, io)
     if spec.sampling.sources.gctrace is not None:
         reading = await _read_trace(pod, spec, ps, io, reading)
-    return reading
+    why = not_go(reading, traced_before=ps.last_gc_n > 0)
+    if why is None:
+        return reading
+    # Nothing Go-shaped answered: not sampled, so never written (the planner writes only pods read).
+    io.metrics.sample_error("sampling", "NotGo")
+    failure = PodFailure(pod.name, "sampling", "NotGo", why)
+    return dataclasses.replace(reading, sample=None, failures=(*reading.failures, failure))
+
+
+async def _read_log(
+    pod: PodTarget, spec: GCPolicySpec, io: CycleIO, *, since: int, previous: bool = False
+) -> Sequence[str]:
+    gt, logs = spec.sampling.sources.gctrace, io.logs
+    assert gt is not None and logs is not None
+    # The container is named: the apiserver refuses pods/log of a pod with several without one.
+    return await logs.read(
+        pod.name,
+        pod.container or spec.target_ref.container,
+        since_seconds=since,
+        tail_lines=gt.tail_lines,
+        max_bytes=spec.sampling.max_response_bytes,
+        previous=previous,
+    )
 
 
 async def _read_trace(
     pod: PodTarget, spec: GCPolicySpec, ps: PodState, io: CycleIO, reading: PodReading
 ) -> PodReading:
+    """gctrace lines from pods/log. After a restart (a new restartCount), the log of the run that
+    ended is read first (`previous`), so the cycles between the last read and the crash count."""
     gt = spec.sampling.sources.gctrace
     if gt is None or io.logs is None:
         return reading
     # Read a little more than one interval back; cycles already seen are skipped by number.
     since = 2 * spec.sampling.interval_seconds + spec.sampling.timeout_seconds
+    failures = reading.failures
+    earlier: tuple[GCCycle, ...] = ()
+    if ps.previous_run_gc_n is not None:
+        # Tried once: a failure is reported and the current run is read all the same.
+        try:
+            async with time_bound(f"pods/{pod.name}/log", float(spec.sampling.timeout_seconds)):
+                old = await _read_log(pod, spec, io, since=spec.sampling.window_seconds, previous=True)
+            earlier = tuple(c for c in GCTraceParser().parse(old) if c.n > ps.previous_run_gc_n)
+        except SourceError as err:
+            io.metrics.sample_error("gctrace", err.reason)
+            failures = (
+                *failures,
+                PodFailure(pod.name, "gctrace", err.reason, f"previous run: {_message(err)}"),
+            )
     try:
         async with time_bound(f"pods/{pod.name}/log", float(spec.sampling.timeout_seconds)):
-            lines = await io.logs.read(
-                pod.name,
-                spec.target_ref.container,
-                since_seconds=since,
-                tail_lines=gt.tail_lines,
-                max_bytes=spec.sampling.max_response_bytes,
-            )
+            lines = await _read_log(pod, spec, io, since=since)
     except SourceError as err:
         io.metrics.sample_error("gctrace", err.reason)
         failure = PodFailure(pod.name, "gctrace", err.reason, _message(err))
-        return dataclasses.replace(reading, failures=(*reading.failures, failure))
+        return dataclasses.replace(
+            reading,
+            cycles=earlier,
+            previous_read=ps.previous_run_gc_n is not None,
+            failures=(*failures, failure),
+        )
     cycles = tuple(c for c in GCTraceParser().parse(lines) if c.n > ps.last_gc_n)
     io.metrics.sample("gctrace")
+    lost = tail_overflow(ps.last_gc_n, cycles, len(lines), gt.tail_lines, since)
+    if lost is not None:
+        io.metrics.sample_error("gctrace", "TailLinesOverflow")
+        failures = (*failures, PodFailure(pod.name, "gctrace", "TailLinesOverflow", lost))
     return dataclasses.replace(
         reading,
-        cycles=cycles,
+        cycles=(*earlier, *cycles),
         last_gc_n=cycles[-1].n if cycles else None,
+        previous_read=ps.previous_run_gc_n is not None,
         sources_ok=(*reading.sources_ok, "gctrace"),
+        failures=failures,
     )
 
 

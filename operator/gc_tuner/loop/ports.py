@@ -47,9 +47,17 @@ class CanaryActuator(Protocol):
 
 class LogReader(Protocol):
     async def read(
-        self, pod: str, container: str | None, *, since_seconds: int, tail_lines: int, max_bytes: int
+        self,
+        pod: str,
+        container: str | None,
+        *,
+        since_seconds: int,
+        tail_lines: int,
+        max_bytes: int,
+        previous: bool = False,
     ) -> Sequence[str]:
-        """The lines; ResponseTooLargeError when they hold more than `max_bytes`."""
+        """The lines (`previous`: of the container's run before its last restart);
+        ResponseTooLargeError when they hold more than `max_bytes`."""
         ...
 
 

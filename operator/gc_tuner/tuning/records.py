@@ -57,6 +57,7 @@ class PodTarget:
     restart_count: int = 0
     memory_limit: str | None = None  # the target container's resources.limits.memory
     last_termination: str | None = None  # why the container last ended (OOMKilled, Error), if it did
+    container: str | None = None  # the tuned container (its logs, restarts, limit); None locally
     canary: bool = False  # a pod of the policy's EnvPatch canary Deployment (tuning/safety.py)
 
     def url(self, port: int, path: str) -> str:
@@ -88,6 +89,7 @@ class PodReading:
     sources_ok: tuple[str, ...] = ()
     expvar: RuntimeSample | None = None  # the expvar document, for its PauseNs ring next cycle
     last_gc_n: int | None = None  # the newest gctrace cycle number read
+    previous_read: bool = False  # the log of the run before a restart was read (its last cycles)
 
     @property
     def sampled(self) -> bool:

@@ -32,6 +32,9 @@ class PodState:
     first_seen: float
     restart_count: int = 0
     last_gc_n: int = 0  # newest gctrace cycle already fed, this process
+    # Set when the container restarted (a new restartCount): the newest cycle fed from the run that
+    # ended. Its log (pods/log?previous=true) still holds the cycles after that one; cleared once read.
+    previous_run_gc_n: int | None = None
     last_expvar: RuntimeSample | None = None  # the expvar parser needs it for the PauseNs ring
     promql_qps: float | None = None
     sampled_once: bool = False
@@ -81,6 +84,8 @@ class PolicyState:
             fresh = PodState(PodWindow(self.window_s), GCCycleWindow(self.window_s), now, restart_count)
             if ps is not None:
                 fresh.window = ps.window  # counter resets split the window's segments by themselves
+                fresh.trace = ps.trace  # so do gctrace's cycle numbers: the cycles before the crash stay
+                fresh.previous_run_gc_n = ps.last_gc_n
                 fresh.first_seen = ps.first_seen
                 fresh.sampled_once = ps.sampled_once
             self.pods[name] = fresh
@@ -127,6 +132,8 @@ class PolicyState:
                 ps.last_expvar = r.expvar
             if r.last_gc_n is not None:
                 ps.last_gc_n = r.last_gc_n
+            if r.previous_read:
+                ps.previous_run_gc_n = None
             if r.pod.name in promql:
                 ps.promql_qps = promql[r.pod.name]
 
