@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -19,6 +20,7 @@ from gc_tuner.cli.exits import CLIError, writing_output
 
 if TYPE_CHECKING:
     from gc_tuner.logic.analysis import Analysis
+    from gc_tuner.logic.cost_fit import CycleAccumulator
 
 __all__ = ["analyze", "run_example_trace"]
 
@@ -62,7 +64,9 @@ def _open_input(name: str) -> Iterator[IO[bytes]]:
         yield f
 
 
-def _analyze_stream(stream: IO[bytes], label: str, qps: float | None, gogc: int | None) -> Analysis:
+def _analyze_stream(
+    stream: IO[bytes], label: str, qps: float | None, gogc: int | None, cost: CycleAccumulator | None = None
+) -> Analysis:
     from gc_tuner.input.gctrace import GCTraceParser, iter_lines
     from gc_tuner.logic.analysis import TraceAnalyzer
 
@@ -78,6 +82,8 @@ def _analyze_stream(stream: IO[bytes], label: str, qps: float | None, gogc: int 
         analyzer = TraceAnalyzer()
         for cycle in parser.parse(iter_lines(cast(BinaryIO, _Prefixed(head, stream)))):
             analyzer.add(cycle)
+            if cost is not None:
+                cost.add(cycle)
     except OSError as e:
         raise CLIError(f"{label}: read failed: {e.strerror or e}") from None
     if len(analyzer.table) == 0:
@@ -147,10 +153,12 @@ def _write_lines(lines: Iterator[str]) -> None:
     out.flush()
 
 
-def _print_json(a: Analysis, label: str) -> None:
+def _print_json(a: Analysis, label: str, cost: dict[str, Any] | None = None) -> None:
     """The JSON contract, one cycle per line, streamed: a log of a million cycles never becomes a
     million dicts at once."""
     rest = a.as_dict(cycles=False)
+    if cost is not None:
+        rest["cost"] = cost
 
     def lines() -> Iterator[str]:
         yield "{"
@@ -212,9 +220,55 @@ def _print_table(a: Analysis, label: str) -> None:
         click.echo(f"  note: {note}")
 
 
+@dataclass(frozen=True, slots=True)
+class _CostOptions:
+    """The `--strategy cost` options, one field per click option."""
+
+    strategy: str
+    cpu_price: float
+    memory_price: float
+    currency: str
+    min_gogc: int
+    max_gogc: int
+    max_fit_error: float
+
+
+def _cost(acc: CycleAccumulator, a: Analysis, gogc: int | None, o: _CostOptions) -> dict[str, Any]:
+    """The Cost model on the log's fitted a, c and L+S+G (logic/cost_fit.py, as the operator fits a
+    pod's gctrace), from the GOGC it ran with (`--gogc`, else the median effective GOGC, else 100)."""
+    from gc_tuner.cli.cost_report import cost_doc, recommend_command_for
+    from gc_tuner.logic.cost_fit import NotEnoughData
+    from gc_tuner.logic.cost_model import CostParams, PodCost, cost_gogc
+
+    try:
+        fit = acc.result()
+    except NotEnoughData as e:
+        raise CLIError(f"--strategy cost: {e}") from None
+    params = CostParams(cpu_per_core_hour=o.cpu_price, memory_per_gib_hour=o.memory_price,
+                        gogc_min=o.min_gogc, gogc_max=o.max_gogc, max_fit_error=o.max_fit_error / 100,
+                        currency=o.currency)
+    pod = PodCost(fit.alloc.value, fit.alloc.se, fit.mark.value, fit.mark.se, fit.base_bytes)
+    eff = a.summary.effective_gogc_median
+    current = gogc if gogc is not None else round(eff) if eff is not None and eff >= 1 else None
+    try:
+        r = cost_gogc([pod], params, current_gogc=current, budget_cap=None)
+    except ValueError as e:
+        raise CLIError(f"--strategy cost: {e}") from None
+    doc = cost_doc(r, pod, params)
+    doc["cycles"] = fit.cycles
+    doc["recommend"] = recommend_command_for(doc, params)
+    return doc
+
+
 def _finite_non_negative(_ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     if value is not None and (not math.isfinite(value) or value < 0):
         raise click.BadParameter(f"must be a finite number >= 0, got {value}", param=param)
+    return value
+
+
+def _positive(_ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise click.BadParameter(f"must be a finite number > 0, got {value}", param=param)
     return value
 
 
@@ -233,9 +287,23 @@ def _finite_non_negative(_ctx: click.Context, param: click.Parameter, value: flo
               help="Build and run examples/gcdemo with GODEBUG=gctrace=1 and analyze its trace.")
 @click.option("--example-duration", type=click.FloatRange(min=0.5, max=600), default=4.0, show_default=True,
               help="Seconds to run the example for (with --run-example).")
+@click.option("--strategy", type=click.Choice(["formula", "cost"]), default="formula", show_default=True,
+              help="cost: also the Cost strategy's GOGC from the log's allocation rate and mark cost.")
+@click.option("--cpu-price", type=float, default=0.040, callback=_positive, show_default=True,
+              help="Cost: price of a core for an hour.")
+@click.option("--memory-price", type=float, default=0.004, callback=_positive, show_default=True,
+              help="Cost: price of a GiB for an hour.")
+@click.option("--currency", default="USD", show_default=True, help="Cost: the prices' currency.")
+@click.option("--min-gogc", type=click.IntRange(1, 10000), default=25, show_default=True,
+              help="Cost: GOGC floor.")
+@click.option("--max-gogc", type=click.IntRange(1, 10000), default=200, show_default=True,
+              help="Cost: GOGC cap.")
+@click.option("--max-fit-error", type=click.FloatRange(min=0, min_open=True, max=1000), default=10.0,
+              show_default=True,
+              help="Cost: relative error of GOGC* (percent) up to which the whole step is taken.")
 def analyze(
     file: str | None, fmt: str, plot_path: Path | None, qps: float | None, gogc: int | None,
-    run_example: bool, example_duration: float,
+    run_example: bool, example_duration: float, **cost_options: Any,
 ) -> None:
     """Reverse-derive the Go GC pacer from a GODEBUG=gctrace=1 log.
 
@@ -250,22 +318,35 @@ def analyze(
       GODEBUG=gctrace=1 ./server 2>&1 >/dev/null | gc-tuner analyze - --format json
       gc-tuner analyze gc.log --qps 1200 --plot gc.png
       gc-tuner analyze --run-example          # trace a bundled Go program and analyze it
+      gc-tuner analyze gc.log --strategy cost --max-gogc 1000   # docs/cost.md
+
+    With --strategy cost the Cost strategy's GOGC is added (JSON key "cost"), with the
+    `gc-tuner recommend --strategy cost` command that gives the same answer offline.
 
     Exit code 2 on unusable input (missing, empty, binary, unreadable, no gc lines).
     The JSON keys and every rule are described in docs/analyze.md.
     """
+    co = _CostOptions(**cost_options)
+    if co.min_gogc > co.max_gogc:
+        raise click.UsageError(f"--min-gogc {co.min_gogc} is above --max-gogc {co.max_gogc}")
+    acc = None
+    if co.strategy == "cost":
+        from gc_tuner.logic.cost_fit import CycleAccumulator
+
+        acc = CycleAccumulator()
     if run_example and file is not None:
         raise click.UsageError("give either FILE or --run-example, not both")
     if run_example:
         label = "examples/gcdemo"
         click.echo(f"running {label} for {example_duration:g}s with GODEBUG=gctrace=1 ...", err=True)
-        result = _analyze_stream(io.BytesIO(run_example_trace(example_duration)), label, qps, gogc)
+        result = _analyze_stream(io.BytesIO(run_example_trace(example_duration)), label, qps, gogc, acc)
     elif file is None:
         raise click.UsageError("missing FILE (a gctrace log, or - for stdin); or use --run-example")
     else:
         label = "stdin" if file == "-" else file
         with _open_input(file) as stream:
-            result = _analyze_stream(stream, label, qps, gogc)
+            result = _analyze_stream(stream, label, qps, gogc, acc)
+    cost = _cost(acc, result, gogc, co) if acc is not None else None
 
     if plot_path is not None:
         from gc_tuner.cli.plot import plot_timeline
@@ -278,7 +359,12 @@ def analyze(
 
     with writing_output():
         if fmt == "json":
-            _print_json(result, label)
+            _print_json(result, label, cost)
         else:
             _print_table(result, label)
+            if cost is not None:
+                from gc_tuner.cli.cost_report import echo_cost
 
+                click.echo(f"\nCost strategy ({cost['cycles']} cycles)")
+                echo_cost(cost, indent="  ")
+                click.echo(f"  offline: {cost['recommend']}")

@@ -1,5 +1,6 @@
 """`gc-tuner recommend`: the article's formula for one QPS and heap slope, plus an optional GOMEMLIMIT;
-or (`--strategy budget`) the Budget strategy for one process's heap figures and memory limit."""
+or (`--strategy budget`) the Budget strategy for one process's heap figures and memory limit; or
+(`--strategy cost`) the Cost model for one process's allocation rate, mark cost and prices."""
 
 from __future__ import annotations
 
@@ -36,6 +37,15 @@ class _Options:
     fit_span: float | None
     min_gogc: int
     max_gogc: int
+    alloc_rate: float | None
+    alloc_rate_se: float
+    mark_cost: float | None
+    mark_cost_se: float
+    cpu_price: float
+    memory_price: float
+    currency: str
+    current_gogc: int
+    max_fit_error: float
     fmt: str
 
     @property
@@ -50,10 +60,27 @@ def _finite(_ctx: click.Context, param: click.Parameter, value: float | None) ->
     return value
 
 
+def _non_negative(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    value = _finite(ctx, param, value)
+    if value is not None and value < 0:
+        raise click.BadParameter(f"must be >= 0, got {value}", param=param)
+    return value
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    value = _finite(ctx, param, value)
+    if value is not None and value <= 0:
+        raise click.BadParameter(f"must be > 0, got {value}", param=param)
+    return value
+
+
 @click.command("recommend")
-@click.option("--strategy", type=click.Choice(["formula", "budget"]), default="formula", show_default=True,
+@click.option("--strategy", type=click.Choice(["formula", "budget", "cost"]), default="formula",
+              show_default=True,
               help="formula: the article's formula (needs --qps, --heap-slope); budget: the largest GOGC "
-                   "whose predicted peak fits percent × --memory-limit (needs --live, --memory-limit).")
+                   "whose predicted peak fits percent × --memory-limit (needs --live, --memory-limit); "
+                   "cost: the GOGC minimising priced GC CPU plus heap overhead (needs --alloc-rate, "
+                   "--mark-cost, --live; --memory-limit caps it with the budget).")
 @click.option("--qps", type=float, default=None, callback=_finite,
               help="Requests per second of the service (negative is treated as 0). Formula only.")
 @click.option("--heap-slope", type=float, default=None, callback=_finite,
@@ -79,6 +106,24 @@ def _finite(_ctx: click.Context, param: click.Parameter, value: float | None) ->
               help="Budget: seconds the heap-slope fit spans.")
 @click.option("--min-gogc", type=click.IntRange(1, 10000), default=25, show_default=True, help="GOGC floor.")
 @click.option("--max-gogc", type=click.IntRange(1, 10000), default=200, show_default=True, help="GOGC cap.")
+@click.option("--alloc-rate", type=float, default=None, callback=_non_negative, metavar="MIB_PER_S",
+              help="Cost: allocation rate a in MiB/s (/gc/heap/allocs per second).")
+@click.option("--alloc-rate-se", type=float, default=0.0, callback=_non_negative, show_default=True,
+              help="Cost: standard error of --alloc-rate (0: taken as exact).")
+@click.option("--mark-cost", type=float, default=None, callback=_non_negative, metavar="MS_PER_MIB",
+              help="Cost: mark cost c, GC CPU-milliseconds per cycle per MiB of live + stacks + globals.")
+@click.option("--mark-cost-se", type=float, default=0.0, callback=_non_negative, show_default=True,
+              help="Cost: standard error of --mark-cost (0: taken as exact).")
+@click.option("--cpu-price", type=float, default=0.040, callback=_positive, show_default=True,
+              help="Cost: price of a core for an hour (the policy's cpuPerCoreHourMilli / 1000).")
+@click.option("--memory-price", type=float, default=0.004, callback=_positive, show_default=True,
+              help="Cost: price of a GiB for an hour (the policy's memoryPerGiBHourMilli / 1000).")
+@click.option("--currency", default="USD", show_default=True, help="Cost: the prices' currency.")
+@click.option("--current-gogc", type=click.IntRange(1, 10000), default=100, show_default=True,
+              help="Cost: the GOGC in force; a poor fit moves only part of the way from it.")
+@click.option("--max-fit-error", type=click.FloatRange(min=0, min_open=True, max=1000), default=10.0,
+              show_default=True,
+              help="Cost: relative error of GOGC* (percent) up to which the whole step is taken.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def recommend_command(**options: Any) -> None:
     """GOGC (and GOMEMLIMIT) from the article's formula for a given load.
@@ -102,6 +147,11 @@ def recommend_command(**options: Any) -> None:
       gc-tuner recommend --strategy budget --live 400Mi --heap-slope 4 --r2 0.95 --fit-span 120 \\
           --memory-limit 1Gi                                    # a leak: GOGC held at --min-gogc
 
+    \b
+    Cost (docs/cost.md; `gc-tuner analyze --strategy cost` prints this command for a gctrace log):
+      GOGC* = 100 × sqrt(cpu_price × c × a / (memory_price × (live + stacks + globals)))
+      gc-tuner recommend --strategy cost --alloc-rate 50 --mark-cost 0.6 --live 30Mi --max-gogc 1000
+
     GOMEMLIMIT is always rendered in Go's own syntax (an integer with B, KiB, MiB, GiB or TiB).
     See docs/formula.md for the constants and the clamps.
     """
@@ -113,6 +163,8 @@ def recommend_command(**options: Any) -> None:
     with writing_output():
         if o.strategy == "budget":
             _budget(o)
+        elif o.strategy == "cost":
+            _cost(o)
         else:
             _formula(o)
 
@@ -220,3 +272,32 @@ def _budget_result(o: _Options, memory_limit: str, live: str) -> BudgetResult:
         )
     except ValueError as e:  # a value the strategy refuses rather than clamp, e.g. --heap-slope 1e308
         raise CLIError(f"--heap-slope {slope:g} with --horizon {o.horizon}: {e}") from None
+
+
+def _cost(o: _Options) -> None:
+    from gc_tuner.cli.cost_report import cost_doc, echo_cost
+    from gc_tuner.logic.cost_model import CostParams, PodCost, cost_gogc
+
+    for name, v in (("--alloc-rate", o.alloc_rate), ("--mark-cost", o.mark_cost), ("--live", o.live)):
+        if v is None:
+            raise click.UsageError(f"Missing option '{name}' (the cost strategy needs --alloc-rate, "
+                                   "--mark-cost and --live)")
+    assert o.alloc_rate is not None and o.mark_cost is not None and o.live is not None
+    parts = (("--live", o.live), ("--stacks", o.stacks), ("--globals", o.globals_))
+    base = sum(_quantity(name, value) for name, value in parts)
+    params = CostParams(cpu_per_core_hour=o.cpu_price, memory_per_gib_hour=o.memory_price,
+                        gogc_min=o.min_gogc, gogc_max=o.max_gogc, max_fit_error=o.max_fit_error / 100,
+                        currency=o.currency)
+    pod = PodCost(o.alloc_rate, o.alloc_rate_se, o.mark_cost, o.mark_cost_se, base)
+    cap = None
+    if o.memory_limit is not None:  # Budget's GOGC for the same live heap caps it from above
+        cap = _budget_result(o, o.memory_limit, o.live).raw_gogc
+    try:
+        r = cost_gogc([pod], params, current_gogc=o.current_gogc, budget_cap=cap)
+    except ValueError as e:  # figures the model refuses rather than clamp (e.g. 1e300 MiB/s)
+        raise CLIError(f"--alloc-rate {o.alloc_rate:g} --mark-cost {o.mark_cost:g}: {e}") from None
+    doc = cost_doc(r, pod, params)
+    if o.fmt == "json":
+        click.echo(json.dumps(doc, indent=1, allow_nan=False))
+        return
+    echo_cost(doc)
