@@ -13,10 +13,12 @@ from gc_tuner.model.policy import GCPolicySpec, parse_policy
 from gc_tuner.model.policy_status import RecommendationSection
 from gc_tuner.model.sample import GCCycle, RuntimeSample
 from gc_tuner.tuning.records import PodFit
+from gc_tuner.tuning.state import PolicyState
 from gc_tuner.tuning.strategies import (
     STRATEGIES,
     PodHistory,
     StrategyUnavailable,
+    WindowHistories,
     cost_horizon_s,
     cost_params,
     desired_memory_limit,
@@ -228,3 +230,19 @@ def test_an_unfitted_pod_is_left_out_and_said() -> None:
 
 def test_model_params_match_cost_params_defaults() -> None:
     assert cost_params(spec()) == CostParams(gogc_min=25, gogc_max=1000)
+
+
+def test_window_histories_hand_out_each_pods_newest_segment() -> None:
+    state = PolicyState(window_s=300.0)
+    ps = state.pod("a", now=0.0)
+    old = history(100.0).samples
+    for s in old:
+        ps.window.add(s)
+    restarted = [
+        dataclasses.replace(s, t=s.t + 100, gc_cycles=s.gc_cycles) for s in history(100.0, n=4).samples
+    ]
+    for s in restarted:  # its counters start again from 0: a new process
+        ps.window.add(s)
+    h = WindowHistories(state.pods)
+    assert list(h) == ["a"] and len(h) == 1
+    assert h["a"].samples == tuple(restarted) and h["a"].cycles == ()

@@ -22,9 +22,9 @@ policy field), and the decision step re-checks them, so no strategy can ever pus
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from gc_tuner.logic.budget import BudgetParams, BudgetResult, budget_gogc
 from gc_tuner.logic.cost_fit import (
@@ -43,6 +43,9 @@ from gc_tuner.model.sample import GCCycle, MiB, RuntimeSample
 from gc_tuner.tuning.discovery import WorkloadInfo
 from gc_tuner.tuning.records import FALSE, TRUE, FitSummary, PodFit, PodTarget, Verdict
 
+if TYPE_CHECKING:
+    from gc_tuner.tuning.state import PodState
+
 __all__ = [
     "STRATEGIES",
     "MemoryLimitTarget",
@@ -51,6 +54,7 @@ __all__ = [
     "Strategy",
     "StrategyInput",
     "StrategyUnavailable",
+    "WindowHistories",
     "budget_params",
     "cost_params",
     "desired_memory_limit",
@@ -89,6 +93,26 @@ class PodHistory:
 
     samples: Sequence[RuntimeSample] = ()
     cycles: Sequence[GCCycle] = ()
+
+
+class WindowHistories(Mapping[str, PodHistory]):
+    """Each pod's history read from its windows when a strategy asks (only Cost does), so the cycle
+    hands every strategy the same input without copying every pod's window each cycle."""
+
+    def __init__(self, pods: Mapping[str, PodState]) -> None:
+        self._pods = pods
+
+    def __getitem__(self, name: str) -> PodHistory:
+        ps = self._pods[name]
+        samples, cycles = ps.window.segments(), ps.trace.segments()
+        # The newest segment only: rates and costs never cross a process restart.
+        return PodHistory(tuple(samples[-1]) if samples else (), tuple(cycles[-1]) if cycles else ())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._pods)
+
+    def __len__(self) -> int:
+        return len(self._pods)
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,9 +398,7 @@ def recommend(
 ) -> Recommendation:
     """The policy's strategy on this cycle's fit; StrategyUnavailable when it lacks an input."""
     strategy = STRATEGIES[spec.strategy.type]
-    return strategy(
-        StrategyInput(spec, qps, heap_slope_mb_per_s, tuple(pod_fits), memory, dict(histories or {}))
-    )
+    return strategy(StrategyInput(spec, qps, heap_slope_mb_per_s, tuple(pod_fits), memory, histories or {}))
 
 
 STRATEGIES: dict[str, Strategy] = {"Formula": _formula, "Budget": _budget, "Cost": _cost}
