@@ -1,8 +1,8 @@
 """Whole cycles (run_cycle) sampling a real workload process, with the Deployment kept in memory.
 
-The EnvActuator here applies envpatch's own plans to a dict instead of sending them to an apiserver
-(the real apiserver path is e2e/test_operator_envpatch.py); what is under test is the loop: which
-values it decides, what it refuses to touch, what it reports, and the kill switch.
+The EnvActuator here applies envpatch's own apply configurations to a dict instead of sending them to
+an apiserver (the real apiserver path is e2e/test_operator_envpatch.py); what is under test is the
+loop: which values it decides, what it refuses to touch, what it reports, and the kill switch.
 """
 
 from __future__ import annotations
@@ -30,26 +30,41 @@ pytestmark = [pytest.mark.go]
 
 
 class MemoryDeployment:
-    """EnvActuator over a Deployment dict: envpatch's plan, applied the way strategic merge does."""
+    """EnvActuator over a Deployment dict: envpatch's apply configurations, merged the way server-side
+    apply merges gc-tuner's part (entries by name; an entry or annotation it stops naming goes)."""
 
     def __init__(self, dep: dict[str, Any]) -> None:
         self.dep = dep
         self.patches = 0
+        self.owned_env: set[str] = set()
+        self.owned_annotations: set[str] = set()
 
     def _apply(self, plan: EnvPlan | None) -> None:
         if plan is None or plan.patch is None:
             return
         self.patches += 1
         ann = self.dep["metadata"].setdefault("annotations", {})
-        for k, v in plan.patch["metadata"]["annotations"].items():
-            ann.pop(k, None) if v is None else ann.__setitem__(k, v)
-        for pc in plan.patch.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
-            (c,) = [c for c in self.dep["spec"]["template"]["spec"]["containers"] if c["name"] == pc["name"]]
-            env = c.setdefault("env", [])
-            for pe in pc["env"]:
-                env[:] = [e for e in env if e["name"] != pe["name"]] + (
-                    [] if pe.get("$patch") else [dict(pe)]
-                )
+        named = plan.patch["metadata"].get("annotations", {})
+        for k in self.owned_annotations - set(named):
+            ann.pop(k, None)
+        ann.update(named)
+        self.owned_annotations = set(named)
+        (pc,) = plan.patch["spec"]["template"]["spec"]["containers"]
+        (c,) = [c for c in self.dep["spec"]["template"]["spec"]["containers"] if c["name"] == pc["name"]]
+        env = c.setdefault("env", [])
+        values = {e["name"]: e["value"] for e in pc.get("env", [])}
+        env[:] = [e for e in env if e["name"] in values or e["name"] not in self.owned_env]
+        for name, value in values.items():
+            same = [e for e in env if e["name"] == name]
+            if same:
+                same[0].clear()
+                same[0].update({"name": name, "value": value})
+            else:
+                env.append({"name": name, "value": value})
+        self.owned_env = set(values)
+
+    async def read(self) -> dict[str, Any]:
+        return copy.deepcopy(self.dep)
 
     async def patch(self, desired: Mapping[str, str], note: Mapping[str, Any]) -> EnvPlan:
         plan = plan_env_patch(self.dep, None, desired, applied_note=note)

@@ -18,6 +18,7 @@ from gc_tuner.model.policy import GCPolicySpec, parse_policy
 from gc_tuner.model.sample import MiB, RuntimeSample
 from gc_tuner.tuning.decide import current_settings
 from gc_tuner.tuning.discovery import WorkloadInfo
+from gc_tuner.tuning.env_gate import EnvHalt, TemplateFacts
 from gc_tuner.tuning.records import AppliedState, DecisionInfo, PodFailure, PodReading, PodTarget
 from gc_tuner.tuning.rollout import (
     ApplyPlan,
@@ -27,6 +28,7 @@ from gc_tuner.tuning.rollout import (
     settle_endpoint,
     settle_envpatch,
 )
+from gc_tuner.tuning.state import PolicyState
 from gc_tuner.tuning.strategies import MemoryLimitTarget, memory_target
 
 T0 = 1_700_000_000.0
@@ -470,3 +472,340 @@ def test_a_pod_that_could_not_be_read_is_never_written() -> None:
     result = settle_endpoint(plan, ["p0"], [])
     assert (result.verdict.status, result.verdict.reason) == ("False", "PartiallyApplied")
     assert result.verdict.message.endswith("not written, unread this cycle: p1, p2")
+
+
+# -- EnvPatch gates: someone else's change, a pause, a rollout under way, a StatefulSet's strategy -----
+
+
+def facts(
+    gogc: str | None = "60",
+    *,
+    gomemlimit: str | None = "900MiB",
+    kind: str = "Deployment",
+    owners: tuple[str, ...] = ("gc-tuner",),
+    last_writer: str | None = None,
+    **over: Any,
+) -> TemplateFacts:
+    env = {k: v for k, v in (("GOGC", gogc), ("GOMEMLIMIT", gomemlimit)) if v is not None}
+    base: dict[str, Any] = {
+        "kind": kind,
+        "name": "web",
+        "container": "app",
+        "generation": 4,
+        "observed_generation": 4,
+        "replicas": 3,
+        "current": 3,
+        "updated": 3,
+        "available": 3,
+        "env": env,
+        "value_owners": {"GOGC": owners, "GOMEMLIMIT": ("gc-tuner",)},
+        "last_writer": last_writer,
+        "written": ("GOGC", "GOMEMLIMIT"),
+    }
+    base.update(over)
+    return TemplateFacts(**base)
+
+
+def gated(
+    decision: DecisionInfo | None,
+    t: TemplateFacts,
+    *,
+    prior: AppliedState | None = ENV_PRIOR,
+    halt: EnvHalt | None = None,
+    generation: int = 3,
+) -> ApplyPlan:
+    w = workload(gogc=t.env.get("GOGC"))
+    return plan_envpatch(
+        prior,
+        prior.time if prior else None,
+        decision,
+        LIMIT,
+        w,
+        owner=OWNER,
+        at=T0,
+        template=t,
+        halt=halt,
+        generation=generation,
+    )
+
+
+def settled(plan: ApplyPlan, patched: EnvPlan | None = None) -> Any:
+    return settle_envpatch(
+        plan, workload(gogc=plan.template.env.get("GOGC") if plan.template else "60"), patched, None
+    )
+
+
+def test_someone_elses_value_stops_every_write_and_names_the_field_manager() -> None:
+    reverted = facts("100", owners=("argocd-controller",))
+    plan = gated(apply(50, 100), reverted)
+    assert plan.env is None and not plan.changing
+    result = settled(plan)
+    assert (result.verdict.status, result.verdict.reason) == ("False", "ExternalChange")
+    assert (
+        'GOGC 60 -> 100, changed by field manager "argocd-controller", not gc-tuner' in result.verdict.message
+    )
+    (failure,) = result.failures
+    assert failure.reason == "ExternalChange" and '"argocd-controller"' in failure.message
+    assert result.halt == EnvHalt(3) and result.state == ENV_PRIOR and not result.changed
+
+
+def test_a_removed_value_names_the_latest_writer_of_the_env() -> None:
+    removed = facts("60", gomemlimit=None, last_writer="kubectl-edit")
+    result = settled(gated(hold(60, "CoolingDown", 60), removed))
+    assert result.verdict.reason == "ExternalChange"
+    assert "GOMEMLIMIT 900MiB -> removed" in result.verdict.message
+    assert '"kubectl-edit" (the latest writer of the container\'s env)' in result.verdict.message
+
+
+STOPPED = [
+    # (case, template, halt, generation, decision, reason, writes, halt after, state gogc)
+    (
+        "stopped, same generation",
+        facts("100"),
+        EnvHalt(3),
+        3,
+        apply(50, 100),
+        "ExternalChange",
+        False,
+        EnvHalt(3),
+        60,
+    ),
+    ("values ours again", facts("60"), EnvHalt(3), 3, hold(60, "CoolingDown", 60), "InSync", False, None, 60),
+    (
+        "values ours again, apply",
+        facts("60"),
+        EnvHalt(3),
+        3,
+        apply(50, 60),
+        "RolloutInProgress",
+        True,
+        None,
+        50,
+    ),
+    ("spec changed, apply", facts("100"), EnvHalt(3), 4, apply(50, 100), "RolloutInProgress", True, None, 50),
+    (
+        "spec changed, hold",
+        facts("100"),
+        EnvHalt(3),
+        4,
+        hold(100, "WithinHysteresis", 100),
+        "InSync",
+        False,
+        None,
+        100,
+    ),
+    (
+        "never written: valueFrom",
+        facts(None, value_from=("GOGC",), written=("GOMEMLIMIT",)),
+        None,
+        3,
+        None,
+        "ValueFromConflict",
+        False,
+        None,
+        60,
+    ),
+    (
+        "nothing ours",
+        facts("100"),
+        None,
+        3,
+        hold(100, "WithinHysteresis", 100),
+        "NothingApplied",
+        False,
+        None,
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "t", "halt", "generation", "decision", "reason", "writes", "halt_after", "gogc"),
+    STOPPED,
+    ids=[row[0] for row in STOPPED],
+)
+def test_stopped_until_the_values_match_or_the_spec_changes(
+    case: str,
+    t: TemplateFacts,
+    halt: EnvHalt | None,
+    generation: int,
+    decision: DecisionInfo | None,
+    reason: str,
+    writes: bool,
+    halt_after: EnvHalt | None,
+    gogc: int | None,
+) -> None:
+    prior = None if case == "nothing ours" else ENV_PRIOR
+    plan = gated(decision, t, prior=prior, halt=halt, generation=generation)
+    assert (plan.env is not None) == writes
+    w = dataclasses.replace(workload(gogc=t.env.get("GOGC")), env_value_from=t.value_from)
+    result = settle_envpatch(plan, w, PATCHED if writes else None, None)
+    assert result.verdict.reason == reason
+    assert result.halt == halt_after
+    assert (result.state.gogc if result.state else None) == gogc
+
+
+def test_after_a_spec_change_the_templates_values_are_adopted_as_in_force() -> None:
+    plan = gated(
+        hold(100, "WithinHysteresis", 100), facts("100", gomemlimit=None), halt=EnvHalt(3), generation=4
+    )
+    assert plan.prior == AppliedState(100, None, "EnvPatch", T0)
+    # and they are the baseline from then on: the same template is no longer someone else's change
+    again = gated(
+        hold(100, "WithinHysteresis", 100), facts("100", gomemlimit=None), prior=plan.prior, generation=4
+    )
+    assert again.halt is None and again.verdict is None
+
+
+WAITS = [
+    # (case, template, reason, message part)
+    (
+        "paused",
+        facts(paused=True),
+        "DeploymentPaused",
+        "deployment/web is paused (spec.paused); GOGC 50, GOMEMLIMIT 900MiB waits",
+    ),
+    ("generation not observed", facts(generation=5), "RolloutInProgress", "not yet observed at generation 5"),
+    ("pods not updated", facts(updated=1), "RolloutInProgress", "1/3 pods updated, 3/3 available"),
+    ("pods not available", facts(available=2), "RolloutInProgress", "3/3 pods updated, 2/3 available"),
+    ("old pods still running", facts(current=4), "RolloutInProgress", "is rolling out"),
+    (
+        "stalled",
+        facts(updated=2, stalled='ReplicaSet "web-2" has timed out progressing.'),
+        "RolloutInProgress",
+        '(ReplicaSet "web-2" has timed out progressing.)',
+    ),
+    (
+        "statefulset rolling",
+        facts(kind="StatefulSet", updated=1),
+        "RolloutInProgress",
+        "statefulset/web is rolling out: 1/3 pods updated",
+    ),
+    (
+        "statefulset partition rolling",
+        facts(kind="StatefulSet", partition=1, updated=1),
+        "RolloutInProgress",
+        "1/2 pods updated",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "t", "reason", "message"), WAITS, ids=[row[0] for row in WAITS])
+def test_a_write_waits_for_a_pause_or_a_rollout(
+    case: str, t: TemplateFacts, reason: str, message: str
+) -> None:
+    plan = gated(apply(50, 60), t)
+    assert plan.env is None and not plan.changing and plan.state == ENV_PRIOR
+    result = settled(plan)
+    assert (result.verdict.status, result.verdict.reason) == ("False", reason)
+    assert message in result.verdict.message
+    assert not result.changed and result.change_at == ENV_PRIOR.time  # the cooldown clock is not restarted
+
+
+NO_WAIT = [
+    ("deployment done", facts()),
+    ("statefulset partition done", facts(kind="StatefulSet", partition=1, updated=2)),
+    ("statefulset OnDelete, pods not recreated", facts(kind="StatefulSet", strategy="OnDelete", updated=1)),
+    ("recreate strategy done", facts(strategy="Recreate")),
+]
+
+
+@pytest.mark.parametrize(("case", "t"), NO_WAIT, ids=[row[0] for row in NO_WAIT])
+def test_a_write_goes_ahead_once_nothing_is_rolling_out(case: str, t: TemplateFacts) -> None:
+    plan = gated(apply(50, 60), t)
+    assert plan.env == {"GOGC": "50", "GOMEMLIMIT": "900MiB"} and plan.changing
+
+
+STATEFULSET = [
+    # (case, template, after a patch?, reason, message part)
+    (
+        "partition: pods below keep theirs",
+        facts(kind="StatefulSet", partition=1, updated=2),
+        False,
+        "Partitioned",
+        "the 1 pod(s) below the partition of statefulset/web keep their values",
+    ),
+    (
+        "OnDelete: pending recreate",
+        facts(kind="StatefulSet", strategy="OnDelete", updated=1),
+        False,
+        "PendingRecreate",
+        "(1/3 updated so far); gc-tuner never deletes pods",
+    ),
+    (
+        "OnDelete: every pod recreated",
+        facts(kind="StatefulSet", strategy="OnDelete"),
+        False,
+        "InSync",
+        "GOGC 60 in force",
+    ),
+    (
+        "OnDelete: just patched",
+        facts(kind="StatefulSet", strategy="OnDelete"),
+        True,
+        "PendingRecreate",
+        "reach each pod when it is recreated",
+    ),
+    (
+        "partition: just patched",
+        facts(kind="StatefulSet", partition=2, updated=1),
+        True,
+        "RolloutInProgress",
+        "pods at ordinal 2 or above",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "t", "patch", "reason", "message"), STATEFULSET, ids=[row[0] for row in STATEFULSET]
+)
+def test_a_statefulsets_strategy_says_which_pods_get_the_value(
+    case: str, t: TemplateFacts, patch: bool, reason: str, message: str
+) -> None:
+    plan = gated(apply(50, 60) if patch else hold(60, "CoolingDown", 60), t)
+    result = settled(plan, PATCHED if patch else None)
+    assert result.verdict.reason == reason
+    assert message in result.verdict.message
+
+
+def test_a_workload_that_could_not_be_read_is_not_written() -> None:
+    unread = PodFailure("web", "read", "TargetUnreadable", "ApiException: (503)")
+    plan = plan_envpatch(
+        ENV_PRIOR,
+        ENV_PRIOR.time,
+        apply(50, 60),
+        LIMIT,
+        workload(gogc="60"),
+        owner=OWNER,
+        at=T0,
+        unread=unread,
+        halt=EnvHalt(2),
+    )
+    assert plan.env is None
+    result = settle_envpatch(plan, workload(gogc="60"), None, None)
+    assert (result.verdict.reason, result.failures, result.halt) == (
+        "TargetUnreadable",
+        (unread,),
+        EnvHalt(2),
+    )
+
+
+def test_a_stop_survives_a_restart_through_the_applied_condition() -> None:
+    status = {
+        "conditions": [
+            {
+                "type": "Applied",
+                "status": "False",
+                "reason": "ExternalChange",
+                "message": "...",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+                "observedGeneration": 7,
+            }
+        ]
+    }
+    state = PolicyState(60.0)
+    state.restore(status, {})
+    assert state.env_halt == EnvHalt(7)
+    fresh = PolicyState(60.0)
+    fresh.restore({"conditions": [{**status["conditions"][0], "reason": "InSync", "status": "True"}]}, {})
+    assert fresh.env_halt is None

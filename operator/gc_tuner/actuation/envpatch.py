@@ -1,20 +1,28 @@
-"""EnvPatch rollout: write GOGC / GOMEMLIMIT into one container of a Deployment's pod template.
+"""EnvPatch rollout: write GOGC / GOMEMLIMIT into one container of a workload's pod template
+(a Deployment or a StatefulSet), with server-side apply under the field manager `gc-tuner`.
 
-The planning is pure (Deployment dict in, patch dict out) so every rule is unit-tested without a
-cluster; `KubeDeployments` is the thin I/O half, using the sync kubernetes client.
+The planning is pure (the object's dict in, an apply configuration out) so every rule is
+unit-tested without a cluster; `KubeWorkloads` is the thin I/O half, using the sync kubernetes client.
 
 Rules:
-- Only the GOGC and GOMEMLIMIT entries of the target container are touched. The patch is a
-  strategic merge patch: containers and env merge by `name`, so every other entry is kept.
+- The apply configuration names only the container (by name) and its GOGC / GOMEMLIMIT entries,
+  plus gc-tuner's two annotations. Containers and env are list maps keyed by name, so the
+  apiserver merges by key: every other entry, and every other field, keeps its owner and value.
+  gc-tuner owns exactly what it names; a GitOps tool or a person that changes one of those values
+  takes it over, and `metadata.managedFields` says who (actuation/managed_fields.py).
+- Server-side apply drops a field its manager stops naming, so every apply names every entry
+  gc-tuner has written (the vars in the previous-env record), at its new or its current value.
 - An entry that uses `valueFrom` belongs to someone else's wiring (a ConfigMap, the downward API):
   it is never overwritten; the plan reports it in `conflicts`.
-- The values in force before gc-tuner's first change are recorded in the Deployment annotation
+- The values in force before gc-tuner's first change are recorded in the annotation
   `gctuner.io/previous-env` (only once: later changes keep the original record), so deleting the
   GCPolicy can restore them. Every change also records `gctuner.io/applied` (values and time), in
-  the same patch, so an operator restarted between patching and writing status knows a change was
-  made and when.
-- The patch carries the Deployment's resourceVersion: a concurrent edit makes it fail (409) instead
-  of recording a stale "previous" value.
+  the same apply, so an operator restarted between applying and writing status knows a change was
+  made and when, and a later cycle can tell whether the env still holds it.
+- The apply carries the object's resourceVersion: a concurrent edit makes it fail (409) instead
+  of recording a stale "previous" value. It is forced: the first write takes GOGC over from
+  whoever created the object. That is why gc-tuner never writes over a value someone else changed
+  after it (tuning/env_gate.py stops first).
 - GOMEMLIMIT is checked with the Go-exact validator before it is written: a malformed value would
   crash-loop every pod at startup.
 """
@@ -34,19 +42,23 @@ __all__ = [
     "ANNOTATION_PREVIOUS",
     "FIELD_MANAGER",
     "MANAGED_VARS",
+    "WRITABLE_KINDS",
     "EnvPatchError",
     "EnvPlan",
     "KubeDeployments",
+    "KubeWorkloads",
     "container_env",
     "container_memory_limit",
     "plan_env_patch",
     "plan_env_restore",
     "select_container",
+    "written_vars",
 ]
 
 FIELD_MANAGER = "gc-tuner"
 ANNOTATION_PREVIOUS = "gctuner.io/previous-env"
 MANAGED_VARS = ("GOGC", "GOMEMLIMIT")
+WRITABLE_KINDS = ("Deployment", "StatefulSet")  # the kinds whose pod template EnvPatch writes
 
 
 class EnvPatchError(ValueError):
@@ -129,6 +141,15 @@ def _read_previous(deployment: Mapping[str, Any]) -> tuple[str | None, dict[str,
         raise EnvPatchError(f"annotation {ANNOTATION_PREVIOUS} is malformed ({e}): {raw!r}") from None
 
 
+def written_vars(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    """The vars gc-tuner has changed in this object (its previous-env record); () when none, or
+    when the record is malformed (plan_env_patch refuses that one with a clear error)."""
+    try:
+        return tuple(sorted(_read_previous(obj)[1]))
+    except EnvPatchError:
+        return ()
+
+
 def _validate(var: str, value: str) -> None:
     if var == "GOGC":
         if not (value.isascii() and value.isdigit()) or int(value) <= 0:
@@ -140,12 +161,31 @@ def _validate(var: str, value: str) -> None:
             raise EnvPatchError(f"refusing to write GOMEMLIMIT={value!r}: {e}") from None
 
 
-def _metadata(deployment: Mapping[str, Any], annotations: dict[str, str | None]) -> dict[str, Any]:
-    meta: dict[str, Any] = {"annotations": annotations}
-    rv = (deployment.get("metadata") or {}).get("resourceVersion")
-    if rv:
-        meta["resourceVersion"] = rv
-    return meta
+def _apply_config(
+    obj: Mapping[str, Any],
+    container: str,
+    env: Mapping[str, str],
+    annotations: Mapping[str, str],
+) -> dict[str, Any]:
+    """An apply configuration holding only what gc-tuner owns: the container's entries in `env` and
+    the annotations. The resourceVersion makes the apply conditional on the object read."""
+    meta = obj.get("metadata") or {}
+    metadata: dict[str, Any] = {"name": meta.get("name")}
+    if meta.get("namespace"):
+        metadata["namespace"] = meta["namespace"]
+    if meta.get("resourceVersion"):
+        metadata["resourceVersion"] = meta["resourceVersion"]
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    entry: dict[str, Any] = {"name": container}
+    if env:
+        entry["env"] = [{"name": var, "value": value} for var, value in sorted(env.items())]
+    return {
+        "apiVersion": str(obj.get("apiVersion") or "apps/v1"),
+        "kind": str(obj.get("kind") or "Deployment"),
+        "metadata": metadata,
+        "spec": {"template": {"spec": {"containers": [entry]}}},
+    }
 
 
 def _note_json(note: AppliedNote | Mapping[str, Any]) -> str:
@@ -155,14 +195,15 @@ def _note_json(note: AppliedNote | Mapping[str, Any]) -> str:
 
 
 def plan_env_patch(
-    deployment: Mapping[str, Any],
+    obj: Mapping[str, Any],
     container: str | None,
     desired: Mapping[str, str],
     *,
     applied_note: AppliedNote | Mapping[str, Any] | None = None,
 ) -> EnvPlan:
-    """The patch that sets `desired` (a subset of GOGC/GOMEMLIMIT -> value) in the container's env.
+    """The apply that sets `desired` (a subset of GOGC/GOMEMLIMIT -> value) in the container's env.
 
+    `obj` is the Deployment or StatefulSet as read (its apiVersion and kind are kept).
     `applied_note` (an AppliedNote, or a mapping like {"gogc": 80, "time": "..."}) is recorded in the
     applied annotation.
     """
@@ -171,10 +212,10 @@ def plan_env_patch(
         raise EnvPatchError(f"gc-tuner only manages {', '.join(MANAGED_VARS)}, not {sorted(unknown)}")
     for var, value in desired.items():
         _validate(var, value)
-    c = select_container(deployment, container)
+    c = select_container(obj, container)
     cname = str(c.get("name"))
     values, value_from = container_env(c)
-    recorded_for, recorded = _read_previous(deployment)
+    recorded_for, recorded = _read_previous(obj)
     if recorded_for is not None and recorded_for != cname:
         raise EnvPatchError(
             f"annotation {ANNOTATION_PREVIOUS} records container {recorded_for!r}, not {cname!r}; "
@@ -191,83 +232,101 @@ def plan_env_patch(
         previous.setdefault(var, values.get(var))
     if not changes:
         return EnvPlan(cname, None, {}, conflicts, previous)
-    annotations: dict[str, str | None] = {
-        ANNOTATION_PREVIOUS: json.dumps({"container": cname, "env": previous}, sort_keys=True),
-    }
-    if applied_note is not None:
-        annotations[ANNOTATION_APPLIED] = _note_json(applied_note)
-    patch = {
-        "metadata": _metadata(deployment, annotations),
-        "spec": {
-            "template": {
-                "spec": {
-                    "containers": [
-                        {
-                            "name": cname,
-                            "env": [{"name": var, "value": new} for var, (_, new) in sorted(changes.items())],
-                        }
-                    ]
-                }
-            }
-        },
-    }
-    return EnvPlan(cname, patch, changes, conflicts, previous)
+    # Every entry gc-tuner has written stays named (at its current value when not changing now).
+    env = {var: values[var] for var in previous if var in values and var not in value_from}
+    env.update({var: new for var, (_, new) in changes.items() if new is not None})
+    annotations = {ANNOTATION_PREVIOUS: json.dumps({"container": cname, "env": previous}, sort_keys=True)}
+    note = _note_json(applied_note) if applied_note is not None else _annotations(obj).get(ANNOTATION_APPLIED)
+    if note is not None:
+        annotations[ANNOTATION_APPLIED] = note
+    return EnvPlan(cname, _apply_config(obj, cname, env, annotations), changes, conflicts, previous)
 
 
-def plan_env_restore(deployment: Mapping[str, Any]) -> EnvPlan | None:
-    """The patch that puts back the values recorded before gc-tuner's first change; None if none recorded.
+def plan_env_restore(obj: Mapping[str, Any]) -> EnvPlan | None:
+    """The apply that puts back the values recorded before gc-tuner's first change; None if none
+    recorded.
 
-    A var that was absent is removed; one that was set gets its old value back. An entry someone
-    has since switched to valueFrom is left alone (reported in `conflicts`).
+    A var that was absent is no longer named, so the apiserver removes the entry gc-tuner alone
+    owns; one that was set gets its old value back; the annotations are dropped. Only entries that
+    still hold what gc-tuner last wrote are touched: one someone has since changed, removed or
+    switched to valueFrom is theirs now and left alone (a valueFrom one is reported in `conflicts`).
     """
-    cname, previous = _read_previous(deployment)
+    cname, previous = _read_previous(obj)
     if cname is None:
         return None
-    c = select_container(deployment, cname)
+    c = select_container(obj, cname)
     values, value_from = container_env(c)
-    env_patch: list[dict[str, Any]] = []
+    note = AppliedNote.read(_annotations(obj).get(ANNOTATION_APPLIED))
+    ours = _note_env(note)
+    env: dict[str, str] = {}
     changes: dict[str, tuple[str | None, str | None]] = {}
     for var, old in sorted(previous.items()):
-        if var in value_from:
-            continue
         current = values.get(var)
-        if current == old:
-            continue
-        changes[var] = (current, old)
-        env_patch.append({"name": var, "$patch": "delete"} if old is None else {"name": var, "value": old})
-    annotations: dict[str, str | None] = {ANNOTATION_PREVIOUS: None, ANNOTATION_APPLIED: None}
-    patch: dict[str, Any] = {"metadata": _metadata(deployment, annotations)}
-    if env_patch:
-        patch["spec"] = {"template": {"spec": {"containers": [{"name": cname, "env": env_patch}]}}}
+        if var in value_from or (note is not None and var in ours and current != ours[var]):
+            continue  # someone else's now
+        if old is not None:
+            env[var] = old
+        if current != old:
+            changes[var] = (current, old)
     conflicts = tuple(v for v in previous if v in value_from)
-    return EnvPlan(cname, patch, changes, conflicts, previous)
+    return EnvPlan(cname, _apply_config(obj, cname, env, {}), changes, conflicts, previous)
 
 
-class KubeDeployments:
-    """Read and patch Deployments with the sync kubernetes client, as the `gc-tuner` field manager.
+def _note_env(note: AppliedNote | None) -> dict[str, str]:
+    """The env a note says gc-tuner wrote."""
+    if note is None:
+        return {}
+    env = {"GOGC": str(note.gogc)} if note.gogc is not None else {}
+    if note.gomemlimit is not None:
+        env["GOMEMLIMIT"] = note.gomemlimit
+    return env
+
+
+class KubeWorkloads:
+    """Read Deployments and StatefulSets, and apply gc-tuner's part of them as the `gc-tuner` field
+    manager (server-side apply).
 
     Blocking: callers on an event loop run these in a thread (asyncio.to_thread).
     """
 
-    def __init__(self, api_client: Any) -> None:
+    def __init__(self, api_client: Any, *, timeout: tuple[float, float] | None = None) -> None:
         from kubernetes import client  # deferred: `gc-tuner local` never needs it
 
         self._apps = client.AppsV1Api(api_client)
+        self._timeout = timeout  # (connect, read) seconds per call; None: the client's default
 
-    def read(self, namespace: str, name: str) -> dict[str, Any]:
-        # Raw JSON: the loop works on plain dicts, as kopf hands them over.
-        resp: Any = self._apps.read_namespaced_deployment(name, namespace, _preload_content=False)
-        doc: dict[str, Any] = json.loads(resp.data)
-        return doc
+    def _call(self, verb: str, kind: str) -> Any:
+        if kind not in WRITABLE_KINDS:
+            raise EnvPatchError(f"EnvPatch writes a {' or a '.join(WRITABLE_KINDS)}, not a {kind}")
+        return getattr(self._apps, f"{verb}_namespaced_{kind.lower()}")
 
-    def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        resp: Any = self._apps.patch_namespaced_deployment(
-            name,
-            namespace,
-            dict(patch),
-            field_manager=FIELD_MANAGER,
-            _content_type="application/strategic-merge-patch+json",
-            _preload_content=False,
+    def read(self, namespace: str, name: str, kind: str = "Deployment") -> dict[str, Any]:
+        # Raw JSON: the loop works on plain dicts, as kopf hands them over (managedFields included).
+        resp: Any = self._call("read", kind)(
+            name, namespace, _preload_content=False, _request_timeout=self._timeout
         )
         doc: dict[str, Any] = json.loads(resp.data)
         return doc
+
+    def apply(
+        self, namespace: str, name: str, config: Mapping[str, Any], *, force: bool = True
+    ) -> dict[str, Any]:
+        resp: Any = self._call("patch", str(config.get("kind") or "Deployment"))(
+            name,
+            namespace,
+            dict(config),
+            field_manager=FIELD_MANAGER,
+            force=force,
+            _content_type="application/apply-patch+yaml",
+            _preload_content=False,
+            _request_timeout=self._timeout,
+        )
+        doc: dict[str, Any] = json.loads(resp.data)
+        return doc
+
+
+class KubeDeployments(KubeWorkloads):
+    """Deployments only."""
+
+    def read(self, namespace: str, name: str, kind: str = "Deployment") -> dict[str, Any]:
+        return super().read(namespace, name, "Deployment")

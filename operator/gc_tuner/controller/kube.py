@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gc_tuner.actuation.envpatch import EnvPlan, KubeDeployments, plan_env_patch, plan_env_restore
+from gc_tuner.actuation.envpatch import EnvPlan, KubeWorkloads, plan_env_patch, plan_env_restore
 from gc_tuner.model.policy_status import AppliedNote
 from gc_tuner.net.errors import (
     AuthError,
@@ -61,7 +61,7 @@ class KubeIO:
         self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
-        self.deployments = KubeDeployments(api_client)
+        self.workloads = KubeWorkloads(api_client, timeout=KUBE_TIMEOUT_S)
 
     def _read_secret(self, namespace: str, name: str, key: str) -> str:
         from kubernetes.client.exceptions import ApiException
@@ -118,7 +118,7 @@ class KubeIO:
 
         def read() -> dict[str, Any] | None:
             try:
-                return self.deployments.read(namespace, name)
+                return self.workloads.read(namespace, name)
             except ApiException as e:
                 if e.status == 404:
                     return None
@@ -128,16 +128,33 @@ class KubeIO:
 
 
 class KubeEnv:
-    """EnvActuator for one Deployment: a fresh read (for its resourceVersion), a plan, a patch."""
+    """EnvActuator for one Deployment or StatefulSet: a fresh read (for its resourceVersion), a plan,
+    a server-side apply."""
 
-    def __init__(self, kube: KubeIO, namespace: str, name: str, container: str | None) -> None:
+    def __init__(
+        self, kube: KubeIO, namespace: str, name: str, container: str | None, kind: str = "Deployment"
+    ) -> None:
         self.kube, self.namespace, self.name, self.container = kube, namespace, name, container
+        self.kind = kind
+
+    def _read(self) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.kube.workloads.read(self.namespace, self.name, self.kind)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def read(self) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self._read)
 
     def _patch(self, desired: Mapping[str, str], note: AppliedNote) -> EnvPlan:
-        dep = self.kube.deployments.read(self.namespace, self.name)
-        plan = plan_env_patch(dep, self.container, desired, applied_note=note)
+        obj = self.kube.workloads.read(self.namespace, self.name, self.kind)
+        plan = plan_env_patch(obj, self.container, desired, applied_note=note)
         if plan.patch is not None:
-            self.kube.deployments.patch(self.namespace, self.name, plan.patch)
+            self.kube.workloads.apply(self.namespace, self.name, plan.patch)
         return plan
 
     async def patch(self, desired: Mapping[str, str], note: AppliedNote) -> EnvPlan:
@@ -147,14 +164,14 @@ class KubeEnv:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            dep = self.kube.deployments.read(self.namespace, self.name)
+            obj = self.kube.workloads.read(self.namespace, self.name, self.kind)
         except ApiException as e:
             if e.status == 404:
-                return None  # the Deployment is gone: nothing left to restore
+                return None  # the workload is gone: nothing left to restore
             raise
-        plan = plan_env_restore(dep)
+        plan = plan_env_restore(obj)
         if plan is not None and plan.patch is not None:
-            self.kube.deployments.patch(self.namespace, self.name, plan.patch)
+            self.kube.workloads.apply(self.namespace, self.name, plan.patch)
         return plan
 
     async def restore(self) -> EnvPlan | None:

@@ -184,11 +184,11 @@ class PolicyRunner:
             self.state = PolicyState(float(spec.sampling.window_seconds))
             annotations = ((view.workload or {}).get("metadata") or {}).get("annotations") or {}
             self.state.restore(previous, annotations)
-        inputs = await self._inputs(ctx, spec, view)
+        inputs = await self._inputs(ctx, spec, view, generation)
         container = inputs.workload.container if inputs.workload is not None else spec.target_ref.container
         io = CycleIO(
             http=ctx.http,
-            env=KubeEnv(ctx.kube, self.namespace, spec.target_ref.name, container),
+            env=KubeEnv(ctx.kube, self.namespace, spec.target_ref.name, container, spec.target_ref.kind),
             logs=KubeLogs(ctx.kube, self.namespace),
             metrics=ctx.metrics,
         )
@@ -202,7 +202,9 @@ class PolicyRunner:
             post_event(ev)
         return float(spec.sampling.interval_seconds)
 
-    async def _inputs(self, ctx: OperatorContext, spec: GCPolicySpec, view: ClusterView) -> CycleInputs:
+    async def _inputs(
+        self, ctx: OperatorContext, spec: GCPolicySpec, view: ClusterView, generation: int
+    ) -> CycleInputs:
         """What the cycle needs from the cluster: the target's pods and workload, the tokens."""
         workload, target_error = self._workload(spec, view.workload)
         src = spec.sampling.sources
@@ -224,6 +226,7 @@ class PolicyRunner:
             endpoint_token=endpoint_token,
             kill_switch=ctx.config.dry_run,
             extra_failures=tuple(dict.fromkeys(extra)),
+            generation=generation,
         )
 
     def _workload(
@@ -295,7 +298,7 @@ class PolicyRunner:
         if spec.rollout.method == "EnvPatch":
             workload, _ = self._workload(spec, view.workload)
             container = workload.container if workload is not None else spec.target_ref.container
-            env = KubeEnv(ctx.kube, self.namespace, spec.target_ref.name, container)
+            env = KubeEnv(ctx.kube, self.namespace, spec.target_ref.name, container, spec.target_ref.kind)
             plan = await env.restore()  # API errors propagate: kopf retries, the finalizer stays
             if plan is None or not plan.changes:
                 return []

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gc_tuner.actuation.canary_deployment import CanaryDeploymentError, canary_name
-from gc_tuner.loop.execute import carry_out
+from gc_tuner.loop.execute import carry_out, read_template
 from gc_tuner.loop.gather import gather
 from gc_tuner.loop.ports import CycleIO
 from gc_tuner.model.policy import GCPolicySpec
@@ -56,6 +56,7 @@ class CycleInputs:
     endpoint_token: str | None = None
     kill_switch: bool = False
     extra_failures: Sequence[PodFailure] = field(default_factory=tuple)  # e.g. a missing Secret
+    generation: int = 0  # the policy's metadata.generation: a spec edit resumes a stopped EnvPatch
 
 
 async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io: CycleIO) -> CycleOutcome:
@@ -113,7 +114,8 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
             io.metrics.decision(decision.action)
         if guarded.history is not None and guarded.action in ("promote", "rollback"):
             io.metrics.guard_verdict(*_policy_key(inp.owner), guarded.history.verdict, guarded.history.reason)
-        # 6. plan
+        # 6. plan (EnvPatch: on the workload as read now)
+        template, unread = await read_template(io, spec, workload)
         plan = plan_rollout(
             spec,
             state,
@@ -126,12 +128,16 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
             now=now,
             split=guarded.split,
             split_note=split_note(guarded),
+            template=template,
+            unread=unread,
+            generation=inp.generation,
         )
         # 7. apply
         result = await carry_out(io, spec, plan, workload, token=inp.endpoint_token, owner=inp.owner)
         canary_failure = await _sync_canary(io, spec, had, guarded, first=state.cycles == 1)
         result = _canary_verdict(spec, guarded, result, canary_failure)
         state.applied, state.last_change_at = result.state, result.change_at
+        state.env_halt = result.halt
         if result.changed:
             io.metrics.applied_change(plan.method)
         o = dataclasses.replace(

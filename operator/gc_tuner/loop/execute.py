@@ -6,8 +6,9 @@ renews its lease; the plan leaves out the pods whose own GET shows our values un
 enough time left (at fleet scale the renewals were a third of the requests). Pods fail one by one: a
 failure is reported for that pod and the others are still tuned.
 
-EnvPatch: one patch of the Deployment's pod template through the injected EnvActuator; the rollout
-that follows is the Deployment controller's.
+EnvPatch: a fresh read of the workload for the planner's gates (read_template), then one
+server-side apply of its pod template through the injected EnvActuator; the rollout that follows
+is the workload controller's.
 """
 
 from __future__ import annotations
@@ -24,10 +25,19 @@ from gc_tuner.loop.ports import CycleIO, EnvActuator
 from gc_tuner.model.policy import GCPolicySpec
 from gc_tuner.net.errors import SourceError
 from gc_tuner.tuning.discovery import WorkloadInfo
+from gc_tuner.tuning.env_gate import TemplateFacts, template_facts
 from gc_tuner.tuning.records import PodFailure, PodTarget
 from gc_tuner.tuning.rollout import ApplyPlan, ApplyResult, PodWrite, WritesDone, settle
 
-__all__ = ["EndpointResult", "carry_out", "endpoint_release", "execute_endpoint", "execute_envpatch"]
+__all__ = [
+    "EndpointResult",
+    "carry_out",
+    "endpoint_release",
+    "execute_endpoint",
+    "execute_envpatch",
+    "read_template",
+    "write_container",
+]
 
 T = TypeVar("T")
 
@@ -93,6 +103,30 @@ async def execute_endpoint(
         written.acked = sorted([*written.acked, *released.acked])
         written.failures.extend(released.failures)
     return written
+
+
+def write_container(workload: WorkloadInfo) -> str:
+    """The container whose env EnvPatch writes: the one discovery chose for the policy."""
+    return workload.container
+
+
+async def read_template(
+    io: CycleIO, spec: GCPolicySpec, workload: WorkloadInfo | None
+) -> tuple[TemplateFacts | None, PodFailure | None]:
+    """EnvPatch: the target workload as the apiserver has it now (the planner's gates read it), or
+    why it could not be read. (None, None) for any other method, or without a cluster."""
+    if spec.rollout.method != "EnvPatch" or io.env is None or workload is None:
+        return None, None
+    try:
+        obj = await io.env.read()
+    except Exception as e:  # the API's errors (403, a timeout) come in many types
+        return None, PodFailure(workload.name, "read", "TargetUnreadable", f"{type(e).__name__}: {e}"[:500])
+    if obj is None:
+        return None, PodFailure(workload.name, "read", "TargetNotFound", f"{workload.name} no longer exists")
+    try:
+        return template_facts(obj, write_container(workload)), None
+    except EnvPatchError as e:
+        return None, PodFailure(workload.name, "read", "ContainerNotFound", str(e))
 
 
 async def execute_envpatch(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -25,6 +25,10 @@ __all__ = ["CanaryActuator", "CycleIO", "EnvActuator", "LogReader", "LoopMetrics
 
 
 class EnvActuator(Protocol):
+    async def read(self) -> Mapping[str, Any] | None:
+        """The target workload as the apiserver has it now (managedFields included); None if gone."""
+        ...
+
     async def patch(self, desired: Mapping[str, str], note: AppliedNote) -> EnvPlan:
         """Set `desired` (GOGC/GOMEMLIMIT -> value) in the target container's env; the plan done."""
         ...

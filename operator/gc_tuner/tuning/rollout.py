@@ -19,6 +19,11 @@ The rules, each a row of tests/tuning/test_rollout.py:
   InSync. A template that already sets the recommended GOGC is InSync without a patch.
 - EnvPatch conflicts: GOGC/GOMEMLIMIT set through valueFrom are never overwritten; that is a failure
   (Degraded) and the verdict ValueFromConflict, whatever else happened.
+- EnvPatch gates (tuning/env_gate.py), on the workload as read this cycle: someone else changed
+  gc-tuner's values (ExternalChange: stop until they match again or the policy's spec changes),
+  a paused Deployment (DeploymentPaused) and a rollout under way (RolloutInProgress) hold a write;
+  a StatefulSet's partition or OnDelete strategy leaves some pods on their values (Partitioned,
+  PendingRecreate). A workload that could not be read is not written.
 """
 
 from __future__ import annotations
@@ -32,6 +37,14 @@ from gc_tuner.input.agent_doc import AgentStatus
 from gc_tuner.model.policy import GCPolicySpec
 from gc_tuner.model.policy_status import AppliedNote
 from gc_tuner.tuning.discovery import WorkloadInfo
+from gc_tuner.tuning.env_gate import (
+    EnvHalt,
+    TemplateFacts,
+    check_external,
+    in_progress,
+    rollout_wait,
+    statefulset_verdict,
+)
 from gc_tuner.tuning.records import (
     FALSE,
     TRUE,
@@ -95,6 +108,9 @@ class ApplyPlan:
     env: Mapping[str, str] | None = None  # EnvPatch: the env to set in the template
     note: AppliedNote | None = None  # EnvPatch: the applied annotation written with it
     changing: bool = False  # carrying it out puts a new value in force (restarts the cooldown)
+    template: TemplateFacts | None = None  # EnvPatch: the workload as read this cycle
+    halt: EnvHalt | None = None  # EnvPatch: gc-tuner stopped after someone else's change (env_gate.py)
+    failures: tuple[PodFailure, ...] = ()  # known already (the workload unread, someone else's change)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +124,7 @@ class ApplyResult:
     changed: bool = False  # a change was put in force this cycle
     events: tuple[LoopEvent, ...] = ()
     failures: tuple[PodFailure, ...] = ()
+    halt: EnvHalt | None = None  # EnvPatch: kept in the policy's state until the next cycle
 
 
 def renew_margin_s(spec: GCPolicySpec) -> float:
@@ -273,18 +290,43 @@ def plan_envpatch(
     *,
     owner: str,
     at: float,
+    template: TemplateFacts | None = None,
+    unread: PodFailure | None = None,
+    halt: EnvHalt | None = None,
+    generation: int = 0,
 ) -> ApplyPlan:
-    """The template patch of this cycle, if the decision is to apply. `workload` None: no Deployment
-    to patch (no cluster, or no env actuator)."""
-    plan = ApplyPlan("EnvPatch", decision, prior, prior_change_at, prior, prior_change_at)
+    """The template write of this cycle, if the decision is to apply and no gate holds it.
+    `workload` None: nothing to write to (no cluster, or no env actuator). `template`: the workload
+    as read this cycle (None: not read, the gates are not checked); `unread`: why it could not be
+    read. `halt` and `generation`: the ExternalChange stop so far, and the policy's generation."""
+    plan = ApplyPlan(
+        "EnvPatch", decision, prior, prior_change_at, prior, prior_change_at, template=template, halt=halt
+    )
     if workload is None:
         unavailable = Verdict(FALSE, "EnvPatchUnavailable", "EnvPatch needs a Deployment (run in a cluster)")
         return dataclasses.replace(plan, verdict=unavailable)
+    if unread is not None:
+        # gc-tuner never writes what it could not read (nor tell whether someone else changed it).
+        verdict = Verdict(FALSE, unread.reason, f"not written: {unread.message}")
+        return dataclasses.replace(plan, verdict=verdict, failures=(unread,))
+    if template is not None:
+        ext = check_external(prior, template, halt, generation, at=at)
+        plan = dataclasses.replace(plan, halt=ext.halt)
+        if ext.adopted is not None:
+            plan = dataclasses.replace(plan, prior=ext.adopted, state=ext.adopted)
+        if ext.stop is not None:
+            failures = (ext.failure,) if ext.failure is not None else ()
+            return dataclasses.replace(plan, verdict=ext.stop, failures=failures)
     if decision is None or decision.action != "apply":
         return plan
     env = {"GOGC": str(decision.gogc)}
     if mem.rendered is not None:
         env["GOMEMLIMIT"] = mem.rendered
+    if template is not None:
+        pending = ", ".join(f"{k} {v}" for k, v in env.items())
+        wait = rollout_wait(template, pending)
+        if wait is not None:
+            return dataclasses.replace(plan, verdict=wait)
     note = AppliedNote(gogc=decision.gogc, gomemlimit=mem.rendered, time=rfc3339(at), policy=owner)
     new = AppliedState(decision.gogc, mem.rendered, "EnvPatch", at)
     return dataclasses.replace(plan, state=new, change_at=at, env=env, note=note, changing=True)
@@ -294,7 +336,15 @@ def settle_envpatch(
     plan: ApplyPlan, workload: WorkloadInfo | None, patched: EnvPlan | None, error: PodFailure | None
 ) -> ApplyResult:
     """The Applied verdict from the patch (None: nothing was patched) or its failure."""
-    kept = ApplyResult(plan.prior, plan.prior_change_at, None, plan.verdict or _nothing_applied())
+    return dataclasses.replace(_settle_envpatch(plan, workload, patched, error), halt=plan.halt)
+
+
+def _settle_envpatch(
+    plan: ApplyPlan, workload: WorkloadInfo | None, patched: EnvPlan | None, error: PodFailure | None
+) -> ApplyResult:
+    kept = ApplyResult(
+        plan.prior, plan.prior_change_at, None, plan.verdict or _nothing_applied(), failures=plan.failures
+    )
     if plan.verdict is not None or workload is None:
         return kept
     if error is not None:
@@ -302,20 +352,20 @@ def settle_envpatch(
             kept, verdict=Verdict(FALSE, "EnvPatchFailed", error.message), failures=(error,)
         )
     result = kept
+    t = plan.template
     if patched is not None and patched.changes and plan.state is not None and plan.decision is not None:
         changes = ", ".join(
             f"{k} {old or 'unset'} -> {new}" for k, (old, new) in sorted(patched.changes.items())
         )
+        ref = t.ref if t is not None else f"deployment/{workload.name}"
         event = LoopEvent(
-            "Normal",
-            "EnvPatched",
-            f"deployment/{workload.name} container {patched.container}: {changes}; {plan.decision.reason}",
+            "Normal", "EnvPatched", f"{ref} container {patched.container}: {changes}; {plan.decision.reason}"
         )
         result = ApplyResult(
             plan.state,
             plan.change_at,
             dataclasses.replace(plan.state, pods=0),
-            Verdict(FALSE, "RolloutInProgress", f"patched: {changes}; waiting for the rollout"),
+            _patched_verdict(t, changes),
             changed=True,
             events=(event,),
         )
@@ -325,6 +375,24 @@ def settle_envpatch(
     if result.changed:
         return result
     return _rollout_verdict(plan, workload)
+
+
+def _patched_verdict(t: TemplateFacts | None, changes: str) -> Verdict:
+    if t is not None and t.kind == "StatefulSet" and t.strategy == "OnDelete":
+        return Verdict(
+            FALSE,
+            "PendingRecreate",
+            f"patched: {changes}; {t.ref} updates pods OnDelete: the values reach each pod when it is "
+            "recreated; gc-tuner never deletes pods",
+        )
+    if t is not None and t.kind == "StatefulSet" and t.partition > 0:
+        return Verdict(
+            FALSE,
+            "RolloutInProgress",
+            f"patched: {changes}; waiting for the rollout of the pods at ordinal {t.partition} or above "
+            "(those below the partition keep their values)",
+        )
+    return Verdict(FALSE, "RolloutInProgress", f"patched: {changes}; waiting for the rollout")
 
 
 def _nothing_applied() -> Verdict:
@@ -347,11 +415,13 @@ def _value_from_conflict(result: ApplyResult, w: WorkloadInfo, conflicts: set[st
 
 
 def _rollout_verdict(plan: ApplyPlan, w: WorkloadInfo) -> ApplyResult:
-    """No patch this cycle: the verdict is where the Deployment's rollout of our values stands."""
-    a, gogc_now = plan.prior, w.template_gogc
+    """No patch this cycle: the verdict is where the workload's rollout of our values stands (from
+    the workload as read this cycle when there is one, else from the index's copy)."""
+    a, gogc_now, t = plan.prior, w.template_gogc, plan.template
+    done = not in_progress(t) if t is not None else w.rollout_complete
     if a is None:
         d = plan.decision
-        if d is not None and d.code == "AtTarget" and w.rollout_complete:
+        if d is not None and d.code == "AtTarget" and done:
             verdict = Verdict(TRUE, "InSync", f"the template already sets GOGC {gogc_now}")
         else:
             verdict = _nothing_applied()
@@ -363,7 +433,10 @@ def _rollout_verdict(plan: ApplyPlan, w: WorkloadInfo) -> ApplyResult:
         a.time,
         w.updated_ready,
     )
-    if w.rollout_complete:
+    short = statefulset_verdict(t, f"GOGC {gogc_now}") if t is not None else None
+    if short is not None:
+        verdict = short
+    elif done:
         verdict = Verdict(TRUE, "InSync", f"GOGC {gogc_now} in force on {w.updated_ready}/{w.replicas} pods")
     else:
         verdict = Verdict(FALSE, "RolloutInProgress", f"{w.updated_ready}/{w.replicas} pods updated")
@@ -383,9 +456,14 @@ def plan_rollout(
     now: float,
     split: Mapping[str, AppliedState | None] | None = None,
     split_note: tuple[str, str] | None = None,
+    template: TemplateFacts | None = None,
+    unread: PodFailure | None = None,
+    generation: int = 0,
 ) -> ApplyPlan:
     """The plan step: the rollout method's plan from what the policy has in force (`state` is read,
-    not changed; see plan_endpoint and plan_envpatch). `split`: a guard trial's per-pod values."""
+    not changed; see plan_endpoint and plan_envpatch). `split`: a guard trial's per-pod values.
+    `template`, `unread`: EnvPatch's workload as read this cycle, or why it could not be read;
+    `generation`: the policy's."""
     prior, since = state.applied, state.last_change_at
     if spec.rollout.method == "Endpoint":
         pods = [r.pod for r in readings]  # gather reads every matched pod, in order
@@ -403,7 +481,19 @@ def plan_rollout(
             split=split,
             split_note=split_note,
         )
-    return plan_envpatch(prior, since, decision, mem, workload, owner=owner, at=at)
+    return plan_envpatch(
+        prior,
+        since,
+        decision,
+        mem,
+        workload,
+        owner=owner,
+        at=at,
+        template=template,
+        unread=unread,
+        halt=state.env_halt,
+        generation=generation,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import Any
 from gc_tuner.model.policy_status import ANNOTATION_APPLIED, AppliedNote, PolicyStatus
 from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.model.window import GCCycleWindow, PodWindow
+from gc_tuner.tuning.env_gate import EnvHalt
 from gc_tuner.tuning.guard_signals import SignalLog
 from gc_tuner.tuning.records import AppliedState, PodReading, PodTarget, parse_rfc3339
 from gc_tuner.tuning.safety import SafetyState
@@ -76,6 +77,9 @@ class PolicyState:
     reads: ReadsInFlight = field(default_factory=ReadsInFlight)
     # The guard's trial, back-offs and windows (tuning/safety.py); keep_s is set from the spec each cycle.
     safety: SafetyState = field(default_factory=lambda: SafetyState(SignalLog(keep_s=3600.0)))
+    # EnvPatch stopped after someone else changed its values (tuning/env_gate.py); in status as the
+    # Applied condition (reason ExternalChange) with the generation it was written at.
+    env_halt: EnvHalt | None = None
 
     def pod(self, name: str, *, now: float, restart_count: int = 0) -> PodState:
         ps = self.pods.get(name)
@@ -143,6 +147,9 @@ class PolicyState:
         candidates: list[AppliedState] = []
         stored = PolicyStatus.read(status)
         restore_safety(self.safety, stored)
+        applied_cond = next((c for c in stored.conditions if c.type == "Applied"), None)
+        if applied_cond is not None and applied_cond.reason == "ExternalChange":
+            self.env_halt = EnvHalt(applied_cond.observed_generation or 0)
         applied = stored.applied
         t = parse_rfc3339(applied.time) if applied is not None else None
         if applied is not None and t is not None:
