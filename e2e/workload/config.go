@@ -24,6 +24,8 @@ type config struct {
 	LeakMiBPerSec   float64
 	LeakMaxMiB      float64
 	WorkDelay       time.Duration
+	SessionBytes    int
+	SessionTTL      time.Duration
 
 	Load            schedule
 	LoadConcurrency int
@@ -123,6 +125,8 @@ func (c *config) flags() []envFlag {
 		{"cache-churn", "WORKLOAD_CACHE_CHURN", "cache entries replaced per /work request (the old ones become garbage)", intVar(&c.CacheChurn), "1"},
 		{"leak-mib-per-sec", "WORKLOAD_LEAK_MIB_PER_SEC", "memory leaked (kept reachable forever) per second", floatVar(&c.LeakMiBPerSec), "0"},
 		{"leak-max-mib", "WORKLOAD_LEAK_MAX_MIB", "stop leaking after this many MiB (0: never stop)", floatVar(&c.LeakMaxMiB), "0"},
+		{"session-bytes", "WORKLOAD_SESSION_BYTES", "bytes each /work request keeps alive for -session-ttl (a live set proportional to QPS)", intVar(&c.SessionBytes), "0"},
+		{"session-ttl", "WORKLOAD_SESSION_TTL", "how long each request's -session-bytes stay alive", durationVar(&c.SessionTTL), "10s"},
 		{"work-delay", "WORKLOAD_WORK_DELAY", "simulated I/O wait inside each /work request", durationVar(&c.WorkDelay), "0s"},
 		{"load", "WORKLOAD_LOAD", "built-in load schedule: off, steady, burst or ramp", stringVar(&l.Kind), "steady"},
 		{"qps", "WORKLOAD_QPS", "steady rate; the low rate of burst; the start rate of ramp", floatVar(&l.QPS), "50"},
@@ -206,6 +210,8 @@ func (c *config) validate() error {
 		return errors.New("-cache-churn must be >= 0")
 	case c.LeakMiBPerSec < 0 || c.LeakMaxMiB < 0:
 		return errors.New("-leak-mib-per-sec and -leak-max-mib must be >= 0")
+	case c.SessionBytes < 0 || (c.SessionBytes > 0 && c.SessionTTL < sessionTick):
+		return errors.New("-session-bytes must be >= 0, and -session-ttl at least 100ms when it is set")
 	case c.LoadConcurrency < 1:
 		return errors.New("-load-concurrency must be >= 1")
 	case c.ShutdownTimeout <= 0:

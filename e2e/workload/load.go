@@ -96,6 +96,9 @@ type driver struct {
 
 	sent, failed, dropped atomic.Int64
 	targetQPS             atomic.Uint64 // float64 bits, for the gauge
+	// latency is the client's view of each successful request (send to last body byte): what a
+	// caller waits, queueing in the server and GC pauses included.
+	latency *latencyHistogram
 }
 
 func newDriver(target string, concurrency int, s schedule) *driver {
@@ -110,6 +113,7 @@ func newDriver(target string, concurrency int, s schedule) *driver {
 			Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency},
 		},
 		slots:   make(chan struct{}, concurrency),
+		latency: newLatencyHistogram(),
 		sched:   s,
 		started: time.Now(),
 		changed: make(chan struct{}),
@@ -201,6 +205,7 @@ func (d *driver) finish(wg *sync.WaitGroup) {
 // finish within the drain time, so the summary's counts agree; past it they are aborted.
 func (d *driver) fire() {
 	d.sent.Add(1)
+	start := time.Now()
 	req, err := http.NewRequestWithContext(d.abort, http.MethodGet, d.target, nil)
 	if err != nil {
 		d.failed.Add(1)
@@ -215,12 +220,16 @@ func (d *driver) fire() {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		d.failed.Add(1)
+		return
 	}
+	d.latency.observe(time.Since(start))
 }
 
 // ServeHTTP is /load: GET shows the schedule; POST replaces it from query parameters
 // (schedule, qps, burst_qps, burst_period, burst_duty, ramp_to_qps, ramp_duration), keeping
-// the current value of any parameter not given, and restarts the schedule's clock.
+// the current value of any parameter not given, and restarts the schedule's clock. Both answer
+// with the client-side latency histogram so far (cumulative: a reader takes the difference of
+// two answers for a window).
 func (d *driver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet:
@@ -246,6 +255,7 @@ func (d *driver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"dropped":    d.dropped.Load(),
 		"inFlight":   len(d.slots),
 		"concurrent": cap(d.slots),
+		"latency":    d.latency.snapshot(),
 	})
 }
 

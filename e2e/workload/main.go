@@ -63,7 +63,8 @@ func run(cfg config) error {
 	drv := newDriver(loadTarget(addr), cfg.LoadConcurrency, cfg.Load)
 	drv.drain = cfg.ShutdownTimeout
 
-	srv := &http.Server{Handler: routes(cfg, svc, drv, logger), ReadHeaderTimeout: 10 * time.Second}
+	cache := newCacheControl(svc)
+	srv := &http.Server{Handler: routes(cfg, svc, drv, cache, logger), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if cfg.Duration > 0 {
@@ -77,7 +78,11 @@ func run(cfg config) error {
 	go func() { served <- srv.Serve(ln) }()
 	var bg sync.WaitGroup
 	peak := &peakMemory{}
-	for _, f := range []func(context.Context){drv.run, svc.leak, peak.run} {
+	loops := []func(context.Context){drv.run, svc.leak, peak.run, cache.run}
+	if svc.sessions != nil {
+		loops = append(loops, svc.sessions.run)
+	}
+	for _, f := range loops {
 		bg.Add(1)
 		go func(f func(context.Context)) { defer bg.Done(); f(ctx) }(f)
 	}
@@ -123,7 +128,7 @@ func loadTarget(addr *net.TCPAddr) string {
 	return "http://" + net.JoinHostPort(host.String(), fmt.Sprint(addr.Port)) + "/work"
 }
 
-func routes(cfg config, svc *service, drv *driver, logger *slog.Logger) http.Handler {
+func routes(cfg config, svc *service, drv *driver, cache *cacheControl, logger *slog.Logger) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		// MetricsAll adds every runtime/metrics name (go_gc_heap_live_bytes, go_gc_gogc_percent,
@@ -181,6 +186,7 @@ func routes(cfg config, svc *service, drv *driver, logger *slog.Logger) http.Han
 	mux := http.NewServeMux()
 	mux.Handle("/work", instrument("work", counted(&workRequests, svc)))
 	mux.Handle("/load", drv)
+	mux.Handle("/cache", cache)
 	mux.Handle("/debug/gctuner", agent.New(opts...).Handler())
 	mux.Handle("/debug/vars", expvar.Handler())
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

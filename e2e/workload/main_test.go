@@ -14,7 +14,7 @@ func TestRoutesServeEverySource(t *testing.T) {
 	cfg := testConfig(t, "-live-mib", "1", "-gctuner-token", "tok")
 	svc := newService(cfg)
 	drv := newDriver("http://127.0.0.1:1/work", 1, schedule{Kind: "off"})
-	srv := httptest.NewServer(routes(cfg, svc, drv, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	srv := httptest.NewServer(routes(cfg, svc, drv, newCacheControl(svc), slog.New(slog.NewTextHandler(io.Discard, nil))))
 	defer srv.Close()
 	get := func(path string, header ...string) (int, string) {
 		t.Helper()

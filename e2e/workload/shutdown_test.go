@@ -50,7 +50,7 @@ func TestShutdownClosesWhatOutlivesTheTimeout(t *testing.T) {
 	svc := newService(cfg)
 	drv := newDriver("http://127.0.0.1:1/work", 1, cfg.Load)
 	states := &connStates{}
-	srv := &http.Server{Handler: routes(cfg, svc, drv, slog.New(slog.NewTextHandler(io.Discard, nil))), ConnState: states.hook}
+	srv := &http.Server{Handler: routes(cfg, svc, drv, newCacheControl(svc), slog.New(slog.NewTextHandler(io.Discard, nil))), ConnState: states.hook}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

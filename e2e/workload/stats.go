@@ -60,6 +60,24 @@ func (h *latencyHistogram) quantile(q float64) time.Duration {
 	return time.Duration(latMin * math.Pow(latGrowth, latBucket))
 }
 
+// histogramSnapshot is a latencyHistogram's counts as JSON: bucket i holds observations up to
+// minSeconds × growth^i (bucket 0: up to minSeconds); empty buckets are left out.
+type histogramSnapshot struct {
+	MinSeconds float64          `json:"minSeconds"`
+	Growth     float64          `json:"growth"`
+	Counts     map[string]int64 `json:"counts"`
+}
+
+func (h *latencyHistogram) snapshot() histogramSnapshot {
+	out := histogramSnapshot{MinSeconds: latMin / 1e9, Growth: latGrowth, Counts: map[string]int64{}}
+	for i := range h.counts {
+		if c := h.counts[i].Load(); c > 0 {
+			out.Counts[strconv.Itoa(i)] = c
+		}
+	}
+	return out
+}
+
 // peakMemory samples /memory/classes/total:bytes (all memory the Go runtime has mapped) every
 // 100 ms and keeps the highest value.
 type peakMemory struct{ peak atomic.Uint64 }
@@ -109,6 +127,8 @@ type summary struct {
 	Requests          int64   `json:"requests"`
 	P50LatencyMS      float64 `json:"p50_latency_ms"`
 	P99LatencyMS      float64 `json:"p99_latency_ms"`
+	LoadP50LatencyMS  float64 `json:"load_p50_latency_ms"`
+	LoadP99LatencyMS  float64 `json:"load_p99_latency_ms"`
 	GOGC              int64   `json:"gogc"`
 	MemoryLimitBytes  int64   `json:"memory_limit_bytes"`
 	LeakedBytes       int64   `json:"leaked_bytes"`
@@ -144,6 +164,8 @@ func buildSummary(start time.Time, svc *service, peak *peakMemory, d *driver) su
 		Requests:          svc.requests.Load(),
 		P50LatencyMS:      float64(svc.latency.quantile(0.50)) / 1e6,
 		P99LatencyMS:      float64(svc.latency.quantile(0.99)) / 1e6,
+		LoadP50LatencyMS:  float64(d.latency.quantile(0.50)) / 1e6,
+		LoadP99LatencyMS:  float64(d.latency.quantile(0.99)) / 1e6,
 		GOGC:              gogc,
 		MemoryLimitBytes:  debug.SetMemoryLimit(-1),
 		LeakedBytes:       svc.leakedTotal.Load(),

@@ -38,6 +38,8 @@ type service struct {
 	leaked      [][]byte
 	leakedTotal atomic.Int64
 
+	sessions *sessions // nil without -session-ttl
+
 	requests atomic.Int64
 	latency  *latencyHistogram
 	sink     atomic.Pointer[[]byte] // keeps the compiler from dropping allocations
@@ -45,6 +47,9 @@ type service struct {
 
 func newService(cfg config) *service {
 	s := &service{cfg: cfg, rng: rand.New(rand.NewSource(1)), latency: newLatencyHistogram()}
+	if cfg.SessionBytes > 0 {
+		s.sessions = newSessions(cfg.SessionTTL)
+	}
 	n := cfg.LiveMiB << 20 / cfg.LiveObjectBytes
 	s.cache = make([]*entry, n)
 	for i := range s.cache {
@@ -54,7 +59,12 @@ func newService(cfg config) *service {
 }
 
 func (s *service) newEntry(key int) *entry {
-	e := &entry{key: key, items: make([]*item, max(1, s.cfg.LiveObjectBytes/itemBytes))}
+	return newChain(key, s.cfg.LiveObjectBytes)
+}
+
+// newChain is an entry of about `bytes` bytes: bytes/64 records linked by pointers.
+func newChain(key, bytes int) *entry {
+	e := &entry{key: key, items: make([]*item, max(1, bytes/itemBytes))}
 	var prev *item
 	for i := range e.items {
 		it := &item{link: prev}
@@ -90,6 +100,9 @@ func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sum := s.allocate(garbage)
 	s.churn()
+	if s.sessions != nil {
+		s.sessions.add(newChain(sum, s.cfg.SessionBytes))
+	}
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
