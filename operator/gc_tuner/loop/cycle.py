@@ -37,7 +37,7 @@ from gc_tuner.tuning.records import FALSE, TRUE, LoopEvent, PodFailure, PodTarge
 from gc_tuner.tuning.rollout import ApplyResult, plan_rollout
 from gc_tuner.tuning.safety import SafetyStep, Trial, evaluation_s, guard, split_note
 from gc_tuner.tuning.state import PolicyState
-from gc_tuner.tuning.strategies import memory_target, recommend_for
+from gc_tuner.tuning.strategies import WindowHistories, memory_target, recommend_for
 
 __all__ = ["CycleInputs", "run_cycle"]
 
@@ -82,7 +82,7 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
     io.metrics.fit_duration(time.perf_counter() - t0)
     # 4. recommend
     memory = memory_target(spec, inp.workload, inp.pods)
-    rec, why = recommend_for(spec, fitted.summary, fitted.pod_fits, memory)
+    rec, why = recommend_for(spec, fitted.summary, fitted.pod_fits, memory, WindowHistories(state.pods))
     windows = state.safety.log.latest(GC_CPU)
     o = dataclasses.replace(
         o,
