@@ -1,15 +1,16 @@
-"""The scenarios (what load the reference workload drives) and the contenders (who sets its GC).
+"""The scenarios: what load and live set the workload sees over a trial, and how long it runs.
 
-Every run uses the same workload source; contenders differ only in environment, build tag, or the
-gc-tuner loop attached to the workload's agent endpoint.
+Every trial of a scenario runs the same program with the same flags and the same phase changes;
+contenders differ only in how the GC is set (contenders.py). Times are seconds from the moment the
+workload listens. A trial's measured window is [warmup_s, run_s]: the figures of the report come
+from it, never from the start-up that builds the live set.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
 
-__all__ = ["CONTENDERS", "Contender", "Scale", "Scenario", "policy_for", "scale", "scenarios"]
+__all__ = ["FULL", "SCENARIO_NAMES", "SMOKE", "Phase", "Scale", "Scenario", "foreign_scenario", "scenarios"]
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -17,75 +18,126 @@ GiB = 1 << 30
 
 @dataclass(frozen=True, slots=True)
 class Scale:
-    """Everything that differs between the full run and the smoke run."""
+    """The bench's time scale and sizes: the one thing that differs between a full and a smoke run.
 
-    duration_s: float
+    interval/window/cooldown/evaluation are the bench time scale, set alike for every tuner and
+    scenario (gc-tuner's documented defaults are 15 s / 300 s / 300 s / 300 s: a production pod
+    lives for days, a trial for two minutes). Nothing else of any tuner is changed.
+    """
+
+    run_s: float  # trial length, from listening to SIGTERM
+    warmup_s: float  # excluded from every figure
     limit_bytes: int
-    live_mib: int  # -live-mib; the measured live heap is about 1.18 × this (entry overhead)
-    qps: int
-    garbage_bytes: int
-    leak_mib_per_s: float
-    interval_s: int  # gc-tuner's sampling interval
+    interval_s: int
     window_s: int
     cooldown_s: int
+    evaluation_s: int  # rollout.canary.evaluationSeconds: how long a change is judged
     tuner_lead_s: float  # gc-tuner starts this long before the workload, as an operator runs before a pod
-    sample_every_s: float  # the harness's own timeline sampling
+    agent_every_s: float  # GOGC, load latency and process CPU sampling
+    memory_hz: float  # cgroup memory sampling rate (>= 10)
+    sizes: float  # multiplies live sets, leak rate and QPS (smoke runs shrink the workload)
 
 
 FULL = Scale(
-    duration_s=65,
+    run_s=110,
+    warmup_s=20,
     limit_bytes=GiB,
-    live_mib=110,
-    qps=1000,
-    garbage_bytes=128 << 10,
-    leak_mib_per_s=6.0,
     interval_s=3,
     window_s=30,
     cooldown_s=15,
+    evaluation_s=30,
     tuner_lead_s=3,
-    sample_every_s=1,
+    agent_every_s=1,
+    memory_hz=20,
+    sizes=1.0,
 )
 SMOKE = Scale(
-    duration_s=3,
+    run_s=4,
+    warmup_s=1,
     limit_bytes=256 * MiB,
-    live_mib=16,
-    qps=200,
-    garbage_bytes=32 << 10,
-    leak_mib_per_s=2.0,
     interval_s=1,
-    window_s=4,
-    cooldown_s=2,
+    window_s=3,
+    cooldown_s=1,
+    evaluation_s=10,
     tuner_lead_s=1,
-    sample_every_s=0.5,
+    agent_every_s=0.5,
+    memory_hz=20,
+    sizes=0.15,
 )
 
 
-def scale(smoke: bool) -> Scale:
-    return SMOKE if smoke else FULL
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """At `at_s`, POST these query strings to the workload's /load and /cache (empty: no change)."""
+
+    at_s: float
+    load: str = ""
+    cache: str = ""
+    label: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     description: str
-    args: tuple[str, ...]  # workload flags beyond the common ones
+    args: tuple[str, ...] = ()  # reference workload flags beyond -listen
+    phases: tuple[Phase, ...] = ()
+    # foreign programs: command lines (and environment) with placeholders {host} {port} {peer_port}
+    # {agent_port} {dir}; `agent`: the program serves the gc-tuner agent at {agent_port} (and, with
+    # `tuner_qps`, the Prometheus counter gc-tuner reads QPS from on the same port)
+    workload_cmd: tuple[str, ...] = ()
+    load_cmd: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    agent: bool = False
+    tuner_qps: tuple[str, tuple[tuple[str, str], ...]] | None = None  # counter name, matchers
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    warmup_s: float | None = None  # None: the scale's
+
+    @property
+    def foreign(self) -> bool:
+        return bool(self.workload_cmd)
+
+    def warmup(self, s: Scale) -> float:
+        return s.warmup_s if self.warmup_s is None else self.warmup_s
+
+
+SCENARIO_NAMES = ("steady", "burst", "leak", "diurnal", "foreign")
+
+
+def _i(v: float) -> str:
+    return str(max(1, round(v)))
 
 
 def scenarios(s: Scale) -> list[Scenario]:
-    common = ("-live-mib", str(s.live_mib), "-garbage-bytes", str(s.garbage_bytes))
+    """The four reference-workload scenarios at scale `s` (foreign is built from its commands)."""
+    k = s.sizes
+    qps = 1000 * k
+    common = ("-garbage-bytes", str(128 << 10), "-load-concurrency", "32")
+    t = s.run_s / FULL.run_s  # phase times follow the run length
     return [
-        Scenario("steady", f"constant {s.qps} QPS", (*common, "-load", "steady", "-qps", str(s.qps))),
+        Scenario(
+            "steady",
+            f"constant {qps:.0f} QPS, {110 * k:.0f} MiB cache",
+            (*common, "-live-mib", _i(110 * k), "-load", "steady", "-qps", _i(qps)),
+        ),
         Scenario(
             "burst",
-            f"square wave {s.qps // 3} ↔ {5 * (s.qps // 3)} QPS (5×), 20 s period",
+            f"square wave {qps / 3:.0f} ↔ {5 * qps / 3:.0f} QPS, 20 s period; {50 * k:.0f} MiB cache plus "
+            "16 KiB of session state per request kept 5 s, so the live set follows QPS",
             (
                 *common,
+                "-live-mib",
+                _i(50 * k),
+                "-session-bytes",
+                str(16 << 10),
+                "-session-ttl",
+                "5s",
                 "-load",
                 "burst",
                 "-qps",
-                str(s.qps // 3),
+                _i(qps / 3),
                 "-burst-qps",
-                str(5 * (s.qps // 3)),
+                _i(5 * qps / 3),
                 "-burst-period",
                 "20s",
                 "-burst-duty",
@@ -94,82 +146,63 @@ def scenarios(s: Scale) -> list[Scenario]:
         ),
         Scenario(
             "leak",
-            f"constant {s.qps} QPS and a leak of {s.leak_mib_per_s:g} MiB/s",
-            (*common, "-load", "steady", "-qps", str(s.qps), "-leak-mib-per-sec", str(s.leak_mib_per_s)),
+            f"constant {qps:.0f} QPS, {110 * k:.0f} MiB cache, leaking {10 * k:g} MiB/s from the start "
+            "(GOGC=off contenders reach the limit about 90 s in)",
+            (
+                *common,
+                "-live-mib",
+                _i(110 * k),
+                "-load",
+                "steady",
+                "-qps",
+                _i(qps),
+                "-leak-mib-per-sec",
+                f"{10 * k:g}",
+            ),
+        ),
+        Scenario(
+            "diurnal",
+            f"QPS {200 * k:.0f} → {2000 * k:.0f} → {200 * k:.0f} while the cache grows "
+            f"{50 * k:.0f} → {400 * k:.0f} MiB in one phase and is dropped back in another "
+            "(QPS and live heap change independently); 64 KiB garbage per request",
+            (
+                "-garbage-bytes",
+                str(64 << 10),
+                "-load-concurrency",
+                "32",
+                "-live-mib",
+                _i(50 * k),
+                "-load",
+                "steady",
+                "-qps",
+                _i(200 * k),
+            ),
+            warmup_s=10 * t,  # the measured window is the whole day after the first phase
+            phases=(
+                Phase(10 * t, load=f"qps={_i(2000 * k)}", label="QPS up"),
+                Phase(35 * t, cache=f"live_mib={_i(400 * k)}&over={25 * t:.1f}s", label="cache grows"),
+                Phase(60 * t, load=f"qps={_i(200 * k)}", label="QPS down"),
+                Phase(85 * t, cache=f"live_mib={_i(50 * k)}", label="cache dropped"),
+            ),
         ),
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class Contender:
-    key: str
-    label: str
-    kind: Literal["static", "bytedance", "gc-tuner"]
-    strategy: str | None = None  # gc-tuner's strategy.type
-    budget_percent: int = 90  # gc-tuner: memoryLimit.percent (the Budget strategy's budget)
-    note: str = ""
-    env: dict[str, str] = field(default_factory=dict)
-
-
-CONTENDERS = [
-    Contender("gogc100", "static GOGC=100", "static", note="the default"),
-    Contender("memlimit90", "GOMEMLIMIT=90%", "static", note="automemlimit's behaviour, GOGC stays 100"),
-    Contender(
-        "bytedance",
-        "bytedance gctuner",
-        "bytedance",
-        note="github.com/bytedance/gopkg/util/gctuner in-process, threshold 70% of the limit",
-    ),
-    Contender(
-        "formula",
-        "gc-tuner Formula",
-        "gc-tuner",
-        strategy="Formula",
-        budget_percent=90,
-        note="the article's formula through the agent endpoint, GOMEMLIMIT 90%",
-    ),
-    Contender(
-        "budget",
-        "gc-tuner Budget",
-        "gc-tuner",
-        strategy="Budget",
-        # The same memory target as bytedance gctuner's threshold, so the two adaptive tuners are
-        # compared at equal memory intent.
-        budget_percent=70,
-        note="Budget strategy through the agent endpoint, budget and GOMEMLIMIT 70% (bytedance's threshold)",
-    ),
-]
-
-
-def policy_for(c: Contender, s: Scale, port: int) -> dict[str, Any]:
-    """The GCPolicy `gc-tuner local` runs for a gc-tuner contender."""
-    assert c.strategy is not None
-    strategy: dict[str, Any] = {"type": c.strategy}
-    if c.strategy == "Budget":
-        # "Sustained" = growth across the whole window (the fit spans one interval less than it).
-        strategy["budget"] = {"leakMinSpanSeconds": s.window_s - s.interval_s}
-    return {
-        "apiVersion": "gctuner.io/v1alpha1",
-        "kind": "GCPolicy",
-        "metadata": {"name": f"bench-{c.key}"},
-        "spec": {
-            "targetRef": {"name": "bench-workload"},
-            "mode": "Enforce",
-            "rollout": {
-                "method": "Endpoint",
-                "endpoint": {"port": port},
-                "cooldownSeconds": s.cooldown_s,
-                "minGOGCChange": 10,
-                "leaseSeconds": max(30, 4 * s.interval_s),
-            },
-            "sampling": {
-                "intervalSeconds": s.interval_s,
-                "windowSeconds": s.window_s,
-                "sources": {"agent": {"port": port}, "prometheus": {"port": port}},
-            },
-            "qps": {"counter": {"name": "http_requests_total", "matchers": {"handler": "work"}}},
-            "strategy": strategy,
-            "bounds": {"minGOGC": 25, "maxGOGC": 1000},
-            "memoryLimit": {"mode": "FromContainerLimit", "percent": c.budget_percent},
-        },
-    }
+def foreign_scenario(
+    workload_cmd: tuple[str, ...],
+    load_cmd: tuple[str, ...],
+    description: str,
+    *,
+    env: tuple[tuple[str, str], ...] = (),
+    agent: bool = False,
+    tuner_qps: tuple[str, tuple[tuple[str, str], ...]] | None = None,
+) -> Scenario:
+    return Scenario(
+        "foreign",
+        description,
+        workload_cmd=workload_cmd,
+        load_cmd=load_cmd,
+        env=env,
+        agent=agent,
+        tuner_qps=tuner_qps,
+    )
