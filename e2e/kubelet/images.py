@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,6 +88,11 @@ def _testprog(_image: str) -> Program:
     return Program((str(testprog_binary()),), listen_env="TESTPROG_LISTEN")
 
 
+def _python(_image: str) -> Program:
+    # A process that is not Go at all; the pod's args are its interpreter arguments (PY_LISTEN: host:port).
+    return Program((sys.executable,), listen_env="PY_LISTEN")
+
+
 def command_resolver(command: str) -> Resolver:
     argv = tuple(shlex.split(command))
 
@@ -99,6 +105,7 @@ def command_resolver(command: str) -> Resolver:
 BUILTIN: dict[str, Resolver] = {
     "gc-tuner/workload:*": _workload,
     "gc-tuner/testprog:*": _testprog,
+    "gc-tuner/python:*": _python,
 }
 
 

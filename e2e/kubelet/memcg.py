@@ -46,6 +46,18 @@ class MemoryCgroup:
             (self.path / "memory.memsw.limit_in_bytes").write_text(str(limit_bytes))
         self.procs = str(self.path / "cgroup.procs")
 
+    def set_limit(self, limit_bytes: int) -> None:
+        """An in-place resize: the new limit, on the running process. The memory+swap limit may
+        never be below the memory limit, so it moves first when the limit grows and last when it
+        shrinks. OSError (EBUSY) when the usage is above a smaller limit, as the kernel refuses it."""
+        memsw = self.path / "memory.memsw.limit_in_bytes"
+        current = int((self.path / "memory.limit_in_bytes").read_text())
+        order = (memsw, self.path / "memory.limit_in_bytes")
+        for f in order if limit_bytes > current else reversed(order):
+            if f == memsw and not memsw.exists():
+                continue
+            f.write_text(str(limit_bytes))
+
     def join_self(self) -> None:
         """Runs in the child between fork and exec (preexec_fn): no allocation escapes the limit."""
         fd = os.open(self.procs, os.O_WRONLY)

@@ -129,6 +129,11 @@ class PodWorker:
 
     def update(self, pod: Obj) -> None:
         self.pod = pod
+        # An in-place resize (pods/resize) changes the containers' resources in the spec.
+        by_name = {c.get("name"): c for c in pod["spec"].get("containers", [])}
+        for runner in self.main:
+            if runner.name in by_name:
+                runner.resize(dict(by_name[runner.name].get("resources") or {}))
         if pod["metadata"].get("deletionTimestamp") and not self.deleting:
             grace = pod["metadata"].get("deletionGracePeriodSeconds")
             self.deleting = True

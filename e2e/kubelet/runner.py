@@ -99,6 +99,9 @@ class ContainerRunner:
         self.finished = False  # no more runs will follow (exited under the restart policy, or stopped)
         self._wake = asyncio.Event()
         self._liveness_failed = False
+        self.memcg: MemoryCgroup | None = None  # the running process's, for an in-place resize
+        # The resources in force (status.containerStatuses[].resources); a resize changes them.
+        self.resources: Obj = dict(spec.get("resources") or {})
 
     # ---- status -------------------------------------------------------------------------------------
     def status(self) -> Obj:
@@ -114,7 +117,34 @@ class ContainerRunner:
         }
         if self.container_id:
             st["containerID"] = self.container_id
+        if self.resources:
+            st["resources"] = self.resources
         return st
+
+    def resize(self, resources: Obj) -> None:
+        """The pod's spec holds other resources (the pods/resize subresource): put them in force on
+        the running process, as the kubelet does, and report them in the container's status. A
+        memory limit the kernel refuses (usage above it) stays as it was, and so does the status."""
+        if resources == self.resources:
+            return
+        limit = (resources.get("limits") or {}).get("memory")
+        if limit is not None and self.memcg is not None and self.memcg.path.exists():
+            try:
+                self.memcg.set_limit(int(parse_quantity(limit)))
+            except OSError as e:
+                log.warning(
+                    "%s/%s: resize of %s to %s deferred: %s",
+                    self.worker.ns,
+                    self.worker.name,
+                    self.name,
+                    limit,
+                    e,
+                )
+                return
+        log.info("%s/%s: %s resized in place: %s", self.worker.ns, self.worker.name, self.name, resources)
+        self.resources = dict(resources)
+        self.spec = {**self.spec, "resources": resources}
+        self.worker.mark_dirty()
 
     def never_ran(self) -> bool:
         return not self.runs
@@ -235,7 +265,7 @@ class ContainerRunner:
         self.runs.append(run_log)
         self.container_id = f"gctuner://{uuid.uuid4().hex}"
         base_env = {"PATH": _BASE_PATH, "HOME": str(self.worker.dir), "HOSTNAME": self.worker.name}
-        memcg = self._memory_cgroup()
+        memcg = self.memcg = self._memory_cgroup()
 
         def preexec() -> None:
             _die_with_kubelet()

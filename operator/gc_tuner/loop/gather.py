@@ -258,8 +258,9 @@ async def _read_trace(
             async with time_bound(f"pods/{pod.name}/log", float(spec.sampling.timeout_seconds)):
                 old = await _read_log(pod, spec, io, since=spec.sampling.window_seconds, previous=True)
             earlier = tuple(c for c in GCTraceParser().parse(old) if c.n > ps.previous_run_gc_n)
+            io.metrics.sample("gctrace-previous")
         except SourceError as err:
-            io.metrics.sample_error("gctrace", err.reason)
+            io.metrics.sample_error("gctrace-previous", err.reason)
             failures = (
                 *failures,
                 PodFailure(pod.name, "gctrace", err.reason, f"previous run: {_message(err)}"),
