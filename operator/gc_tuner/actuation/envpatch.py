@@ -58,7 +58,8 @@ __all__ = [
 FIELD_MANAGER = "gc-tuner"
 ANNOTATION_PREVIOUS = "gctuner.io/previous-env"
 MANAGED_VARS = ("GOGC", "GOMEMLIMIT")
-WRITABLE_KINDS = ("Deployment", "StatefulSet")  # the kinds whose pod template EnvPatch writes
+_API_NAMES = {"Deployment": "deployment", "StatefulSet": "stateful_set"}  # AppsV1Api's method names
+WRITABLE_KINDS = tuple(_API_NAMES)  # the kinds whose pod template EnvPatch writes
 
 
 class EnvPatchError(ValueError):
@@ -298,7 +299,7 @@ class KubeWorkloads:
     def _call(self, verb: str, kind: str) -> Any:
         if kind not in WRITABLE_KINDS:
             raise EnvPatchError(f"EnvPatch writes a {' or a '.join(WRITABLE_KINDS)}, not a {kind}")
-        return getattr(self._apps, f"{verb}_namespaced_{kind.lower()}")
+        return getattr(self._apps, f"{verb}_namespaced_{_API_NAMES[kind]}")
 
     def read(self, namespace: str, name: str, kind: str = "Deployment") -> dict[str, Any]:
         # Raw JSON: the loop works on plain dicts, as kopf hands them over (managedFields included).

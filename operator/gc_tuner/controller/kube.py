@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gc_tuner.actuation.envpatch import EnvPlan, KubeWorkloads, plan_env_patch, plan_env_restore
@@ -50,6 +50,7 @@ TOKEN_OPT_IN_LABEL = "gctuner.io/agent-token"
 # Each blocking call the cycle makes to the apiserver gives up after this: a stalled control plane
 # must not hold a policy's loop (and with it the Endpoint lease renewals) for longer.
 KUBE_TIMEOUT_S = (5.0, 10.0)  # (connect, read)
+CONFLICT_RETRIES = 2  # an EnvPatch apply refused for a stale resourceVersion is planned again this often
 
 
 class KubeIO:
@@ -150,11 +151,28 @@ class KubeEnv:
     async def read(self) -> dict[str, Any] | None:
         return await asyncio.to_thread(self._read)
 
+    def _planned(self, plan: Callable[[dict[str, Any]], EnvPlan | None]) -> EnvPlan | None:
+        """Read, plan, apply on that read's resourceVersion. Its controller updates a workload's
+        status during any rollout, so a 409 is most often no one's edit: read again and re-plan
+        (at most CONFLICT_RETRIES times), which also re-checks any edit that did happen."""
+        from kubernetes.client.exceptions import ApiException
+
+        for attempt in range(CONFLICT_RETRIES + 1):
+            obj = self.kube.workloads.read(self.namespace, self.name, self.kind)
+            planned = plan(obj)
+            if planned is None or planned.patch is None:
+                return planned
+            try:
+                self.kube.workloads.apply(self.namespace, self.name, planned.patch)
+                return planned
+            except ApiException as e:
+                if e.status != 409 or attempt == CONFLICT_RETRIES:
+                    raise
+        raise AssertionError("unreachable")
+
     def _patch(self, desired: Mapping[str, str], note: AppliedNote) -> EnvPlan:
-        obj = self.kube.workloads.read(self.namespace, self.name, self.kind)
-        plan = plan_env_patch(obj, self.container, desired, applied_note=note)
-        if plan.patch is not None:
-            self.kube.workloads.apply(self.namespace, self.name, plan.patch)
+        plan = self._planned(lambda obj: plan_env_patch(obj, self.container, desired, applied_note=note))
+        assert plan is not None  # plan_env_patch always plans
         return plan
 
     async def patch(self, desired: Mapping[str, str], note: AppliedNote) -> EnvPlan:
@@ -164,15 +182,11 @@ class KubeEnv:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            obj = self.kube.workloads.read(self.namespace, self.name, self.kind)
+            return self._planned(plan_env_restore)
         except ApiException as e:
             if e.status == 404:
                 return None  # the workload is gone: nothing left to restore
             raise
-        plan = plan_env_restore(obj)
-        if plan is not None and plan.patch is not None:
-            self.kube.workloads.apply(self.namespace, self.name, plan.patch)
-        return plan
 
     async def restore(self) -> EnvPlan | None:
         return await asyncio.to_thread(self._restore)
