@@ -2,10 +2,13 @@
 unreachable pod and a pod serving garbage each show up as Degraded with a reason, while the healthy
 pods are still tuned.
 
-The three bad pods carry the Deployment's labels (so the policy's selector matches them) but have a
-ConfigMap as their controller, so the ReplicaSet does not adopt them. The garbage pod is a real pod
-(the kubelet's testprog, listening on another port); at its pod IP on the policy's port the test
-serves garbage, which is what the operator reads from that pod.
+The operator tunes the pods its target owns, so the three bad pods must be the target's own: the
+target is a StatefulSet (update strategy OnDelete) that adopts them. They are created first as
+orphans named as its pods (web-2..web-4, with its identity labels), each with the process the test
+wants; the StatefulSet then starts web-0 and web-1 from its template and adopts the rest without
+replacing them. The garbage pod is a real pod (the kubelet's testprog, listening on another port);
+at its pod IP on the policy's port the test serves garbage, which is what the operator reads from
+that pod.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from e2e.operator_support import (
     ready_pods,
     rejected_policy,
     token_secret,
-    wait_ready,
 )
 from e2e.test_operator_endpoint import endpoint_deployment, endpoint_policy
 
@@ -140,22 +142,20 @@ def _serve_garbage(ip: str) -> ThreadingHTTPServer:
     return srv
 
 
-def _bare_pod(name: str, owner: Any, image: str, env: dict[str, str], port: int) -> dict[str, Any]:
+def _bare_pod(name: str, image: str, env: dict[str, str], port: int) -> dict[str, Any]:
+    """An orphan pod with the identity of StatefulSet web's pod `name` (web-<ordinal>), for it to adopt."""
     return {
         "metadata": {
             "name": name,
-            "labels": {"app": "web"},
-            "ownerReferences": [
-                {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "name": owner.metadata.name,
-                    "uid": owner.metadata.uid,
-                    "controller": True,
-                }
-            ],
+            "labels": {
+                "app": "web",
+                "statefulset.kubernetes.io/pod-name": name,
+                "apps.kubernetes.io/pod-index": name.rsplit("-", 1)[1],
+            },
         },
         "spec": {
+            "hostname": name,
+            "subdomain": "web",
             "containers": [
                 {
                     "name": "workload",
@@ -163,7 +163,7 @@ def _bare_pod(name: str, owner: Any, image: str, env: dict[str, str], port: int)
                     "ports": [{"containerPort": port}],
                     "env": [{"name": k, "value": v} for k, v in env.items()],
                 }
-            ]
+            ],
         },
     }
 
@@ -182,37 +182,53 @@ def test_failing_pods_degrade_while_healthy_pods_are_tuned(
 ) -> None:
     apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
     secret = token_secret(kube, namespace)
-    apps.create_namespaced_deployment(
-        namespace, endpoint_deployment("web", 2, {"WORKLOAD_QPS": "1200"}, secret)
-    )
-    healthy = {p.metadata.name for p in wait_ready(kube, namespace, "web", 2)}
-    holder = core.create_namespaced_config_map(namespace, {"metadata": {"name": "holder"}})
     core.create_namespaced_pod(
         namespace,
-        _bare_pod(
-            "wrong-token",
-            holder,
-            WORKLOAD_IMAGE,
-            {"GC_TUNER_TOKEN": "not-the-token", "WORKLOAD_QPS": "100"},
-            8080,
-        ),
+        _bare_pod("web-2", WORKLOAD_IMAGE, {"GC_TUNER_TOKEN": "not-the-token", "WORKLOAD_QPS": "100"}, 8080),
     )
-    core.create_namespaced_pod(
-        namespace, _bare_pod("unreachable", holder, WORKLOAD_IMAGE, {"WORKLOAD_QPS": "10"}, 9999)
+    core.create_namespaced_pod(namespace, _bare_pod("web-3", WORKLOAD_IMAGE, {"WORKLOAD_QPS": "10"}, 9999))
+    core.create_namespaced_pod(namespace, _bare_pod("web-4", "gc-tuner/testprog:dev", {}, 9998))
+    dep = endpoint_deployment("web", 5, {"WORKLOAD_QPS": "1200"}, secret)
+    apps.create_namespaced_stateful_set(
+        namespace,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {
+                **dep["spec"],
+                "serviceName": "web",
+                "podManagementPolicy": "Parallel",
+                "updateStrategy": {"type": "OnDelete"},
+            },
+        },
     )
-    core.create_namespaced_pod(namespace, _bare_pod("garbage", holder, "gc-tuner/testprog:dev", {}, 9998))
+    names = {"wrong-token": "web-2", "unreachable": "web-3", "garbage": "web-4"}
+    healthy = {"web-0", "web-1"}
+    wait_for(
+        lambda: healthy <= {p.metadata.name for p in ready_pods(kube, namespace, "web")},
+        90,
+        "web-0 and web-1",
+    )
 
     def running(name: str) -> Any:
         p = core.read_namespaced_pod(name, namespace)
-        return p.status.phase == "Running" and p.status.pod_ip and p
+        owners = [o.kind for o in p.metadata.owner_references or [] if o.controller]
+        return p.status.phase == "Running" and p.status.pod_ip and owners == ["StatefulSet"] and p
 
-    garbage_pod = wait_for(lambda: running("garbage"), 60, "the garbage pod")
+    garbage_pod = wait_for(lambda: running(names["garbage"]), 60, "the garbage pod, adopted")
     servers.append(_serve_garbage(garbage_pod.status.pod_ip))
     for name in ("wrong-token", "unreachable"):
-        wait_for(lambda n=name: running(n), 60, name)
+        wait_for(lambda n=name: running(names[n]), 60, name)
 
-    create_policy(kube, namespace, "web", endpoint_policy(secret))
-    want = {"wrong-token": "AuthFailed", "unreachable": "Unreachable", "garbage": "MalformedData"}
+    policy = endpoint_policy(secret)
+    policy["targetRef"] = {"kind": "StatefulSet", "name": "web"}
+    create_policy(kube, namespace, "web", policy)
+    want = {
+        names["wrong-token"]: "AuthFailed",
+        names["unreachable"]: "Unreachable",
+        names["garbage"]: "MalformedData",
+    }
 
     def degraded() -> dict[str, Any] | None:
         o = get_policy(kube, namespace, "web")
@@ -233,7 +249,7 @@ def test_failing_pods_degrade_while_healthy_pods_are_tuned(
         if p.metadata.name in healthy:
             assert agent_get(p.status.pod_ip)["metrics"]["/gc/gogc:percent"] == gogc
     # The wrong-token process refused the write: it still runs its startup GOGC.
-    wrong_ip = core.read_namespaced_pod("wrong-token", namespace).status.pod_ip
+    wrong_ip = core.read_namespaced_pod(names["wrong-token"], namespace).status.pod_ip
     assert agent_get(wrong_ip, token="not-the-token")["gogc"] == 100
     events = core.list_namespaced_event(namespace, field_selector="involvedObject.kind=GCPolicy").items
     assert set(want.values()) <= {e.reason for e in events if e.type == "Warning"}
@@ -264,12 +280,18 @@ def test_a_secret_not_opted_in_is_never_sent_to_pods(
     core = client.CoreV1Api(kube)
     value = "database-password-not-a-token"
     secret = token_secret(kube, namespace, name="db-credentials", token=value, opted_in=False)
-    client.AppsV1Api(kube).create_namespaced_deployment(namespace, endpoint_deployment("web", 0, {}, secret))
-    holder = core.create_namespaced_config_map(namespace, {"metadata": {"name": "holder"}})
-    core.create_namespaced_pod(namespace, _bare_pod("spy", holder, "gc-tuner/testprog:dev", {}, 9998))
-    spy = wait_for(
-        lambda: (p := core.read_namespaced_pod("spy", namespace)).status.pod_ip and p, 60, "the spy pod"
-    )
+    # The target's one pod runs testprog on another port; the test listens on the policy's port.
+    dep = endpoint_deployment("web", 1, {}, secret)
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    c.update(image="gc-tuner/testprog:dev", ports=[{"containerPort": 9998}], env=[])
+    del c["readinessProbe"]
+    client.AppsV1Api(kube).create_namespaced_deployment(namespace, dep)
+
+    def running() -> Any:
+        pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
+        return next((p for p in pods if p.status.phase == "Running" and p.status.pod_ip), None)
+
+    spy = wait_for(running, 60, "the spy pod")
     handler = type("S", (_Spy,), {"seen": []})
     srv = ThreadingHTTPServer((spy.status.pod_ip, 8080), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
