@@ -435,11 +435,18 @@ SCENARIOS = [
     # Secrets get (the agent's token) and pods/log get (gctrace) under the chart's RBAC as well.
     ("e2e.test_operator_endpoint", "test_endpoint_sets_every_process_live_and_new_pods_on_first_sample"),
     ("e2e.test_operator_signals", "test_gctrace_from_pod_logs_fills_status"),
+    # The guarded EnvPatch rollout creates and deletes its canary Deployment under the chart's RBAC.
+    (
+        "e2e.test_operator_canary_envpatch",
+        "test_a_harmful_envpatch_change_runs_on_a_canary_deployment_and_is_rolled_back",
+    ),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("module", "name"), SCENARIOS, ids=["dryrun", "envpatch", "endpoint", "gctrace"])
+@pytest.mark.parametrize(
+    ("module", "name"), SCENARIOS, ids=["dryrun", "envpatch", "endpoint", "gctrace", "envpatch-canary"]
+)
 def test_operator_scenarios_pass_with_only_the_charts_rbac(
     chart_operator: ChartOperator, kube: Any, kubectl: Any, namespace: str, module: str, name: str
 ) -> None:
@@ -508,6 +515,9 @@ def test_the_serviceaccount_can_do_what_the_operator_needs_and_nothing_it_must_n
         ("list", "deployments.apps"),
         ("watch", "deployments.apps"),
         ("patch", "deployments.apps"),
+        # the guarded EnvPatch rollout's canary Deployment (rbac.canaryDeployments, on by default)
+        ("create", "deployments.apps"),
+        ("delete", "deployments.apps"),
         # the other target kinds and the owner chain pod -> ReplicaSet -> Deployment: read only
         *(
             (v, r)
@@ -520,15 +530,13 @@ def test_the_serviceaccount_can_do_what_the_operator_needs_and_nothing_it_must_n
         assert _can(kubectl, who, verb, resource, *ns), f"must be able to {verb} {resource}"
     assert not _can(kubectl, who, "get", "secrets/another-secret", *ns)
     assert _can(kubectl, who, "list", "customresourcedefinitions.apiextensions.k8s.io")
-    # Never: list or watch Secrets (in its namespace or anywhere), delete Deployments, patch anything
+    # Never: list or watch Secrets (in its namespace or anywhere), update Deployments, patch anything
     # but Deployments and GCPolicies, anything with Nodes, and no escalation.
     for verb in ("list", "watch"):
         assert not _can(kubectl, who, verb, "secrets", *everywhere)
         assert not _can(kubectl, who, verb, "secrets", *ns)
     for scope_args in (ns, everywhere):
-        assert not _can(kubectl, who, "delete", "deployments.apps", *scope_args)
         assert not _can(kubectl, who, "deletecollection", "deployments.apps", *scope_args)
-        assert not _can(kubectl, who, "create", "deployments.apps", *scope_args)
         assert not _can(kubectl, who, "update", "deployments.apps", *scope_args)
         assert not _can(kubectl, who, "delete", "gcpolicies.gctuner.io", *scope_args)
     for resource in PATCH_DENIED:
@@ -566,6 +574,21 @@ def test_secret_access_can_be_limited_to_the_token_secrets(
     assert _can(kubectl, who, "get", "secrets/gctuner-token", "-n", namespace)
     assert not _can(kubectl, who, "get", "secrets/other", "-n", namespace)
     assert not _can(kubectl, who, "get", "secrets", "-n", namespace)
+
+
+def test_creating_and_deleting_deployments_can_be_withheld(
+    helm: Helm, kubectl: Any, namespace: str, release: list[str]
+) -> None:
+    helm(
+        "install", RELEASE, str(CHART), "--namespace", namespace,
+        "--set", f"operator.watchNamespaces={{{namespace}}}",
+        "--set", "rbac.canaryDeployments=false",
+    )  # fmt: skip
+    release.append(namespace)
+    who = f"system:serviceaccount:{namespace}:{SA}"
+    assert _can(kubectl, who, "patch", "deployments.apps", "-n", namespace)
+    for verb in ("create", "delete"):
+        assert not _can(kubectl, who, verb, "deployments.apps", "-n", namespace), verb
 
 
 # ---- 4. upgrade, uninstall, reinstall ---------------------------------------------------------------

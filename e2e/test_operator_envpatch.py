@@ -69,6 +69,8 @@ def test_envpatch_rolls_out_holds_in_cooldown_and_restores_on_delete(
             "targetRef": {"name": "web", "container": "workload"},
             "mode": "Enforce",
             "rollout": {"method": "EnvPatch", "cooldownSeconds": 600},
+            # The patch itself is under test; the guard's canary: test_operator_canary_envpatch.
+            "guard": {"enabled": False},
             "sampling": {
                 "intervalSeconds": INTERVAL,
                 "windowSeconds": 30,

@@ -92,6 +92,7 @@ def envpatch_spec() -> dict[str, Any]:
         # minGOGCChange 1: any new fit would patch again, unless the operator still knows that it
         # changed the Deployment less than a cooldown ago.
         "rollout": {"method": "EnvPatch", "cooldownSeconds": COOLDOWN, "minGOGCChange": 1},
+        "guard": {"enabled": False},  # faults of the patch itself; the canary is tested on its own
         "sampling": {"intervalSeconds": INTERVAL, "windowSeconds": 30, "sources": {"agent": {"port": 8080}}},
         "qps": {"counter": {"name": "http_requests_total", "matchers": {"handler": "work"}, "port": 8080}},
         "memoryLimit": {"mode": "FromContainerLimit", "percent": 90},

@@ -86,6 +86,7 @@ def test_operator_killed_mid_loop_neither_rolls_out_twice_nor_stops_status(
             # minGOGCChange 1: after a restart any new fit differs enough to patch again, unless the
             # operator remembers that it changed the Deployment less than a cooldown ago.
             "rollout": {"method": "EnvPatch", "cooldownSeconds": 600, "minGOGCChange": 1},
+            "guard": {"enabled": False},  # the patch's lifecycle; the canary is tested on its own
             "sampling": {
                 "intervalSeconds": INTERVAL,
                 "windowSeconds": 30,

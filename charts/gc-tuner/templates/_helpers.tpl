@@ -147,6 +147,14 @@ gc-tuner's own calls.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "patch"]
+{{- if .Values.rbac.canaryDeployments }}
+# application: the guarded EnvPatch rollout runs a candidate on a canary Deployment,
+# <target>-gctuner-canary, owned by the GCPolicy, and deletes it when the trial ends. RBAC cannot
+# narrow create/delete to those names, hence a value of its own (rbac.canaryDeployments).
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["create", "delete"]
+{{- end }}
 # application: the other target kinds (kopf.index on StatefulSets and DaemonSets), and the owner chain
 # pod -> ReplicaSet -> Deployment (kopf.index on ReplicaSets): a pod is tuned because its workload
 # owns it, not because its labels match. Read only.

@@ -8,6 +8,7 @@ anything; the loop and tuning/ do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,12 +16,15 @@ from typing import Any
 
 import httpx
 
+from gc_tuner.actuation.canary_deployment import CanaryDeploymentError
+from gc_tuner.controller.canary_io import KubeCanary
 from gc_tuner.controller.kube import KubeEnv, KubeIO, KubeLogs, SecretError
 from gc_tuner.controller.metrics import OperatorMetrics
 from gc_tuner.loop.cycle import CycleInputs, run_cycle
 from gc_tuner.loop.execute import endpoint_release
 from gc_tuner.loop.ports import CycleIO
 from gc_tuner.model.policy import GCPolicySpec, PolicyError, SecretKeyRef, parse_policy
+from gc_tuner.tuning.canary_pods import canary_deployments, with_canary_pods
 from gc_tuner.tuning.conditions import CONDITION_TYPES, build_status, merge_conditions
 from gc_tuner.tuning.conflicts import PolicyRef, in_control, policy_ref
 from gc_tuner.tuning.containers import source_ports
@@ -34,7 +38,7 @@ from gc_tuner.tuning.discovery import (
     workload_info,
 )
 from gc_tuner.tuning.floor import apply_interval_floor, floor_event, sampling_status
-from gc_tuner.tuning.records import FALSE, TRUE, UNKNOWN, LoopEvent, PodFailure, Verdict
+from gc_tuner.tuning.records import FALSE, TRUE, UNKNOWN, LoopEvent, PodFailure, PodTarget, Verdict
 from gc_tuner.tuning.signals import policy_signals
 from gc_tuner.tuning.state import PolicyState
 
@@ -189,6 +193,7 @@ class PolicyRunner:
         io = CycleIO(
             http=ctx.http,
             env=KubeEnv(ctx.kube, self.namespace, spec.target_ref.name, container, spec.target_ref.kind),
+            canary=self._canary(ctx, spec, meta, container),
             logs=KubeLogs(ctx.kube, self.namespace),
             metrics=ctx.metrics,
         )
@@ -201,6 +206,14 @@ class PolicyRunner:
         for ev in (*outcome.events, *([raised] if raised is not None else [])):
             post_event(ev)
         return float(spec.sampling.interval_seconds)
+
+    @staticmethod
+    def _targets(spec: GCPolicySpec, view: ClusterView, workload: WorkloadInfo | None) -> list[PodTarget]:
+        """The target's pods, and its EnvPatch canary Deployment's (tuning/canary_pods.py)."""
+        if workload is None:
+            return []
+        own = targets_for(view.pods, workload, view.replicasets)
+        return with_canary_pods(spec, view.pods, workload, view.replicasets, own)
 
     async def _inputs(
         self, ctx: OperatorContext, spec: GCPolicySpec, view: ClusterView, generation: int
@@ -218,7 +231,7 @@ class PolicyRunner:
         )
         extra = [f for f in (agent_err, endpoint_err) if f is not None]
         return CycleInputs(
-            pods=targets_for(view.pods, workload, view.replicasets) if workload is not None else [],
+            pods=self._targets(spec, view, workload),
             owner=_owner(self.namespace, self.name),
             workload=workload,
             target_error=target_error,
@@ -277,6 +290,20 @@ class PolicyRunner:
             return
         self.status = status
 
+    def _canary(
+        self, ctx: OperatorContext, spec: GCPolicySpec, meta: Mapping[str, Any], container: str | None
+    ) -> KubeCanary | None:
+        if not canary_deployments(spec):
+            return None
+        return KubeCanary(
+            ctx.kube.api_client,
+            self.namespace,
+            policy=self.name,
+            policy_uid=str(meta.get("uid") or ""),
+            target=spec.target_ref.name,
+            container=container,
+        )
+
     async def finalize(
         self, ctx: OperatorContext, body: Mapping[str, Any], view: ClusterView
     ) -> list[LoopEvent]:
@@ -298,6 +325,10 @@ class PolicyRunner:
         if spec.rollout.method == "EnvPatch":
             workload, _ = self._workload(spec, view.workload)
             container = workload.container if workload is not None else spec.target_ref.container
+            canary = self._canary(ctx, spec, body.get("metadata") or {}, container)
+            if canary is not None:
+                with contextlib.suppress(CanaryDeploymentError):
+                    await canary.remove()  # else the garbage collector does it (the policy owns it)
             env = KubeEnv(ctx.kube, self.namespace, spec.target_ref.name, container, spec.target_ref.kind)
             plan = await env.restore()  # API errors propagate: kopf retries, the finalizer stays
             if plan is None or not plan.changes:
