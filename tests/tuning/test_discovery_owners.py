@@ -223,6 +223,7 @@ def test_rollout_state_per_kind(kind: str, status: dict[str, Any], want: tuple[i
 
 def test_envpatch_is_refused_for_a_kind_it_cannot_write() -> None:
     assert method_refusal("Deployment", "EnvPatch") is None
+    assert method_refusal("StatefulSet", "EnvPatch") is None
     assert method_refusal("DaemonSet", "Endpoint") is None
     refusal = method_refusal("DaemonSet", "EnvPatch")
     assert refusal is not None and "Endpoint" in refusal

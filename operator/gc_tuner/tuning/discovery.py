@@ -46,7 +46,7 @@ __all__ = [
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 # The kinds whose pod template the EnvPatch rollout can write (actuation/envpatch.py).
-ENVPATCH_KINDS = ("Deployment",)
+ENVPATCH_KINDS = ("Deployment", "StatefulSet")
 
 
 class SelectorError(ValueError):
