@@ -80,7 +80,6 @@ class TrialRecord:
     latency: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     cycles: list[Cycle] = field(default_factory=list)
     leak_flagged_at_s: float | None = None
-    tuner_applied: list[tuple[float, int]] = field(default_factory=list)
     summary: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -272,18 +271,15 @@ def _cycles(stderr_log: Path, offset: float) -> list[Cycle]:
 
 
 def _tuner_events(r: TrialRecord, lines: list[tuple[float, str]], t0: float, keep: Path) -> None:
-    """GOGC the tuner applied per cycle and the first LeakSuspected=True; every line kept in `keep`."""
+    """The first LeakSuspected=True of the tuner's status (one JSON document per cycle); every line
+    is kept in `keep`. The GOGC in force comes from the agent, not from the tuner's word."""
     with keep.open("w") as out:
         for t, line in lines:
             out.write(line)
             try:
-                status = json.loads(line)["status"]
-            except (ValueError, KeyError, TypeError):
+                conds = {c.get("type"): c for c in json.loads(line)["status"].get("conditions", [])}
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue
-            applied = (status.get("applied") or {}).get("gogc")
-            if isinstance(applied, int):
-                r.tuner_applied.append((t - t0, applied))
-            conds = {c.get("type"): c for c in status.get("conditions", [])}
             if conds.get("LeakSuspected", {}).get("status") == "True" and r.leak_flagged_at_s is None:
                 r.leak_flagged_at_s = t - t0
 
@@ -470,6 +466,10 @@ def _finish(
     _tuner_events(r, _drain(run.tuner_out), t0, status_log)
     out = _drain(run.out)
     r.summary = _summary(out)
+    if r.summary is not None:
+        sent, dropped = int(r.summary.get("load_sent", 0)), int(r.summary.get("load_dropped", 0))
+        if dropped > 0.01 * (sent + dropped):
+            r.notes.append(f"the load driver dropped {dropped} of {sent + dropped} requests (saturated)")
     r.latency = _latency_lines(_drain(run.load_out), t0) if foreign else slow.latency
     if code is None:
         r.exit = (

@@ -137,10 +137,18 @@ def test_foreign_front_goal_and_an_unavailable_tuner_is_listed_not_dropped() -> 
 
 def test_leak_sanity_check_fails_when_gogc_off_never_reached_the_limit() -> None:
     sr = _scenario("leak", {"off70": [_trial("off70", 0.0, 600)] * 3})
-    (check,) = sanity(sr)
+    (check,) = [g for g in sanity(sr) if "reached the memory limit" in g.text]
     assert check.met is False
     sr = _scenario("leak", {"off70": [_trial("off70", 0.0, 600, oom=1, died=90.0)] * 3})
-    assert sanity(sr)[0].met is True
+    assert [g.met for g in sanity(sr) if "reached the memory limit" in g.text] == [True]
+
+
+def test_cross_check_fails_when_gc_cpu_exceeds_the_process_cpu() -> None:
+    ok = _scenario("steady", {"gogc100": [_trial("gogc100", 0.2, 200)] * 3})  # process 0.5 cores
+    assert [g.met for g in sanity(ok)] == [True]
+    bad = _scenario("steady", {"gogc100": [_trial("gogc100", 0.7, 200)] * 3})
+    (g,) = sanity(bad)
+    assert g.met is False and "3 of 3" in g.detail
 
 
 def test_front_keeps_only_undominated_points_and_interpolates_in_log_log() -> None:
