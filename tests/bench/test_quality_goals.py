@@ -4,6 +4,7 @@ readings, the trial plan and its time budget, and the provenance check."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 from pathlib import Path
@@ -17,10 +18,11 @@ from bench.quality.intervals import Estimate, beats, estimate
 from bench.quality.oracle import FrontPoint, distance, front, front_cpu_at
 from bench.quality.plan import budget_s, plan
 from bench.quality.prices import Prices
-from bench.quality.provenance import provenance
+from bench.quality.provenance import Provenance, provenance
 from bench.quality.scenarios import FULL, SCENARIO_NAMES, scenarios
 from bench.quality.trial import Cycle, TrialRecord
 from bench.quality.windows import Figures, convergence_s, figures, histogram_quantile
+from bench.quality.writeup import Meta, write_report
 
 MiB = 1 << 20
 PRICES = Prices(40.0, 4.0, "test")
@@ -278,3 +280,49 @@ def test_provenance_flags_a_dirty_tree_but_not_the_results_it_writes(tmp_path: P
     (tmp_path / "code.py").write_text("b\n")
     p = provenance(tmp_path)
     assert not p.clean and p.dirty_files == ("code.py",) and "DIRTY" in p.line()
+
+
+def _meta(clean: bool = True) -> Meta:
+    return Meta(
+        command="python -m bench.quality --scenario steady",
+        seed=1,
+        smoke=False,
+        provenance="commit abc, clean tree" if clean else "commit abc, DIRTY tree (1 changed: x.py)",
+        clean=clean,
+        machine={"cpu": "test"},
+        load="1-min load average min 0.1",
+        setup=["crafted"],
+        wall_s=60,
+        budget_s=60,
+    )
+
+
+def test_report_without_memory_says_so_and_lists_unavailable_settings(tmp_path: Path) -> None:
+    t = _trial("gogc100", 0.2, 200)
+    no_mem = dataclasses.replace(
+        t, whole=dataclasses.replace(t.whole, mem_avg_bytes=None, mem_peak_bytes=None)
+    )
+    configs = {"gogc100": ConfigResult(by_key("gogc100"), [no_mem] * 3)}
+    configs["cost"] = ConfigResult(by_key("cost"), unavailable="strategy Cost is not registered")
+    sr = aggregate("steady", "crafted", 30, configs, 1 << 30)
+    assert not sr.memory_measured
+    text = write_report(sr, judge(sr, PRICES), sanity(sr), [], _meta(), tmp_path, None).read_text()
+    assert "memory was NOT measured" in text and "avg memory" not in text
+    assert "## Distance to the oracle front" not in text
+    assert "| gc-tuner Cost | 0 | unavailable: strategy Cost is not registered |" in text
+    assert "commit abc, clean tree" in text and "DIRTY" not in text
+    dirty = write_report(sr, [], [], [], _meta(clean=False), tmp_path, None).read_text()
+    assert dirty.splitlines()[0].endswith("DIRTY TREE: not a result")
+
+
+def test_a_full_run_refuses_a_dirty_tree(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import bench.quality.__main__ as cli
+
+    monkeypatch.setattr(cli, "provenance", lambda root: Provenance("abc", ("operator/x.py",)))
+    monkeypatch.setattr(cli, "_build", lambda notes: pytest.fail("a refused run built something"))
+    assert cli.main(["--scenario", "steady"]) == 2
+    assert "refusing a full run" in capsys.readouterr().err
+    assert cli.main(["--scenario", "nosuch"]) == 2
+    assert cli.main([]) == 2
