@@ -317,3 +317,50 @@ def test_gctrace_after_a_restart_reads_the_run_that_ended(
     ended = sum(1 for line in before.splitlines() if line.startswith("gc ") and " @" in line)
     cycles = get_policy(kube, namespace, "web")["status"]["gctrace"]["cycles"]
     assert ended > 0 and cycles >= ended, (cycles, ended)
+
+
+def test_envpatch_writes_the_go_container_behind_a_sidecar_injected_first(
+    namespace: str, kube: Any, operator: OperatorProc
+) -> None:
+    apps = client.AppsV1Api(kube)
+    dep = with_proxy_first(
+        workload_deployment("web", replicas=1, env={"WORKLOAD_QPS": "1200", "GOGC": "100"})
+    )
+    apps.create_namespaced_deployment(namespace, dep)
+    wait_for(lambda: len(running_pods(kube, namespace, "web")) == 1, 90, "1 ready pod")
+    create_policy(
+        kube,
+        namespace,
+        "web",
+        {
+            "targetRef": {"name": "web"},  # no container: the one serving port 8080
+            "mode": "Enforce",
+            "rollout": {"method": "EnvPatch", "cooldownSeconds": 600},
+            # The container the write goes to is under test; the EnvPatch canary has its own tests.
+            "guard": {"enabled": False},
+            "sampling": {
+                "intervalSeconds": 2,
+                "windowSeconds": 30,
+                "sources": {"agent": {"port": 8080}, "prometheus": {"port": 8080}},
+            },
+            "qps": {"counter": {"name": "http_requests_total", "matchers": {"handler": "work"}}},
+            "memoryLimit": {"mode": "FromContainerLimit", "percent": 90},
+        },
+    )
+
+    def env(d: Any, name: str) -> dict[str, Any]:
+        (c,) = [c for c in d.spec.template.spec.containers if c.name == name]
+        return {e.name: e.value for e in c.env or []}
+
+    patched = wait_for(
+        lambda: (
+            (d := apps.read_namespaced_deployment("web", namespace))
+            and env(d, "workload")["GOGC"] != "100"
+            and d
+        ),
+        90,
+        "GOGC written into the workload container",
+    )
+    # The Go container got GOGC and 90% of its own 256Mi; the proxy (first, 64Mi) got nothing.
+    assert env(patched, "workload")["GOMEMLIMIT"] == "230MiB"
+    assert "GOGC" not in env(patched, "proxy") and "GOMEMLIMIT" not in env(patched, "proxy")
