@@ -169,3 +169,28 @@ def test_target_not_found_is_degraded_and_not_sampling() -> None:
 def test_rfc3339_round_trip() -> None:
     assert parse_rfc3339(rfc3339(T0)) == T0
     assert parse_rfc3339("yesterday") is None
+
+
+def test_envpatch_applied_says_gomemlimit_is_pending_on_pods_with_their_own_limit() -> None:
+    from gc_tuner.tuning.strategies import MemoryLimitTarget
+
+    mem = MemoryLimitTarget(
+        230 << 20, "230MiB", "90% of 256Mi", per_pod={"web-a": 230 << 20, "web-b": 460 << 20}
+    )
+    o = outcome(
+        pods_matched=2,
+        pods_sampled=2,
+        applied=AppliedState(80, "230MiB", "EnvPatch", T0),
+        apply_verdict=Verdict("True", "InSync", "GOGC 80 in the template"),
+        memory=mem,
+        method="EnvPatch",
+        mode="Enforce",
+        time=T0,
+    )
+    applied = conds(build_status(o, None, generation=1))["Applied"]
+    assert (applied["status"], applied["reason"]) == ("True", "InSync")
+    assert "GOMEMLIMIT pending on 1 pod(s)" in applied["message"] and "web-b (460MiB)" in applied["message"]
+    assert "web-a" not in applied["message"]
+    # The Endpoint method writes each pod's own limit: nothing is pending there.
+    endpoint = dataclasses.replace(o, method="Endpoint")
+    assert "pending" not in conds(build_status(endpoint, None, generation=1))["Applied"]["message"]

@@ -34,7 +34,14 @@ from gc_tuner.tuning.outcome import CycleOutcome
 from gc_tuner.tuning.records import FALSE, TRUE, UNKNOWN, PodFailure, Verdict, rfc3339
 from gc_tuner.tuning.safety_status import history_items, rollback_section, rollout_section
 
-__all__ = ["CONDITION_TYPES", "MAX_FAILURES_LISTED", "build_status", "condition_list", "merge_conditions"]
+__all__ = [
+    "CONDITION_TYPES",
+    "MAX_FAILURES_LISTED",
+    "build_status",
+    "condition_list",
+    "limits_pending",
+    "merge_conditions",
+]
 
 CONDITION_TYPES = ("Ready", "Sampling", "Recommending", "Applied", "LeakSuspected", "Degraded")
 MAX_FAILURES_LISTED = 10
@@ -66,8 +73,28 @@ def _applied(o: CycleOutcome) -> Verdict:
     if o.guard is not None and o.guard.phase == "Paused":
         return Verdict(FALSE, "Paused", "spec.paused is true: no changes; the values in force are kept")
     if o.apply_verdict is not None:
-        return o.apply_verdict
+        pending = limits_pending(o)
+        v = o.apply_verdict
+        return Verdict(v.status, v.reason, f"{v.message}; {pending}") if pending else v
     return Verdict(UNKNOWN, "NothingApplied", "no recommendation has been applied yet")
+
+
+def limits_pending(o: CycleOutcome) -> str | None:
+    """EnvPatch: pods whose own container limit (an in-place resize, a VPA-set limit) is not the
+    template's. The env holds the template's GOMEMLIMIT; a pod's own comes only with its next start."""
+    m = o.memory
+    if o.method != "EnvPatch" or m is None or m.bytes is None:
+        return None
+    other = {name: b for name, b in sorted(m.per_pod.items()) if b is not None and b != m.bytes}
+    if not other:
+        return None
+    shown = ", ".join(f"{name} ({b >> 20}MiB)" for name, b in list(other.items())[:5])
+    more = f" and {len(other) - 5} more" if len(other) > 5 else ""
+    return (
+        f"GOMEMLIMIT pending on {len(other)} pod(s) whose own memory limit is not the template's: "
+        f"{shown}{more} by their own limit; the env holds {m.rendered}, right for them once a rollout "
+        "restarts them at the template's limit (the Endpoint method follows each pod's own)"
+    )
 
 
 def _degraded(o: CycleOutcome) -> Verdict:
