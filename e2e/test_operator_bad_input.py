@@ -92,6 +92,19 @@ INVALID = [
         {"latency": {"histogram": "h", "port": 8080, "matchers": {"a-b": "x"}}},
         "guard.latency.matchers keys",
     ),
+    (
+        "guard",
+        {
+            "latency": {
+                "histogram": "h",
+                "port": 8080,
+                "promql": {"url": "http://127.0.0.1:9090", "query": "q"},
+            }
+        },
+        "guard.latency needs exactly one of histogram or promql",
+    ),
+    ("guard", {"latency": {"port": 8080}}, "guard.latency needs exactly one of histogram or promql"),
+    ("guard", {"latency": {"promql": {"url": "ftp://x", "query": "q"}}}, "spec.guard.latency.promql.url"),
     ("paused", "yes", "spec.paused"),
 ]
 

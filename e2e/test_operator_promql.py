@@ -4,16 +4,12 @@ with one reading the pods' counter directly, within 10%."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 from kubernetes import client
 
 from e2e.cluster.manifests import WORKLOAD_PORT, workload_deployment
@@ -24,64 +20,13 @@ from e2e.operator_support import (
     get_policy,
     wait_ready,
 )
+from e2e.prometheus_server import Prometheus
 
 pytestmark = pytest.mark.e2e
 
 INTERVAL = 2
 QPS = 150.0
 QUERY = 'sum by (pod) (rate(http_requests_total{handler="work"}[10s]))'
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Prometheus:
-    def __init__(self, tmp: Path, targets: dict[str, str]) -> None:
-        exe = shutil.which("prometheus")
-        if exe is None:
-            pytest.fail("the prometheus server is missing: apt-get install prometheus (scripts/test.sh does)")
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [
-                {
-                    "job_name": "workload",
-                    "static_configs": [
-                        {"targets": [f"{ip}:{WORKLOAD_PORT}"], "labels": {"pod": name}}
-                        for name, ip in targets.items()
-                    ],
-                }
-            ],
-        }
-        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.log = (tmp / "prometheus.log").open("wb")
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                f"--config.file={tmp / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--log.level=warn",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(
-            lambda: httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200, 60, "Prometheus ready"
-        )
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.log.close()
 
 
 @pytest.fixture
@@ -94,7 +39,7 @@ def deployed(namespace: str, kube: Any) -> list[Any]:
 
 @pytest.fixture
 def prometheus(deployed: list[Any], tmp_path: Path) -> Iterator[Prometheus]:
-    prom = Prometheus(tmp_path, {p.metadata.name: p.status.pod_ip for p in deployed})
+    prom = Prometheus(tmp_path, {p.metadata.name: f"{p.status.pod_ip}:{WORKLOAD_PORT}" for p in deployed})
     try:
         yield prom
     finally:

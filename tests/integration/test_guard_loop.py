@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -149,6 +150,30 @@ async def test_a_change_that_helps_is_promoted_to_every_process(trio: list[Workl
         assert agent(w)["metrics"]["/gc/gogc:percent"] == 200
     assert statuses[-1]["applied"]["gogc"] == 200
     assert [h["verdict"] for h in statuses[-1]["history"]] == ["Canary", "Promoted"]
+
+
+async def test_the_latency_guard_reads_the_buckets_from_prometheus(
+    trio: list[Workload], tmp_path: Path
+) -> None:
+    from e2e.prometheus_server import Prometheus
+
+    names = {parse_target(w.base_url).name: urlsplit(w.base_url).netloc for w in trio}
+    prom = Prometheus(tmp_path, names)
+    try:
+        query = 'sum by (pod, le) (http_request_duration_seconds_bucket{handler="work"})'
+        doc = policy(
+            bounds={"minGOGC": 200, "maxGOGC": 200},
+            guard={"latency": {"promql": {"url": prom.url, "query": query}}},
+        )
+        outcomes = await run(trio, doc, 24)
+    finally:
+        prom.stop()
+    # The latency windows come from Prometheus's buckets (no per-pod histogram read is configured).
+    judged = [o.guard.decision.reason for o, _ in outcomes if o.guard and o.guard.action == "hold"]
+    assert any("latencyP99:" in r for r in judged), judged[-3:]
+    assert not [f for o, _ in outcomes for f in o.failures if f.source == "latency"]
+    phases = [s.get("rollout", {}).get("phase") for _, s in outcomes]
+    assert "Promoted" in phases, phases
 
 
 async def test_paused_stops_every_change(trio: list[Workload]) -> None:

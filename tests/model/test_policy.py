@@ -163,6 +163,19 @@ def test_formula_defaults_are_the_articles() -> None:
             {"guard": {"latency": {"histogram": "h", "port": 1, "matchers": {"a-b": "x"}}}},
             "guard.latency.matchers keys",
         ),
+        (
+            {
+                "guard": {
+                    "latency": {"histogram": "h", "port": 1, "promql": {"url": "http://p:9090", "query": "q"}}
+                }
+            },
+            "guard.latency needs exactly one of histogram or promql",
+        ),
+        ({"guard": {"latency": {"port": 1}}}, "guard.latency needs exactly one of histogram or promql"),
+        (
+            {"guard": {"latency": {"promql": {"url": "ftp://x", "query": "q"}}}},
+            "spec.guard.latency.promql.url",
+        ),
         ({"paused": "yes"}, "spec.paused"),
         (
             {"sampling": {"intervalSeconds": 0, "sources": {"agent": {"port": 1}}}},
@@ -404,6 +417,19 @@ memoryLimit: {mode: Fixed, fixed: 900Mi}
     assert spec.qps.counter is not None and spec.qps.counter.matchers == {"code": "200"}
     # What the apiserver hands back (JSON) reads the same way.
     assert parse_policy(json.loads(json.dumps(spec.to_crd()))) == spec
+
+
+def test_latency_from_promql_needs_no_port() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    doc["sampling"]["sources"] = {"agent": {"port": 8080}}
+    doc["qps"] = {"agent": {}}
+    doc["guard"] = {
+        "latency": {"promql": {"url": "http://prom:9090", "query": "sum by (pod, le) (x_bucket)"}}
+    }
+    lat = parse_policy(doc).guard.latency
+    assert (
+        lat is not None and lat.promql is not None and lat.promql.pod_label == "pod" and lat.histogram is None
+    )
 
 
 def test_a_latency_histogram_needs_a_port_without_the_prometheus_source() -> None:

@@ -125,7 +125,7 @@ def _port_option(flag: str, default: int, help_text: str) -> Callable[[FC], FC]:
     "promql_url_prefixes",
     multiple=True,
     metavar="PREFIX",
-    help="Where a GCPolicy's qps.promql.url may point (repeatable), e.g. "
+    help="Where a GCPolicy's qps.promql.url and guard.latency.promql.url may point (repeatable), e.g. "
     "http://prometheus.monitoring.svc:9090/. A policy whose URL is under none of them is refused "
     "(Degraded, reason PromQLNotAllowed) and nothing is queried. Unset: any URL (policy authors "
     "are trusted to name their Prometheus).",

@@ -95,13 +95,18 @@ def promql_refusal(spec: GCPolicySpec, prefixes: Sequence[str]) -> str | None:
     metadata service, an internal admin port). The answer is only ever parsed as a PromQL vector,
     but the request itself is made; whoever runs the operator decides where it may go.
     """
-    q = spec.qps.promql
-    if q is None or not prefixes or any(q.url.startswith(p) for p in prefixes):
-        return None
-    return (
-        f"qps.promql.url {q.url!r} is not under any prefix the operator allows "
-        f"(--promql-url-prefix: {', '.join(prefixes)}); nothing is queried"
-    )
+    lat = spec.guard.latency
+    urls = {
+        "qps.promql.url": spec.qps.promql.url if spec.qps.promql else None,
+        "guard.latency.promql.url": lat.promql.url if lat is not None and lat.promql is not None else None,
+    }
+    for field_name, url in urls.items():
+        if url is not None and prefixes and not any(url.startswith(p) for p in prefixes):
+            return (
+                f"{field_name} {url!r} is not under any prefix the operator allows "
+                f"(--promql-url-prefix: {', '.join(prefixes)}); nothing is queried"
+            )
+    return None
 
 
 def _status_patch(

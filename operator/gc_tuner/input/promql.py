@@ -19,7 +19,69 @@ import httpx
 from gc_tuner.net.errors import SourceFormatError
 from gc_tuner.net.transport import DEFAULT_MAX_BYTES, json_body, request, time_bound
 
-__all__ = ["fetch_promql", "parse_promql_vector"]
+__all__ = ["fetch_promql", "fetch_promql_buckets", "parse_promql_buckets", "parse_promql_vector"]
+
+MAX_BUCKETS = 200  # per pod: client_golang's default has 11; native conversions stay far below this
+
+
+def _vector(doc: Any) -> list[tuple[int, Mapping[str, Any], Any]]:
+    """The (index, metric, value) of each series of an instant-vector answer."""
+    if not isinstance(doc, Mapping):
+        raise SourceFormatError("promql", "$", "response is not a JSON object")
+    if doc.get("status") != "success":
+        raise SourceFormatError("promql", "status", f"query failed: {doc.get('error', doc.get('status'))!r}")
+    data = doc.get("data")
+    if not isinstance(data, Mapping):
+        raise SourceFormatError("promql", "data", "missing or not an object")
+    if data.get("resultType") != "vector":
+        raise SourceFormatError(
+            "promql", "data.resultType", f"expected an instant vector, got {data.get('resultType')!r}"
+        )
+    result = data.get("result")
+    if not isinstance(result, list):
+        raise SourceFormatError("promql", "data.result", "not a list")
+    out = []
+    for i, series in enumerate(result):
+        metric = series.get("metric") if isinstance(series, Mapping) else None
+        value = series.get("value") if isinstance(series, Mapping) else None
+        if not isinstance(metric, Mapping) or not isinstance(value, list) or len(value) != 2:
+            raise SourceFormatError("promql", f"data.result[{i}]", "expected {metric: {...}, value: [t, v]}")
+        out.append((i, metric, value[1]))
+    return out
+
+
+def parse_promql_buckets(doc: Any, pod_label: str) -> dict[str, tuple[tuple[float, float], ...]]:
+    """Per-pod cumulative histogram buckets ((le, count), ascending le) from an instant vector with
+    one series per pod and `le` (as `sum by (pod, le) (x_bucket{...})` returns)."""
+    per_pod: dict[str, dict[float, float]] = {}
+    for i, metric, raw in _vector(doc):
+        pod, le = metric.get(pod_label), metric.get("le")
+        if pod is None or le is None:
+            missing = pod_label if pod is None else "le"
+            raise SourceFormatError(
+                "promql",
+                f"data.result[{i}].metric.{missing}",
+                f"no {missing} label; aggregate by ({pod_label}, le)",
+            )
+        bound = _le(le, f"data.result[{i}].metric.le")
+        buckets = per_pod.setdefault(str(pod), {})
+        if bound in buckets:
+            raise SourceFormatError(
+                "promql", f"data.result[{i}]", f"two series for {pod} le={le}; aggregate by ({pod_label}, le)"
+            )
+        if len(buckets) >= MAX_BUCKETS:
+            raise SourceFormatError(
+                "promql", f"data.result[{i}]", f"more than {MAX_BUCKETS} buckets for {pod}"
+            )
+        buckets[bound] = _number(raw, f"data.result[{i}].value[1]")
+    return {pod: tuple(sorted(b.items())) for pod, b in per_pod.items()}
+
+
+def _le(v: Any, fieldname: str) -> float:
+    if v == "+Inf":
+        return math.inf
+    x = _number(v, fieldname)
+    return x
 
 
 def parse_promql_vector(doc: Any, pod_label: str) -> dict[str | None, float]:
@@ -69,6 +131,30 @@ def _number(v: Any, fieldname: str) -> float:
     return x
 
 
+async def fetch_promql_buckets(
+    client: httpx.AsyncClient,
+    base_url: str,
+    query: str,
+    *,
+    pod_label: str = "pod",
+    timeout: float = 5.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> dict[str, tuple[tuple[float, float], ...]]:
+    """Run an instant query of per-pod histogram buckets (see parse_promql_buckets)."""
+    return parse_promql_buckets(await _query(client, base_url, query, timeout, max_bytes), pod_label)
+
+
+async def _query(client: httpx.AsyncClient, base_url: str, query: str, timeout: float, max_bytes: int) -> Any:
+    url = base_url.rstrip("/") + "/api/v1/query"
+    # The one mapping of the error tree (net/transport.py): 400/422 (a bad query, Prometheus's message
+    # kept) are RejectedError, 401/403 AuthError, transport failures Unreachable/Timeout.
+    async with time_bound(url, timeout):
+        resp = await request(
+            client, "GET", url, params={"query": query}, timeout=timeout, max_bytes=max_bytes
+        )
+    return json_body(resp, "promql")
+
+
 async def fetch_promql(
     client: httpx.AsyncClient,
     base_url: str,
@@ -79,12 +165,4 @@ async def fetch_promql(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> dict[str | None, float]:
     """Run an instant query against `base_url` (e.g. http://127.0.0.1:9090) and parse the vector."""
-    url = base_url.rstrip("/") + "/api/v1/query"
-    # The one mapping of the error tree (net/transport.py): 400/422 (a bad query, Prometheus's message
-    # kept) are RejectedError, 401/403 AuthError, transport failures Unreachable/Timeout.
-    async with time_bound(url, timeout):
-        resp = await request(
-            client, "GET", url, params={"query": query}, timeout=timeout, max_bytes=max_bytes
-        )
-    doc = json_body(resp, "promql")
-    return parse_promql_vector(doc, pod_label)
+    return parse_promql_vector(await _query(client, base_url, query, timeout, max_bytes), pod_label)

@@ -23,7 +23,7 @@ from gc_tuner.input.agent_doc import AgentStatus, fetch_agent
 from gc_tuner.input.expvar import fetch_expvar
 from gc_tuner.input.gctrace import GCTraceParser
 from gc_tuner.input.prometheus import fetch_counter, fetch_histogram, fetch_prometheus
-from gc_tuner.input.promql import fetch_promql
+from gc_tuner.input.promql import fetch_promql, fetch_promql_buckets
 from gc_tuner.loop.ports import CycleIO
 from gc_tuner.model.policy import GCPolicySpec
 from gc_tuner.model.sample import GCCycle, RuntimeSample
@@ -146,7 +146,8 @@ async def _read_documents(
 
     async def latency() -> None:
         # The guard's latency histogram: one more GET of /metrics, read for that histogram alone.
-        if (lat := spec.guard.latency) is not None and spec.mode == "Enforce" and spec.guard.enabled:
+        lat = spec.guard.latency
+        if lat is not None and lat.histogram is not None and _guarded(spec):
             port = lat.port if lat.port is not None else (src.prometheus.port if src.prometheus else None)
             if port is not None:
                 get = fetch_histogram(
@@ -344,14 +345,51 @@ async def gather(
         )
         readings.append(PodReading(p, failures=(PodFailure(p.name, "sampling", "SlowRead", late),)))
     promql, promql_failure = await read_promql(spec, io, pods)
+    readings, latency_failure = await _latency_from_promql(spec, io, readings)
     failures = [f for r in readings for f in r.failures]
+    extra = [f for f in (promql_failure, latency_failure) if f is not None]
     return Gathered(
         pods_matched=len(pods),
         pods_ready=sum(1 for p in pods if p.ready),
         readings=tuple(readings),
         promql=promql,
-        failures=(*failures, *([promql_failure] if promql_failure else [])),
+        failures=(*failures, *extra),
     )
+
+
+def _guarded(spec: GCPolicySpec) -> bool:
+    return spec.mode == "Enforce" and spec.guard.enabled
+
+
+async def _latency_from_promql(
+    spec: GCPolicySpec, io: CycleIO, readings: list[PodReading]
+) -> tuple[list[PodReading], PodFailure | None]:
+    """guard.latency.promql: one query per cycle for every pod's buckets, put on each pod's sample
+    (the guard's windows take their deltas, as for buckets read from the pod)."""
+    lat = spec.guard.latency
+    if lat is None or lat.promql is None or not _guarded(spec):
+        return readings, None
+    q = lat.promql
+    try:
+        buckets = await fetch_promql_buckets(
+            io.http,
+            q.url,
+            q.query,
+            pod_label=q.pod_label,
+            timeout=float(spec.sampling.timeout_seconds),
+            max_bytes=spec.sampling.max_response_bytes,
+        )
+    except SourceError as err:
+        io.metrics.sample_error("latency", err.reason)
+        return readings, PodFailure("-", "latency", err.reason, f"{err.reason}: {_message(err)}")
+    io.metrics.sample("latency")
+    out = []
+    for r in readings:
+        b = buckets.get(r.pod.name)
+        if r.sample is not None and b is not None:
+            r = dataclasses.replace(r, sample=dataclasses.replace(r.sample, latency_buckets=b))
+        out.append(r)
+    return out, None
 
 
 async def read_promql(

@@ -364,10 +364,12 @@ class LeakDetection(_Model):
 
 
 class LatencyHistogram(_Model):
-    """A request-latency histogram the application exposes (client_golang `<name>_bucket` series),
-    its series summed over those carrying every label in `matchers`."""
+    """A request-latency histogram: read from each pod (`histogram`, client_golang `<name>_bucket`
+    series, summed over those carrying every label in `matchers`) or from Prometheus (`promql`, an
+    instant query returning each pod's cumulative bucket counts by its pod label and `le`)."""
 
-    histogram: str = Field(min_length=1, max_length=200, pattern=_METRIC_NAME)
+    histogram: str | None = Field(default=None, min_length=1, max_length=200, pattern=_METRIC_NAME)
+    promql: PromQLQPS | None = None
     matchers: dict[str, str] | None = Field(default=None, max_length=16)
     port: int | None = Field(default=None, ge=1, le=65535)
     path: str = Field(default="/metrics", min_length=1, max_length=256, pattern=_URL_PATH)
@@ -376,6 +378,12 @@ class LatencyHistogram(_Model):
     @classmethod
     def _label_names(cls, v: dict[str, str] | None) -> dict[str, str] | None:
         return _checked_matchers(v, "guard.latency")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LatencyHistogram:
+        if (self.histogram is None) == (self.promql is None):
+            raise ValueError("guard.latency needs exactly one of histogram or promql")
+        return self
 
 
 class GuardSpec(_Model):
@@ -421,7 +429,12 @@ class GCPolicySpec(_Model):
                 "qps.agent needs sampling.sources.agent: the counter is read from the agent's GET"
             )
         lat = self.guard.latency
-        if lat is not None and lat.port is None and self.sampling.sources.prometheus is None:
+        if (
+            lat is not None
+            and lat.histogram is not None
+            and lat.port is None
+            and self.sampling.sources.prometheus is None
+        ):
             raise ValueError(
                 "guard.latency.port is required unless sampling.sources.prometheus is set "
                 "(the histogram is then read from that port)"
