@@ -364,3 +364,50 @@ def test_envpatch_writes_the_go_container_behind_a_sidecar_injected_first(
     # The Go container got GOGC and 90% of its own 256Mi; the proxy (first, 64Mi) got nothing.
     assert env(patched, "workload")["GOMEMLIMIT"] == "230MiB"
     assert "GOGC" not in env(patched, "proxy") and "GOMEMLIMIT" not in env(patched, "proxy")
+
+
+def test_envpatch_says_gomemlimit_is_pending_on_a_pod_resized_in_place(
+    namespace: str, kube: Any, kubectl: Any, operator: OperatorProc
+) -> None:
+    apps = client.AppsV1Api(kube)
+    dep = workload_deployment("web", replicas=1, env={"WORKLOAD_QPS": "1200", "GOGC": "100"})
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    c["resources"] = {"limits": {"memory": "256Mi"}}
+    apps.create_namespaced_deployment(namespace, dep)
+    wait_for(lambda: len(running_pods(kube, namespace, "web")) == 1, 90, "1 ready pod")
+    create_policy(
+        kube,
+        namespace,
+        "web",
+        {
+            "targetRef": {"name": "web"},
+            "mode": "Enforce",
+            "rollout": {"method": "EnvPatch", "cooldownSeconds": 600},
+            "guard": {"enabled": False},  # the Applied message is under test, not the canary
+            "sampling": {
+                "intervalSeconds": 2,
+                "windowSeconds": 30,
+                "sources": {"agent": {"port": 8080}, "prometheus": {"port": 8080}},
+            },
+            "qps": {"counter": {"name": "http_requests_total", "matchers": {"handler": "work"}}},
+            "memoryLimit": {"mode": "FromContainerLimit", "percent": 90},
+        },
+    )
+    wait_for(
+        lambda: (condition(get_policy(kube, namespace, "web"), "Applied") or {}).get("reason") == "InSync",
+        150,
+        "the env patched and rolled out (InSync)",
+    )
+    (pod,) = wait_for(lambda: len(p := running_pods(kube, namespace, "web")) == 1 and p, 60, "the new pod")
+    patch = '{"spec":{"containers":[{"name":"workload","resources":{"limits":{"memory":"512Mi"}}}]}}'
+    kubectl("patch", "pod", pod.metadata.name, "-n", namespace, "--subresource", "resize", "-p", patch)
+    applied = wait_for(
+        lambda: (
+            (a := condition(get_policy(kube, namespace, "web"), "Applied") or {})
+            and "GOMEMLIMIT pending on 1 pod(s)" in a.get("message", "")
+            and a
+        ),
+        30,
+        "Applied naming the resized pod as pending",
+    )
+    assert f"{pod.metadata.name} (460MiB)" in applied["message"] and "230MiB" in applied["message"], applied
