@@ -12,7 +12,7 @@ from bench.common import markdown_table, text_table
 from bench.quality.aggregate import ScenarioResult
 from bench.quality.goals import Goal
 from bench.quality.intervals import Estimate, beats
-from bench.quality.oracle import Distance
+from bench.quality.oracle import Distance, front_cpu_at
 from bench.quality.trial import TrialRecord
 
 __all__ = ["Meta", "plot_front", "print_summary", "write_report"]
@@ -213,7 +213,11 @@ def plot_front(sr: ScenarioResult, out: Path, smoke: bool) -> Path | None:
         (axes[1], "mem_peak", sr.front_peak, "peak memory"),
     ):
         if fr:
-            ax.plot([p.memory / MiB for p in fr], [p.cpu for p in fr], "k--", lw=1, label="static front")
+            # The front as the distances use it: interpolated in log-log between its points.
+            lo, hi = fr[0].memory, fr[-1].memory
+            xs = [lo + (hi - lo) * i / 100 for i in range(101)]
+            ys = [front_cpu_at(fr, x) for x in xs]
+            ax.plot([x / MiB for x in xs], ys, "k--", lw=1, label="static front")
         for cr in sr.configs.values():
             m, g = cr.get(mem), cr.get("gc")
             if m is None or g is None:

@@ -22,7 +22,7 @@ from bench.quality.provenance import Provenance, provenance
 from bench.quality.scenarios import FULL, SCENARIO_NAMES, scenarios
 from bench.quality.trial import Cycle, TrialRecord
 from bench.quality.windows import Figures, convergence_s, figures, histogram_quantile
-from bench.quality.writeup import Meta, write_report
+from bench.quality.writeup import Meta, plot_front, write_report
 
 MiB = 1 << 20
 PRICES = Prices(40.0, 4.0, "test")
@@ -326,3 +326,10 @@ def test_a_full_run_refuses_a_dirty_tree(
     assert "refusing a full run" in capsys.readouterr().err
     assert cli.main(["--scenario", "nosuch"]) == 2
     assert cli.main([]) == 2
+
+
+def test_the_chart_draws_the_front_and_every_setting(tmp_path: Path) -> None:
+    sr = _scenario("steady", {**SWEEP, "cost": [_trial("cost", 0.12, 300)] * 5})
+    png = plot_front(sr, tmp_path, smoke=False)
+    assert png is not None and png.name == "quality_steady.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
