@@ -1,11 +1,12 @@
 """EnvPatch's server-side apply against the real apiserver, without the operator: what gc-tuner owns
 after a write, who owns a value once someone else changes it (a GitOps tool's forced apply, an
-ordinary update), what a restore leaves, and a partitioned StatefulSet with real pods."""
+ordinary update), what a restore leaves, and StatefulSets (a partition, OnDelete) with real pods."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from typing import Any
 
 import pytest
@@ -201,3 +202,50 @@ def test_a_partitioned_statefulset_updates_the_pods_at_or_above_the_partition(
     verdict = statefulset_verdict(facts, "GOGC 80")
     assert verdict is not None and verdict.reason == "Partitioned"
     assert "the 1 pod(s) below the partition of statefulset/web keep their values" in verdict.message
+
+
+def test_an_ondelete_statefulset_gets_the_value_only_on_recreated_pods(namespace: str, kube: Any) -> None:
+    apps = client.AppsV1Api(kube)
+    sts = statefulset(partition=0)
+    sts["spec"]["updateStrategy"] = {"type": "OnDelete"}
+    apps.create_namespaced_stateful_set(namespace, sts)
+    wait_for(lambda: len(ready_pods(kube, namespace, "web")) == 2, 120, "2 ready StatefulSet pods")
+    kio = KubeIO(kube)
+    before = {p.metadata.name: p.metadata.uid for p in ready_pods(kube, namespace, "web")}
+    asyncio.run(KubeEnv(kio, namespace, "web", C, "StatefulSet").patch({"GOGC": "80"}, NOTE))
+
+    def observed() -> dict[str, Any] | None:
+        obj = live(kio, namespace, "StatefulSet")
+        s = obj.get("status") or {}
+        return (
+            obj
+            if s.get("observedGeneration") == obj["metadata"]["generation"] and s.get("updateRevision")
+            else None
+        )
+
+    facts = template_facts(wait_for(observed, 60, "the StatefulSet controller to observe the write"), C)
+    assert (facts.strategy, facts.updated) == ("OnDelete", 0)
+    assert not in_progress(facts)  # nothing rolls out: a later write need not wait
+    verdict = statefulset_verdict(facts, "GOGC 80")
+    assert (
+        verdict is not None
+        and verdict.reason == "PendingRecreate"
+        and "(0/2 updated so far)" in verdict.message
+    )
+    time.sleep(5)
+    assert {
+        p.metadata.name: p.metadata.uid for p in ready_pods(kube, namespace, "web")
+    } == before  # none deleted
+
+    # Whoever recreates a pod (here: the test) gives it the value.
+    client.CoreV1Api(kube).delete_namespaced_pod("web-1", namespace)
+
+    def recreated() -> dict[str, Any] | None:
+        pods = {p.metadata.name: p for p in ready_pods(kube, namespace, "web")}
+        obj = live(kio, namespace, "StatefulSet")
+        ok = len(pods) == 2 and pods["web-1"].metadata.uid != before["web-1"]
+        return obj if ok and (obj.get("status") or {}).get("updatedReplicas") == 1 else None
+
+    facts = template_facts(wait_for(recreated, 120, "web-1 recreated on the new template"), C)
+    verdict = statefulset_verdict(facts, "GOGC 80")
+    assert verdict is not None and "(1/2 updated so far)" in verdict.message
