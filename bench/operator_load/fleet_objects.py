@@ -1,5 +1,5 @@
 """The Kubernetes side of the operator load benchmark: a node with no kubelet, fake pods on it,
-their Deployments and GCPolicies, the operator's own identity, and a watch on the policies' status.
+their StatefulSets and GCPolicies, the operator's own identity, and a watch on the policies' status.
 
 The pods are real Pod objects bound to `fleet-node`, a Node this module registers and keeps Ready
 by renewing its Lease (without it the node lifecycle controller would mark it unreachable and evict
@@ -28,10 +28,11 @@ __all__ = [
     "FleetNode",
     "StatusWatch",
     "admin_client",
-    "create_deployments",
     "create_pods",
     "create_policies",
+    "create_statefulsets",
     "operator_identity",
+    "owned_pods",
     "pod_name",
     "target_name",
     "token_secret",
@@ -67,7 +68,8 @@ def target_name(policy: int) -> str:
 
 
 def pod_name(policy: int, i: int) -> str:
-    return f"{target_name(policy)}-{i:03d}"
+    # <StatefulSet>-<ordinal>, the ordinal unpadded: the controller adopts a pod only under its own name.
+    return f"{target_name(policy)}-{i}"
 
 
 def operator_identity(api: Any, namespace: str, server: str, ca: Path, out: Path) -> Path:
@@ -230,21 +232,25 @@ def _container(port: int) -> dict[str, Any]:
     }
 
 
-def create_deployments(api: Any, namespace: str, policies: int, port: int) -> None:
-    """One Deployment per policy with replicas 0: its selector names the fake pods, but its
-    ReplicaSet (which also selects on pod-template-hash) never adopts or deletes them, and it
-    starts no pod of its own for the scheduler to put on the test kubelet's node."""
+def create_statefulsets(api: Any, namespace: str, policies: int, per_policy: int, port: int) -> None:
+    """One StatefulSet per policy that owns its fake pods: gc-tuner tunes the pods a workload owns
+    (ownerReferences), not the pods its selector matches. Created after the pods, it adopts them (they
+    are orphans named and labelled as its pods) and starts none of its own; with updateStrategy
+    OnDelete it never replaces them."""
     from kubernetes import client
 
     apps = client.AppsV1Api(api)
     for p in range(policies):
         name = target_name(p)
-        apps.create_namespaced_deployment(
+        apps.create_namespaced_stateful_set(
             namespace,
             {
                 "metadata": {"name": name, "labels": {"app": name}},
                 "spec": {
-                    "replicas": 0,
+                    "replicas": per_policy,
+                    "serviceName": name,
+                    "podManagementPolicy": "Parallel",
+                    "updateStrategy": {"type": "OnDelete"},
                     "selector": {"matchLabels": {"app": name}},
                     "template": {
                         "metadata": {"labels": {"app": name}},
@@ -253,6 +259,18 @@ def create_deployments(api: Any, namespace: str, policies: int, port: int) -> No
                 },
             },
         )
+
+
+def owned_pods(api: Any, namespace: str) -> int:
+    """How many of the namespace's pods a StatefulSet owns (the controller adopts them in the background)."""
+    from kubernetes import client
+
+    pods = client.CoreV1Api(api).list_namespaced_pod(namespace).items
+    return sum(
+        1
+        for pod in pods
+        if any(o.kind == "StatefulSet" and o.controller for o in pod.metadata.owner_references or [])
+    )
 
 
 def _pod_status(ip: str, started: str) -> dict[str, Any]:
@@ -299,9 +317,21 @@ def create_pods(
     def one(k: int) -> None:
         p, i = divmod(k, per_policy)
         name = pod_name(p, i)
+        # Named and labelled as pod i of StatefulSet target_name(p), which adopts it (create_statefulsets).
+        labels = {
+            "app": target_name(p),
+            "statefulset.kubernetes.io/pod-name": name,
+            "apps.kubernetes.io/pod-index": str(i),
+        }
         body = {
-            "metadata": {"name": name, "labels": {"app": target_name(p)}},
-            "spec": {"nodeName": NODE, "containers": [_container(port)], "terminationGracePeriodSeconds": 0},
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "nodeName": NODE,
+                "hostname": name,
+                "subdomain": target_name(p),
+                "containers": [_container(port)],
+                "terminationGracePeriodSeconds": 0,
+            },
         }
         core.create_namespaced_pod(namespace, body, _preload_content=False)
         status = _pod_status(address(k), started)

@@ -137,8 +137,8 @@ def _setup_lines(r: LoadResult, concurrency: int) -> list[str]:
         f"- {r.pods} Pod objects bound to `fleet-node`, a Node with no kubelet whose Lease the benchmark "
         "renews; each pod's status (Running, Ready, podIP) written once through the status subresource; "
         f"podIP = a `fleetsim` listener (bench/fleet/sim) on 127.1.x.y",
-        f"- {r.policies} Deployments (replicas 0, so no ReplicaSet adopts the pods) whose selectors match "
-        f"{r.pods_per_policy} pods each, and {r.policies} GCPolicies: the fleet bench's policy (agent "
+        f"- {r.policies} StatefulSets (OnDelete) that adopt {r.pods_per_policy} of the pods each (gc-tuner "
+        f"tunes the pods a workload owns), and {r.policies} GCPolicies: the fleet bench's policy (agent "
         f"source, QPS from the agent, Enforce, Endpoint rollout with a 60 s lease, maxConcurrency "
         f"{concurrency}, {r.interval_s} s interval) plus the agent token Secret a production policy names",
         "- `gc-tuner operator --standalone --namespace operator-load` as a host process, under its own "

@@ -25,10 +25,11 @@ from bench.operator_load.fleet_objects import (
     FleetNode,
     StatusWatch,
     admin_client,
-    create_deployments,
     create_pods,
     create_policies,
+    create_statefulsets,
     operator_identity,
+    owned_pods,
     target_name,
     token_secret,
 )
@@ -67,7 +68,7 @@ class Plan:
 
 def policy_spec(plan: Plan, target: str, port: int) -> dict[str, Any]:
     """The fleet bench's policy (bench/fleet/cost.py: agent source, QPS from the agent, Enforce with
-    Endpoint rollout), aimed at one Deployment and with the agent token a production policy names."""
+    Endpoint rollout), aimed at one StatefulSet and with the agent token a production policy names."""
     from bench.fleet.cost import policy
 
     spec: dict[str, Any] = policy(
@@ -78,7 +79,7 @@ def policy_spec(plan: Plan, target: str, port: int) -> dict[str, Any]:
         port=port,
         qps_source="agent",
     )["spec"]
-    spec["targetRef"] = {"name": target}
+    spec["targetRef"] = {"kind": "StatefulSet", "name": target}
     spec["rollout"]["endpoint"]["tokenSecretRef"] = {"name": TOKEN_SECRET}
     return spec
 
@@ -154,10 +155,12 @@ def _setup(plan: Plan, cluster: Any, api: Any, port: int, say: Any) -> tuple[Fle
     node = FleetNode(api, pods_capacity=plan.policies * plan.per_policy + 100)
     node.register()
     wait_for(node.ready, 60, f"node {NODE} Ready and untainted")
-    create_deployments(api, NAMESPACE, plan.policies, port)
     token_secret(api, NAMESPACE)
     took = create_pods(api, NAMESPACE, plan.policies, plan.per_policy, port, pod_address)
     say(f"{plan.policies * plan.per_policy} pods Running on {NODE} in {took:.1f} s")
+    create_statefulsets(api, NAMESPACE, plan.policies, plan.per_policy, port)
+    total = plan.policies * plan.per_policy
+    wait_for(lambda: owned_pods(api, NAMESPACE) == total, 120, f"{total} pods adopted by their StatefulSets")
     kubeconfig = operator_identity(
         api, NAMESPACE, cluster.cp.server, cluster.cp.pki.ca.cert, plan.workdir / "operator.kubeconfig"
     )
