@@ -119,13 +119,20 @@ var snapshotMetrics = []string{
 const pauseMetric = "/sched/pauses/total/gc:seconds"
 
 // pauseSummary condenses the GC pause histogram (since process start). Quantiles are bucket
-// bounds, the runtime's resolution; they are nil while there has been no pause.
+// bounds, the runtime's resolution; they are nil while there has been no pause. Buckets holds the
+// non-empty buckets as [bound, count] (bound as bucketValue gives it, ascending), so a reader can
+// tell which pauses happened between two reads: the histogram itself only ever grows.
 type pauseSummary struct {
-	Count      uint64   `json:"count"`
-	P50Seconds *float64 `json:"p50Seconds"`
-	P99Seconds *float64 `json:"p99Seconds"`
-	MaxSeconds *float64 `json:"maxSeconds"`
+	Count      uint64       `json:"count"`
+	P50Seconds *float64     `json:"p50Seconds"`
+	P99Seconds *float64     `json:"p99Seconds"`
+	MaxSeconds *float64     `json:"maxSeconds"`
+	Buckets    [][2]float64 `json:"buckets,omitempty"`
 }
+
+// maxPauseBuckets bounds the document: pauses cluster in a few buckets, and when they do not, the
+// longest ones are kept (a guard asks for the longest pause between two reads).
+const maxPauseBuckets = 128
 
 // readMetrics returns the snapshot; metrics this Go version does not know are left out.
 func readMetrics() (map[string]any, pauseSummary) {
@@ -163,6 +170,7 @@ func summarize(h *metrics.Float64Histogram) pauseSummary {
 	}
 	ps.P50Seconds = quantile(h, total, 0.50)
 	ps.P99Seconds = quantile(h, total, 0.99)
+	ps.Buckets = nonEmpty(h, maxPauseBuckets)
 	for i := len(h.Counts) - 1; i >= 0; i-- {
 		if h.Counts[i] > 0 {
 			ps.MaxSeconds = bucketValue(h, i)
@@ -170,6 +178,20 @@ func summarize(h *metrics.Float64Histogram) pauseSummary {
 		}
 	}
 	return ps
+}
+
+// nonEmpty returns the last (longest) at most max non-empty buckets as [bound, count], ascending.
+func nonEmpty(h *metrics.Float64Histogram, max int) [][2]float64 {
+	var out [][2]float64
+	for i, c := range h.Counts {
+		if c > 0 {
+			out = append(out, [2]float64{*bucketValue(h, i), float64(c)})
+		}
+	}
+	if len(out) > max {
+		out = out[len(out)-max:]
+	}
+	return out
 }
 
 // quantile returns the bound of the bucket holding the q-th observation.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"math"
+	"reflect"
 	"runtime/metrics"
 	"testing"
 )
@@ -64,13 +65,37 @@ func TestPauseSummary(t *testing.T) {
 	if ps.Count != 100 || *ps.P50Seconds != 0.001 || *ps.P99Seconds != 0.01 || *ps.MaxSeconds != 0.05 {
 		t.Fatalf("got count %d p50 %g p99 %g max %g", ps.Count, *ps.P50Seconds, *ps.P99Seconds, *ps.MaxSeconds)
 	}
+	want := [][2]float64{{0.001, 50}, {0.002, 40}, {0.01, 9}, {0.05, 1}}
+	if !reflect.DeepEqual(ps.Buckets, want) {
+		t.Fatalf("buckets: got %v, want %v", ps.Buckets, want)
+	}
 	h.Counts = []uint64{0, 0, 0, 0, 0, 3} // only overflow: report its finite lower bound
 	ps = summarize(h)
-	if *ps.MaxSeconds != 0.05 || *ps.P50Seconds != 0.05 {
+	if *ps.MaxSeconds != 0.05 || *ps.P50Seconds != 0.05 || !reflect.DeepEqual(ps.Buckets, [][2]float64{{0.05, 3}}) {
 		t.Fatalf("overflow bucket: %+v", ps)
 	}
 	h.Counts = []uint64{0, 0, 0, 0, 0, 0}
-	if ps = summarize(h); ps.Count != 0 || ps.P50Seconds != nil || ps.MaxSeconds != nil {
+	if ps = summarize(h); ps.Count != 0 || ps.P50Seconds != nil || ps.MaxSeconds != nil || ps.Buckets != nil {
 		t.Fatalf("no pauses: %+v", ps)
+	}
+}
+
+func TestNonEmptyBucketsKeepTheLongest(t *testing.T) {
+	h := &metrics.Float64Histogram{
+		Buckets: []float64{0, 1, 2, 3, 4, 5},
+		Counts:  []uint64{1, 0, 2, 3, 4},
+	}
+	tests := []struct {
+		max  int
+		want [][2]float64
+	}{
+		{10, [][2]float64{{1, 1}, {3, 2}, {4, 3}, {5, 4}}},
+		{2, [][2]float64{{4, 3}, {5, 4}}},
+		{1, [][2]float64{{5, 4}}},
+	}
+	for _, tt := range tests {
+		if got := nonEmpty(h, tt.max); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("nonEmpty(max %d) = %v, want %v", tt.max, got, tt.want)
+		}
 	}
 }

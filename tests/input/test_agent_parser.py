@@ -102,6 +102,7 @@ def test_the_readme_get_example_parses() -> None:
     assert status.lease is not None and status.lease.owner == "gc-tuner/default/checkout"
     assert sample.live_heap_bytes == get["metrics"]["/gc/heap/live:bytes"]
     assert sample.pause_p99_s == get["pauses"]["p99Seconds"]
+    assert sample.pause_buckets == tuple((b, c) for b, c in get["pauses"]["buckets"])
     assert sample.requests_total == get["requestsTotal"]
 
 
@@ -186,6 +187,14 @@ _DELETE = object()
         ("pauses|p99Seconds", -0.1, "pauses.p99Seconds"),
         ("pauses|p50Seconds", "fast", "pauses.p50Seconds"),
         ("pauses|maxSeconds", float("inf"), "pauses.maxSeconds"),
+        ("pauses|buckets", {"0.001": 3}, "pauses.buckets"),
+        ("pauses|buckets", [[0.001, 3]] * 129, "pauses.buckets"),
+        ("pauses|buckets", [[0.001]], "pauses.buckets[0]"),
+        ("pauses|buckets", [[0.001, -1]], "pauses.buckets[0]"),
+        ("pauses|buckets", [[0.001, 1], ["0.002", 1]], "pauses.buckets[1]"),
+        ("pauses|buckets", [[0.002, 1], [0.001, 1]], "pauses.buckets[1]"),
+        ("pauses|buckets", [[float("nan"), 1]], "pauses.buckets[0]"),
+        ("pauses|buckets", [[0.001, True]], "pauses.buckets[0]"),
         pytest.param("lease|remainingSeconds", 10**400, "lease.remainingSeconds", id="beyond-float64"),
         ("metrics|/cpu/classes/total:cpu-seconds", float("nan"), "metrics./cpu/classes/total:cpu-seconds"),
     ],

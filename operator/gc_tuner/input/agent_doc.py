@@ -144,6 +144,7 @@ def parse_agent(doc: object, *, t: float) -> tuple[RuntimeSample, AgentStatus]:
         pause_p50_s=_opt_float(pauses, "p50Seconds", "pauses"),
         pause_p99_s=_opt_float(pauses, "p99Seconds", "pauses"),
         pause_max_s=_opt_float(pauses, "maxSeconds", "pauses"),
+        pause_buckets=_pause_buckets(pauses),
         go_version=status.go_version,
         gomaxprocs=status.gomaxprocs,
         gc_cycles=m["gc_cycles"],
@@ -258,6 +259,35 @@ def _float(obj: Mapping[str, Any], key: str, prefix: str) -> float:
     if number is None or not math.isfinite(number):
         raise SourceFormatError(SOURCE, _path(prefix, key), f"expected a finite number, got {_show(v)}")
     return number
+
+
+MAX_PAUSE_BUCKETS = 128  # as the agent sends at most (agent/state.go maxPauseBuckets)
+
+
+def _pause_buckets(pauses: Mapping[str, Any]) -> tuple[tuple[float, float], ...] | None:
+    """`pauses.buckets`: the non-empty pause buckets, [bound seconds, count], ascending bounds."""
+    raw = pauses.get("buckets")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) > MAX_PAUSE_BUCKETS:
+        raise SourceFormatError(
+            SOURCE,
+            "pauses.buckets",
+            f"expected at most {MAX_PAUSE_BUCKETS} [bound, count] pairs, got {_show(raw)}",
+        )
+    out: list[tuple[float, float]] = []
+    for i, pair in enumerate(raw):
+        field = f"pauses.buckets[{i}]"
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise SourceFormatError(SOURCE, field, f"expected [bound, count], got {_show(pair)}")
+        numbers = [float(v) if isinstance(v, int | float) and not isinstance(v, bool) else -1.0 for v in pair]
+        bound, count = numbers
+        if not all(math.isfinite(v) and v >= 0 for v in numbers) or (out and bound <= out[-1][0]):
+            raise SourceFormatError(
+                SOURCE, field, f"expected [bound, count] >= 0, bounds ascending, got {_show(pair)}"
+            )
+        out.append((bound, count))
+    return tuple(out)
 
 
 def _opt_float(obj: Mapping[str, Any], key: str, prefix: str) -> float | None:

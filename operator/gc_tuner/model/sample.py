@@ -110,6 +110,8 @@ class RuntimeSample:
     pause_p99_s: float | None = None
     pause_max_s: float | None = None
     new_pauses_s: tuple[float, ...] = ()  # pauses since the previous sample (expvar ring)
+    # The pause histogram's non-empty buckets (bound seconds, count) since start (the agent's).
+    pause_buckets: tuple[tuple[float, float], ...] | None = None
     requests_total: float | None = None  # the policy's request counter, summed over its series
     go_version: str | None = None
     gomaxprocs: int | None = None

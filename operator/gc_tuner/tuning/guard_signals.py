@@ -87,6 +87,10 @@ def window_values(
             out[GC_CPU] = min(1.0, d_gc / d_total)
     if pauses_s:
         out[PAUSE] = max(pauses_s)
+    elif edge.pause_buckets is not None and cur.pause_buckets is not None:
+        longest = longest_new_pause(edge.pause_buckets, cur.pause_buckets)
+        if longest is not None:
+            out[PAUSE] = longest
     if edge.latency_buckets is not None and cur.latency_buckets is not None:
         p99 = bucket_quantile(0.99, edge.latency_buckets, cur.latency_buckets)
         if p99 is not None:
@@ -106,6 +110,18 @@ def limit_bytes(pod: PodTarget) -> int | None:
 
 
 MIN_REQUESTS = 20  # a window with fewer requests has no p99 worth the name
+
+
+def longest_new_pause(
+    before: Sequence[tuple[float, float]], after: Sequence[tuple[float, float]]
+) -> float | None:
+    """The longest pause between two reads of a pause histogram's non-empty buckets: the highest
+    bound whose count grew (None: no pause between them, or a count that went down)."""
+    seen = dict(before)
+    grew = [b for b, c in after if c > seen.get(b, 0.0)]
+    if any(c < seen.get(b, 0.0) for b, c in after):
+        return None
+    return max(grew) if grew else None
 
 
 def bucket_quantile(
