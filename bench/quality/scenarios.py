@@ -31,7 +31,11 @@ class Scale:
     interval_s: int
     window_s: int
     cooldown_s: int
-    evaluation_s: int  # rollout.canary.evaluationSeconds: how long a change is judged
+    # rollout.canary.evaluationSeconds: how long a change is judged. Scaled by the interval, not the
+    # window: the guard's verdict needs samples (at least five windows each side), and the defaults
+    # give it 20 intervals (300 s at 15 s). A check trial at 30 s (10 intervals) rolled back every
+    # change for want of a verdict.
+    evaluation_s: int
     tuner_lead_s: float  # gc-tuner starts this long before the workload, as an operator runs before a pod
     agent_every_s: float  # GOGC, load latency and process CPU sampling
     memory_hz: float  # cgroup memory sampling rate (>= 10)
@@ -45,7 +49,7 @@ FULL = Scale(
     interval_s=3,
     window_s=30,
     cooldown_s=15,
-    evaluation_s=30,
+    evaluation_s=60,
     tuner_lead_s=3,
     agent_every_s=1,
     memory_hz=20,
