@@ -2,7 +2,7 @@
 plane with real pods: a loop here re-applies the manifest from "git" with server-side apply under
 its own field manager (forced), as those tools do. gc-tuner writes once, sees its GOGC taken back,
 stops and says who did it, and rolls nothing out again (no rollout every cooldown) until the
-policy's spec changes."""
+policy's spec changes (also while the operator was down)."""
 
 from __future__ import annotations
 
@@ -191,11 +191,14 @@ def test_a_self_healing_gitops_tool_stops_gc_tuner_after_one_write(
     assert len(events(kube, namespace, "ExternalChange")) == 1  # one detection, one Event
     assert (condition(get_policy(kube, namespace, "web"), "Applied") or {}).get("reason") == "ExternalChange"
 
-    # 4. The GitOps side ignores the field now (ignoreDifferences); a change of the policy's spec resumes.
+    # 4. The GitOps side ignores the field now (ignoreDifferences); a change of the policy's spec
+    #    resumes, even one made while the operator was down: the stop and its generation are in status.
     self_heal.stop()
+    operator.kill()
     client.CustomObjectsApi(kube).patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "web", {"spec": {"rollout": {"minGOGCChange": 5}}}
     )
+    operator.start()
     wait_for(lambda: gogc(apps, namespace) != "100", 60, "gc-tuner writing again after the spec change")
     wait_for(lambda: len(events(kube, namespace, "EnvPatched")) == 2, 30, "the second EnvPatched Event")
     wait_for(lambda: rolled_out(apps, namespace), 120, "the second rollout")
