@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from gc_tuner.actuation.envpatch import EnvPlan, KubeWorkloads, plan_env_patch, plan_env_restore
 from gc_tuner.model.policy_status import AppliedNote
@@ -50,6 +50,7 @@ TOKEN_OPT_IN_LABEL = "gctuner.io/agent-token"
 # Each blocking call the cycle makes to the apiserver gives up after this: a stalled control plane
 # must not hold a policy's loop (and with it the Endpoint lease renewals) for longer.
 KUBE_TIMEOUT_S = (5.0, 10.0)  # (connect, read)
+P = TypeVar("P", EnvPlan, EnvPlan | None)
 CONFLICT_RETRIES = 2  # an EnvPatch apply refused for a stale resourceVersion is planned again this often
 
 
@@ -151,29 +152,27 @@ class KubeEnv:
     async def read(self) -> dict[str, Any] | None:
         return await asyncio.to_thread(self._read)
 
-    def _planned(self, plan: Callable[[dict[str, Any]], EnvPlan | None]) -> EnvPlan | None:
+    def _planned(self, plan: Callable[[dict[str, Any]], P]) -> P:
         """Read, plan, apply on that read's resourceVersion. Its controller updates a workload's
         status during any rollout, so a 409 is most often no one's edit: read again and re-plan
         (at most CONFLICT_RETRIES times), which also re-checks any edit that did happen."""
         from kubernetes.client.exceptions import ApiException
 
-        for attempt in range(CONFLICT_RETRIES + 1):
-            obj = self.kube.workloads.read(self.namespace, self.name, self.kind)
-            planned = plan(obj)
+        attempt = 0
+        while True:
+            planned = plan(self.kube.workloads.read(self.namespace, self.name, self.kind))
             if planned is None or planned.patch is None:
                 return planned
             try:
                 self.kube.workloads.apply(self.namespace, self.name, planned.patch)
                 return planned
             except ApiException as e:
-                if e.status != 409 or attempt == CONFLICT_RETRIES:
+                if e.status != 409 or attempt >= CONFLICT_RETRIES:
                     raise
-        raise AssertionError("unreachable")
+            attempt += 1
 
     def _patch(self, desired: Mapping[str, str], note: AppliedNote) -> EnvPlan:
-        plan = self._planned(lambda obj: plan_env_patch(obj, self.container, desired, applied_note=note))
-        assert plan is not None  # plan_env_patch always plans
-        return plan
+        return self._planned(lambda obj: plan_env_patch(obj, self.container, desired, applied_note=note))
 
     async def patch(self, desired: Mapping[str, str], note: AppliedNote) -> EnvPlan:
         return await asyncio.to_thread(self._patch, desired, note)
