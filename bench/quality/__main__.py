@@ -17,6 +17,7 @@ import argparse
 import random
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from bench.common import RESULTS_DIR, LoadSampler, machine_info
 from bench.quality.aggregate import ConfigResult, aggregate, view
 from bench.quality.contenders import CONFIGS, Config, strategy_available
 from bench.quality.goals import judge, sanity
-from bench.quality.plan import budget_s, plan
+from bench.quality.plan import Planned, budget_s, plan
 from bench.quality.prices import default_prices
 from bench.quality.provenance import provenance
 from bench.quality.scenarios import FULL, SCENARIO_NAMES, SMOKE, Scale, Scenario, foreign_scenario, scenarios
@@ -199,6 +200,47 @@ def _setup_lines(s: Scale, sc: Scenario, per_pod: str, prices: str) -> list[str]
     ]
 
 
+def _trials(
+    sc: Scenario,
+    s: Scale,
+    args: argparse.Namespace,
+    programs: Programs,
+    trials: list[Planned],
+    results: dict[str, ConfigResult],
+    per_pod: float,
+    load: LoadSampler,
+) -> list[TrialRecord]:
+    """Run the trials one at a time, in plan order; each trial's view goes to its setting."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"gctuner-quality-{sc.name}-"))
+    print(f"   logs in {workdir}", flush=True)
+    records: list[TrialRecord] = []
+    started = time.monotonic()
+    for i, t in enumerate(trials):
+        r = run_trial(
+            sc,
+            t.config,
+            s,
+            programs=programs,
+            host=f"127.0.1.{i % 250 + 1}",
+            workdir=workdir,
+            use_cgroup=not args.no_cgroup,
+            repeat=t.repeat,
+            order=i,
+        )
+        load.note()
+        records.append(r)
+        v = view(r, t.config, per_pod, s.tuner_lead_s)
+        results[t.config.key].trials.append(v)
+        gc = v.whole.gc_cores if v.whole.gc_cores is not None else float("nan")
+        print(
+            f"   [{time.monotonic() - started:6.0f} s] {i + 1}/{len(trials)} {t.config.label} #{t.repeat}: "
+            f"GC {gc:.4f} cores, avg {(v.whole.mem_avg_bytes or 0) / (1 << 20):.0f} MiB, {r.exit}, "
+            f"load {r.load_1m:.2f}",
+            flush=True,
+        )
+    return records
+
+
 def _run_scenario(
     sc: Scenario,
     s: Scale,
@@ -213,49 +255,19 @@ def _run_scenario(
     trials = plan(runnable, seed, 1 if args.smoke else args.repeats)
     budget = budget_s(trials, s)
     print(
-        f"== {sc.name}: {len(trials)} trials, seed {seed}, planned {budget / 60:.1f} min on an idle machine",
-        flush=True,
+        f"== {sc.name}: {len(trials)} trials, seed {seed}, planned {budget / 60:.1f} min on an idle machine"
     )
     for c in configs:
         if results[c.key].unavailable:
-            print(f"   {c.label}: UNAVAILABLE: {results[c.key].unavailable}", flush=True)
+            print(f"   {c.label}: UNAVAILABLE: {results[c.key].unavailable}")
     if args.plan:
         for i, t in enumerate(trials):
             print(f"   {i:3d} {t.config.key} #{t.repeat}")
         return 0
-    import tempfile
-
-    workdir = Path(tempfile.mkdtemp(prefix=f"gctuner-quality-{sc.name}-"))
-    print(f"   logs in {workdir}", flush=True)
     per_pod = per_pod_cost(RESULTS_DIR / "fleet.json")
     load = LoadSampler()
-    records: list[TrialRecord] = []
     started = time.monotonic()
-    for i, t in enumerate(trials):
-        host = f"127.0.1.{i % 250 + 1}"
-        r = run_trial(
-            sc,
-            t.config,
-            s,
-            programs=programs,
-            host=host,
-            workdir=workdir,
-            use_cgroup=not args.no_cgroup,
-            repeat=t.repeat,
-            order=i,
-        )
-        load.note()
-        records.append(r)
-        results[t.config.key].trials.append(
-            view(r, t.config, per_pod.cores if per_pod else 0.0, s.tuner_lead_s)
-        )
-        v = results[t.config.key].trials[-1]
-        print(
-            f"   [{time.monotonic() - started:6.0f} s] {i + 1}/{len(trials)} {t.config.label} #{t.repeat}: "
-            f"GC {v.whole.gc_cores if v.whole.gc_cores is not None else float('nan'):.4f} cores, "
-            f"avg {(v.whole.mem_avg_bytes or 0) / (1 << 20):.0f} MiB, {r.exit}, load {r.load_1m:.2f}",
-            flush=True,
-        )
+    records = _trials(sc, s, args, programs, trials, results, per_pod.cores if per_pod else 0.0, load)
     sr = aggregate(sc.name, sc.description, s.window_s, results, s.limit_bytes)
     prices = default_prices()
     if per_pod is None:
@@ -264,14 +276,12 @@ def _run_scenario(
         )
     goals, checks = judge(sr, prices), sanity(sr)
     print_summary(sr, goals, checks)
+    price_text = (
+        f"{prices.cpu_per_core_hour:g} per core-hour, {prices.memory_per_gib_hour:g} per GiB-hour "
+        f"({prices.source})"
+    )
     meta = Meta(
-        setup=_setup_lines(
-            s,
-            sc,
-            per_pod.source if per_pod else "unknown",
-            f"{prices.cpu_per_core_hour:g} per core-hour, {prices.memory_per_gib_hour:g} per "
-            f"GiB-hour ({prices.source})",
-        ),
+        setup=_setup_lines(s, sc, per_pod.source if per_pod else "unknown", price_text),
         wall_s=time.monotonic() - started,
         budget_s=budget,
         load=load.summary(),

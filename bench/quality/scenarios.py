@@ -112,83 +112,60 @@ def _i(v: float) -> str:
     return str(max(1, round(v)))
 
 
+_COMMON = ("-garbage-bytes", str(128 << 10), "-load-concurrency", "32")
+
+
+def _burst(k: float) -> Scenario:
+    qps = 1000 * k
+    return Scenario(
+        "burst",
+        f"square wave {qps / 3:.0f} ↔ {5 * qps / 3:.0f} QPS, 20 s period; {50 * k:.0f} MiB cache plus "
+        "16 KiB of session state per request kept 5 s, so the live set follows QPS",
+        (
+            *_COMMON,
+            *("-live-mib", _i(50 * k), "-session-bytes", str(16 << 10), "-session-ttl", "5s"),
+            *("-load", "burst", "-qps", _i(qps / 3), "-burst-qps", _i(5 * qps / 3)),
+            *("-burst-period", "20s", "-burst-duty", "0.5"),
+        ),
+    )
+
+
+def _diurnal(k: float, t: float) -> Scenario:
+    """`t` stretches the phase times with the run length (smoke runs)."""
+    return Scenario(
+        "diurnal",
+        f"QPS {200 * k:.0f} → {2000 * k:.0f} → {200 * k:.0f} while the cache grows "
+        f"{50 * k:.0f} → {400 * k:.0f} MiB in one phase and is dropped back in another "
+        "(QPS and live heap change independently); 64 KiB garbage per request",
+        (
+            *("-garbage-bytes", str(64 << 10), "-load-concurrency", "32"),
+            *("-live-mib", _i(50 * k), "-load", "steady", "-qps", _i(200 * k)),
+        ),
+        warmup_s=10 * t,  # the measured window is the whole day after the first phase
+        phases=(
+            Phase(10 * t, load=f"qps={_i(2000 * k)}", label="QPS up"),
+            Phase(35 * t, cache=f"live_mib={_i(400 * k)}&over={25 * t:.1f}s", label="cache grows"),
+            Phase(60 * t, load=f"qps={_i(200 * k)}", label="QPS down"),
+            Phase(85 * t, cache=f"live_mib={_i(50 * k)}", label="cache dropped"),
+        ),
+    )
+
+
 def scenarios(s: Scale) -> list[Scenario]:
     """The four reference-workload scenarios at scale `s` (foreign is built from its commands)."""
     k = s.sizes
     qps = 1000 * k
-    common = ("-garbage-bytes", str(128 << 10), "-load-concurrency", "32")
-    t = s.run_s / FULL.run_s  # phase times follow the run length
+    steady = (*_COMMON, "-live-mib", _i(110 * k), "-load", "steady", "-qps", _i(qps))
     return [
-        Scenario(
-            "steady",
-            f"constant {qps:.0f} QPS, {110 * k:.0f} MiB cache",
-            (*common, "-live-mib", _i(110 * k), "-load", "steady", "-qps", _i(qps)),
-        ),
-        Scenario(
-            "burst",
-            f"square wave {qps / 3:.0f} ↔ {5 * qps / 3:.0f} QPS, 20 s period; {50 * k:.0f} MiB cache plus "
-            "16 KiB of session state per request kept 5 s, so the live set follows QPS",
-            (
-                *common,
-                "-live-mib",
-                _i(50 * k),
-                "-session-bytes",
-                str(16 << 10),
-                "-session-ttl",
-                "5s",
-                "-load",
-                "burst",
-                "-qps",
-                _i(qps / 3),
-                "-burst-qps",
-                _i(5 * qps / 3),
-                "-burst-period",
-                "20s",
-                "-burst-duty",
-                "0.5",
-            ),
-        ),
+        Scenario("steady", f"constant {qps:.0f} QPS, {110 * k:.0f} MiB cache", steady),
+        _burst(k),
         Scenario(
             "leak",
             f"constant {qps:.0f} QPS, {110 * k:.0f} MiB cache, leaking {10 * k:g} MiB/s from the start "
-            "(GOGC=off contenders reach the limit about 90 s in)",
-            (
-                *common,
-                "-live-mib",
-                _i(110 * k),
-                "-load",
-                "steady",
-                "-qps",
-                _i(qps),
-                "-leak-mib-per-sec",
-                f"{10 * k:g}",
-            ),
+            "(GOGC=off settings reach the limit before the end)",
+            (*steady, "-leak-mib-per-sec", f"{10 * k:g}"),
         ),
-        Scenario(
-            "diurnal",
-            f"QPS {200 * k:.0f} → {2000 * k:.0f} → {200 * k:.0f} while the cache grows "
-            f"{50 * k:.0f} → {400 * k:.0f} MiB in one phase and is dropped back in another "
-            "(QPS and live heap change independently); 64 KiB garbage per request",
-            (
-                "-garbage-bytes",
-                str(64 << 10),
-                "-load-concurrency",
-                "32",
-                "-live-mib",
-                _i(50 * k),
-                "-load",
-                "steady",
-                "-qps",
-                _i(200 * k),
-            ),
-            warmup_s=10 * t,  # the measured window is the whole day after the first phase
-            phases=(
-                Phase(10 * t, load=f"qps={_i(2000 * k)}", label="QPS up"),
-                Phase(35 * t, cache=f"live_mib={_i(400 * k)}&over={25 * t:.1f}s", label="cache grows"),
-                Phase(60 * t, load=f"qps={_i(200 * k)}", label="QPS down"),
-                Phase(85 * t, cache=f"live_mib={_i(50 * k)}", label="cache dropped"),
-            ),
-        ),
+        _diurnal(k, s.run_s / FULL.run_s),
     ]
 
 

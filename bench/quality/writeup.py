@@ -130,16 +130,8 @@ def _goal_lines(goals: Sequence[Goal]) -> list[str]:
     return [f"- **{g.mark}** [{g.tuner}] {g.text}: {g.detail}" for g in goals]
 
 
-def write_report(
-    sr: ScenarioResult,
-    goals: Sequence[Goal],
-    checks: Sequence[Goal],
-    records: Sequence[TrialRecord],
-    meta: Meta,
-    out: Path,
-    plot: Path | None,
-) -> Path:
-    stem = f"quality_{'smoke_' if meta.smoke else ''}{sr.name}"
+def _header(sr: ScenarioResult, meta: Meta) -> list[str]:
+    """Title (flagged for smoke runs and dirty trees), provenance, machine and setup."""
     flags = (" (smoke run: numbers mean nothing)" if meta.smoke else "") + (
         "" if meta.clean else " — DIRTY TREE: not a result"
     )
@@ -165,6 +157,20 @@ def write_report(
             "columns, the front and every distance are left out"
         )
     lines += [""] + [f"- {n}" for n in sr.notes] + [""]
+    return lines
+
+
+def write_report(
+    sr: ScenarioResult,
+    goals: Sequence[Goal],
+    checks: Sequence[Goal],
+    records: Sequence[TrialRecord],
+    meta: Meta,
+    out: Path,
+    plot: Path | None,
+) -> Path:
+    stem = f"quality_{'smoke_' if meta.smoke else ''}{sr.name}"
+    lines = _header(sr, meta)
     h, rows = _rows(sr)
     lines += ["## Results (medians, [95 % bootstrap interval])", "", markdown_table(h, rows), ""]
     if sr.memory_measured:
