@@ -5,7 +5,10 @@
    alerts, evaluated by promtool, fire on the SLO breaches they name and stay quiet otherwise.
 2. `helm install`: the operator pod runs through the test kubelet as the chart's ServiceAccount (a
    TokenRequest token, nothing else) and the operator's DryRun, Enforce/Endpoint and Enforce/EnvPatch
-   scenarios pass with only the chart's RBAC.
+   scenarios pass with only the chart's RBAC. Where runc is available the pod runs the real image
+   (built from the Dockerfile, e2e.image) under the chart's securityContext, and the token is the
+   projected one at /var/run/secrets/kubernetes.io/serviceaccount; elsewhere the host's gc-tuner
+   stands in. The session's first lines say which (`operator_runtime`).
 3. `kubectl auth can-i --as=system:serviceaccount:...`: what the ServiceAccount may and may not do.
 4. `helm upgrade` with changed values rolls the operator; `helm uninstall` leaves only the CRDs, and
    policies keep working after a reinstall.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import ssl
 import subprocess
 import textwrap
 import time
@@ -84,7 +88,7 @@ def helm_offline(tmp_path_factory: pytest.TempPathFactory) -> Helm:
 
 
 @pytest.fixture(scope="session")
-def helm(cluster: Any) -> Helm:
+def helm(cluster: Any, operator_runtime: str) -> Helm:
     """helm talking to the test cluster as its admin (helm itself; the operator never gets these rights)."""
     return _runner(Path(cluster.dir) / "helm-home", Path(cluster.kubeconfig))
 
@@ -334,6 +338,31 @@ def _ready(op: ChartOperator) -> bool:
     )
 
 
+@pytest.fixture(scope="session")
+def operator_runtime(request: pytest.FixtureRequest) -> str:
+    """How the test kubelet runs the chart's image, "runc" or "host" (the kubelet makes the same
+    choice: e2e.kubelet.operator_image.runtime_choice). With runc the image is built (or found in the
+    cache) now, before any helm --wait starts its clock, as a node would have pulled it."""
+    from e2e.kubelet.operator_image import runtime_choice
+
+    runtime, why = runtime_choice()
+    line = f"[chart e2e] operator pods run on the host's gc-tuner, not the image: {why}"
+    if runtime == "runc":
+        from e2e.image.builder import ensure_image
+
+        built = ensure_image()
+        line = (
+            f"[chart e2e] operator pods run the image {built.name} ({built.key}, "
+            f"{built.info.layers_bytes / 1e6:.0f} MB compressed) through runc"
+        )
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+    return runtime
+
+
 def install(helm: Helm, namespace: str, *args: str) -> str:
     return helm(
         "install", RELEASE, str(CHART), "--namespace", namespace, "--wait", "--timeout", "180s", *args
@@ -374,7 +403,7 @@ def _no_rbac_errors(op: ChartOperator) -> None:
 
 # ---- 2. install: the pod, its identity, and the operator's scenarios under the chart's RBAC ----------
 def test_install_runs_the_operator_as_the_charts_serviceaccount(
-    chart_operator: ChartOperator, kubectl: Any, namespace: str
+    chart_operator: ChartOperator, kubectl: Any, namespace: str, operator_runtime: str
 ) -> None:
     op = chart_operator
     pod = op.pod()
@@ -392,12 +421,16 @@ def test_install_runs_the_operator_as_the_charts_serviceaccount(
         kv.split("=", 1) for kv in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in kv
     )
     assert env["POD_NAMESPACE"] == namespace and env["POD_NAME"] == pod.metadata.name
-    # Its only credential: a kubeconfig holding a TokenRequest token of the chart's ServiceAccount.
-    kubeconfig = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())
-    (user,) = kubeconfig["users"]
-    assert set(user["user"]) == {"tokenFile"}, user
-    who = kubectl("auth", "whoami", "-o", "json", f"--kubeconfig={env['KUBECONFIG']}").stdout
-    status = json.loads(who)["status"]["userInfo"]
+    if operator_runtime == "runc":
+        _check_the_image_runs_as_the_chart_asks(pid, env)
+        status = _whoami_in_cluster(pid, env)
+    else:
+        # Its only credential: a kubeconfig holding a TokenRequest token of the chart's ServiceAccount.
+        kubeconfig = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())
+        (user,) = kubeconfig["users"]
+        assert set(user["user"]) == {"tokenFile"}, user
+        who = kubectl("auth", "whoami", "-o", "json", f"--kubeconfig={env['KUBECONFIG']}").stdout
+        status = json.loads(who)["status"]["userInfo"]
     assert status["username"] == f"system:serviceaccount:{namespace}:{SA}"
     assert status["extra"]["authentication.kubernetes.io/pod-name"] == [pod.metadata.name]
     # Metrics and liveness at the pod IP, through the chart's container ports.
@@ -415,6 +448,65 @@ def test_install_runs_the_operator_as_the_charts_serviceaccount(
     assert port["targetPort"] in {p.name for p in pod.spec.containers[0].ports if p.container_port == 9100}
     time.sleep(3)  # a few seconds of kopf's watches and scans
     _no_rbac_errors(op)
+
+
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _proc_status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+def _check_the_image_runs_as_the_chart_asks(pid: int, env: dict[str, str]) -> None:
+    """Read back from the running process what the chart's securityContext asks of the runtime."""
+    root = Path(f"/proc/{pid}/root")
+    assert os.stat(root).st_ino != os.stat("/").st_ino, "the operator runs in the host's root filesystem"
+    assert (root / "opt/gc-tuner/share/sbom/pip-inspect.json").is_file(), "not the image's filesystem"
+    st = _proc_status(pid)
+    assert st["Uid"].split() == ["65532"] * 4 and st["Gid"].split() == ["65532"] * 4, st
+    assert "65532" in st["Groups"].split()  # fsGroup
+    assert st["CapEff"] == st["CapPrm"] == st["CapBnd"] == "0000000000000000", st
+    assert st["NoNewPrivs"] == "1" and st["Seccomp"] == "2", st
+    mounts = {
+        fields[4]: fields[5].split(",")[0]
+        for fields in (line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines())
+    }
+    # /var/run is a link to /run in the image: the token's mount point shows there.
+    sa_mount = mounts.get(SA_DIR) or mounts.get(SA_DIR.removeprefix("/var"))
+    assert mounts["/"] == "ro" and mounts["/tmp"] == "rw" and sa_mount == "ro", mounts
+    writable = [m for m, mode in mounts.items() if mode == "rw" and not m.startswith(("/dev", "/proc"))]
+    assert writable == ["/tmp"], f"writable besides the chart's emptyDir: {writable}"
+    assert "KUBECONFIG" not in env, "the image must log in in-cluster, with the projected token"
+
+
+def _container_path(pid: int, path: str) -> Path:
+    """`path` as the container sees it, from the host: its symlinks (the image's /var/run -> /run)
+    resolved inside the container's root, not the host's."""
+    root, cur = Path(f"/proc/{pid}/root"), "/"
+    for part in Path(path).parts[1:]:
+        nxt = os.path.join(cur, part)
+        if (root / nxt.lstrip("/")).is_symlink():
+            link = os.readlink(root / nxt.lstrip("/"))
+            nxt = link if link.startswith("/") else os.path.normpath(os.path.join(cur, link))
+        cur = nxt
+    return root / cur.lstrip("/")
+
+
+def _whoami_in_cluster(pid: int, env: dict[str, str]) -> dict[str, Any]:
+    """Who the projected token in the container is, asked of the apiserver the container's
+    KUBERNETES_SERVICE_HOST/PORT name, verified with the container's ca.crt: in-cluster config."""
+    sa = _container_path(pid, SA_DIR)
+    server = f"https://{env['KUBERNETES_SERVICE_HOST']}:{env['KUBERNETES_SERVICE_PORT']}"
+    resp = httpx.post(
+        f"{server}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        headers={"Authorization": f"Bearer {(sa / 'token').read_text().strip()}"},
+        verify=ssl.create_default_context(cafile=str(sa / "ca.crt")),
+        timeout=10,
+    )
+    assert resp.status_code == 201, resp.text
+    return dict(resp.json()["status"]["userInfo"])
 
 
 def _run_scenario(module: str, name: str, **fixtures: Any) -> None:

@@ -32,5 +32,20 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 fi
 
+stage "operator image: built from the Dockerfile with buildah, run by the test kubelet through runc"
+# Debian's runc, buildah, mmdebstrap and umoci (e2e/image/): the chart's e2e tests then run the real
+# image. Where apt refuses them, the image tests skip naming the missing tool, and the chart's pods fall
+# back to the host's gc-tuner (the test output says which ran).
+image_tools=(runc buildah mmdebstrap umoci)
+missing_tools=()
+for tool in "${image_tools[@]}"; do command -v "$tool" >/dev/null || missing_tools+=("$tool"); done
+if [ "${#missing_tools[@]}" -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing_tools[@]}" || echo "warning: could not install ${missing_tools[*]}: the image tests will skip"
+fi
+if python -c 'import sys; from e2e.image.prerequisites import missing_for_build as m; sys.exit(bool(m()))'; then
+  python -m e2e.image build  # or finds it in ~/.cache/gc-tuner/image/ by its content hash
+fi
+
 stage "pytest: unit, integration (real Go processes) and e2e (real control plane)"
 python -m pytest -q -p no:cacheprovider "$@"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from pathlib import Path
 from typing import Any, Protocol
@@ -187,7 +188,17 @@ class PodWorker:
         if program.listen_env and program.listen_env not in env and ports:
             extra[program.listen_env] = f"{self.ip}:{ports[0]['containerPort']}"
         extra.update(await self.kubelet.service_account_env(self))
+        if program.container_file_env:
+            extra[program.container_file_env] = str(self._container_file(pod, container, env))
         return {**extra, **env}
+
+    def _container_file(self, pod: Obj, container: Obj, env: dict[str, str]) -> Path:
+        """The pod (with its IP), the container's spec and its resolved env, for a program that runs
+        the container in a runtime of its own (Program.container_file_env)."""
+        path = self.dir / container["name"] / "container.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"pod": pod, "container": container, "env": env}))
+        return path
 
     # ---- events -------------------------------------------------------------------------------------
     def event(

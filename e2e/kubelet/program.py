@@ -15,3 +15,7 @@ class Program:
     env: dict[str, str] = field(default_factory=dict)
     # The variable the kubelet sets to `<podIP>:<first containerPort>` (see images.py), if any.
     listen_env: str | None = None
+    # The variable the kubelet sets to the path of a JSON file with the pod, the container's spec and
+    # its resolved env (what a real kubelet hands its container runtime), for a program that runs the
+    # image in a container runtime of its own (e2e/kubelet/runc_container.py).
+    container_file_env: str | None = None
