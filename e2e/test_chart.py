@@ -571,7 +571,6 @@ PATCH_DENIED = (
     "nodes",
     "events",
     "replicasets.apps",
-    "statefulsets.apps",
     "daemonsets.apps",
     "deployments.apps/scale",
     "gcpolicies.gctuner.io/scale",
@@ -607,6 +606,7 @@ def test_the_serviceaccount_can_do_what_the_operator_needs_and_nothing_it_must_n
         ("list", "deployments.apps"),
         ("watch", "deployments.apps"),
         ("patch", "deployments.apps"),
+        ("patch", "statefulsets.apps"),  # EnvPatch of a StatefulSet target
         # the guarded EnvPatch rollout's canary Deployment (rbac.canaryDeployments, on by default)
         ("create", "deployments.apps"),
         ("delete", "deployments.apps"),
@@ -623,7 +623,7 @@ def test_the_serviceaccount_can_do_what_the_operator_needs_and_nothing_it_must_n
     assert not _can(kubectl, who, "get", "secrets/another-secret", *ns)
     assert _can(kubectl, who, "list", "customresourcedefinitions.apiextensions.k8s.io")
     # Never: list or watch Secrets (in its namespace or anywhere), update Deployments, patch anything
-    # but Deployments and GCPolicies, anything with Nodes, and no escalation.
+    # but Deployments, StatefulSets and GCPolicies, anything with Nodes, and no escalation.
     for verb in ("list", "watch"):
         assert not _can(kubectl, who, verb, "secrets", *everywhere)
         assert not _can(kubectl, who, verb, "secrets", *ns)

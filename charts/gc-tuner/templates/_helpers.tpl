@@ -143,10 +143,15 @@ gc-tuner's own calls.
   resources: ["pods/log"]
   verbs: ["get"]
 # application: a kopf.index on Deployments (list/watch) gives each policy its target's selector and
-# memory limit; the EnvPatch rollout reads the target afresh (get) and patches its env (patch).
+# memory limit; the EnvPatch rollout reads the target afresh every cycle (get) and writes its env with
+# server-side apply (patch).
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "patch"]
+# application: the EnvPatch rollout of a StatefulSet target, as for a Deployment (server-side apply).
+- apiGroups: ["apps"]
+  resources: ["statefulsets"]
+  verbs: ["patch"]
 {{- if .Values.rbac.canaryDeployments }}
 # application: the guarded EnvPatch rollout runs a candidate on a canary Deployment,
 # <target>-gctuner-canary, owned by the GCPolicy, and deletes it when the trial ends. RBAC cannot
