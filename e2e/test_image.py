@@ -255,3 +255,74 @@ def test_operator_from_the_image_reconciles_a_dryrun_policy_to_ready(
     # The scenario waits for the recommendation, the fit, Ready=True and that nothing was touched.
     scenario(namespace=namespace, kube=kube, operator=image_operator)  # type: ignore[arg-type]
     assert image_operator.proc.poll() is None, "the operator exited during the scenario"
+
+
+# ---- the test kubelet's runc runner ------------------------------------------------------------------
+STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+
+
+def _memory_limit(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return int(Path(f"/sys/fs/cgroup/memory{path}/memory.limit_in_bytes").read_text())
+    raise AssertionError(f"no memory cgroup for {pid}")
+
+
+def test_kubelet_runs_the_image_with_its_limits_and_kills_it_after_the_grace_period(
+    image: BuiltImage, kube: Any, namespace: str
+) -> None:
+    """A pod of the image whose process ignores SIGTERM: it runs in the image's root with the pod's
+    memory limit in its cgroup; deleted, the kubelet SIGKILLs runc after the grace period and the
+    container (in its own PID namespace, which runc's death does not end) is killed all the same,
+    its root filesystem unmounted."""
+    from kubernetes import client
+
+    from e2e.cluster.waits import pod_pids
+
+    core = client.CoreV1Api(kube)
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "stubborn"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": image.name,
+                    "command": ["python3", "-c", STUBBORN],
+                    "resources": {"limits": {"memory": "96Mi"}},
+                }
+            ],
+        },
+    }
+    core.create_namespaced_pod(namespace, pod)
+    wait_for(lambda: core.read_namespaced_pod("stubborn", namespace).status.phase == "Running", 90, "Running")
+
+    def in_the_image() -> list[int]:
+        # Until the launcher has exec'd runc it is the pod's process too, in the host's root.
+        return [p for p in pod_pids("stubborn") if Path(f"/proc/{p}/root/opt/gc-tuner/bin/gc-tuner").exists()]
+
+    (pid,) = wait_for(in_the_image, 30, "the container's process, in the image's root")
+    assert pod_pids("stubborn") == [pid]
+    assert _memory_limit(pid) == 96 << 20
+    overlays = [
+        line
+        for line in Path("/proc/mounts").read_text().splitlines()
+        if "runc-" in line and "stubborn" in line
+    ]
+    assert len(overlays) == 1, overlays
+    core.delete_namespaced_pod("stubborn", namespace)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30, "the container's process gone")
+    wait_for(
+        lambda: (
+            not [
+                line
+                for line in Path("/proc/mounts").read_text().splitlines()
+                if overlays[0].split()[1] in line
+            ]
+        ),
+        30,
+        "the container's root filesystem unmounted",
+    )

@@ -70,6 +70,7 @@ def container_process(
     mounts: tuple[BindMount, ...],
     hostname: str,
     memory_limit: int | None = None,
+    cgroups_path: str | None = None,
 ) -> ContainerProcess:
     """The runtime spec's process for the image config and the resolved security settings."""
     seccomp = (
@@ -89,6 +90,7 @@ def container_process(
         seccomp=seccomp,
         mounts=mounts,
         memory_limit=memory_limit,
+        cgroups_path=cgroups_path,
     )
 
 

@@ -22,9 +22,11 @@ to end however it ends, then kills and deletes the container and unmounts its ro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -47,6 +49,11 @@ __all__ = ["ContainerSetupError", "container_argv", "main"]
 
 Obj = dict[str, Any]
 _BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# runc's state, outside the kubelet's state dir: a test session removes that dir while the watchdogs
+# may still need the state to delete their containers.
+RUNC_ROOT = Path("/run/gc-tuner-e2e-runc")
+# Every container's cgroups, apart from the kubelet's own memory cgroups (which hold only runc).
+CGROUP_PARENT = "/gc-tuner-e2e-runc"
 
 
 class ContainerSetupError(RuntimeError):
@@ -115,7 +122,7 @@ def _memory_limit(container: Obj) -> int | None:
     return None if limit is None else int(parse_quantity(limit))
 
 
-def _process(built: BuiltImage, doc: Obj, pod_dir: Path, run_dir: Path) -> ContainerProcess:
+def _process(built: BuiltImage, doc: Obj, pod_dir: Path, run_dir: Path, cid: str) -> ContainerProcess:
     pod, container = doc["pod"], doc["container"]
     config = built.info.config
     try:
@@ -138,7 +145,7 @@ def _process(built: BuiltImage, doc: Obj, pod_dir: Path, run_dir: Path) -> Conta
     argv = argv[:2] + bind_pod_ip(argv[2:], pod_ip) if argv[:2] == ["gc-tuner", "operator"] else argv
     return container_process(
         config, sec, argv, env=env, mounts=tuple(mounts), hostname=pod["metadata"]["name"],
-        memory_limit=_memory_limit(container),
+        memory_limit=_memory_limit(container), cgroups_path=f"{CGROUP_PARENT}/{cid}",
     )  # fmt: skip
 
 
@@ -180,8 +187,24 @@ def _watchdog(fd: int, state: Path, cid: str, run_dir: Path) -> None:
         ):
             break
         time.sleep(0.1)
+    _remove_cgroups(cid)
     remove_bundle(run_dir / "bundle")
     shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _remove_cgroups(cid: str) -> None:
+    """What `runc delete` leaves when it could not run: the container's cgroups, emptied first."""
+    for _ in range(50):
+        left = [d for d in Path("/sys/fs/cgroup").glob(f"*{CGROUP_PARENT}/{cid}") if d.is_dir()]
+        for d in left:
+            for pid in (d / "cgroup.procs").read_text().split() if (d / "cgroup.procs").exists() else []:
+                with contextlib.suppress(OSError):
+                    os.kill(int(pid), signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        if not left:
+            return
+        time.sleep(0.1)
 
 
 def _launch(image_dir: Path) -> None:
@@ -193,10 +216,10 @@ def _launch(image_dir: Path) -> None:
     cid = f"{doc['pod']['metadata']['uid'][:8]}-{doc['container']['name']}-{uuid.uuid4().hex[:8]}"
     run_dir = pod_dir / doc["container"]["name"] / f"runc-{cid}"
     run_dir.mkdir(parents=True)
-    state = pod_dir.parent.parent / "runc"  # the kubelet's state dir: <state>/pods/<pod>
-    state.mkdir(exist_ok=True)
+    state = RUNC_ROOT
+    state.mkdir(parents=True, exist_ok=True)
     w = _start_watchdog(state, cid, run_dir)
-    process = _process(built, doc, pod_dir, run_dir)
+    process = _process(built, doc, pod_dir, run_dir, cid)
     bundle = prepare_bundle(run_dir / "bundle", built.rootfs, process)
     # runc alone carries the watchdog's pipe; its env has no HOSTNAME, so only the container's
     # process is found as the pod's (e2e.cluster.waits.pod_pids).
