@@ -139,6 +139,9 @@ def test_two_policies_on_one_deployment_the_older_keeps_control(
     wait_for(lambda: len(running_pods(kube, namespace, "web")) == 1, 90, "1 ready pod")
     spec = {
         "targetRef": {"name": "web"},
+        "mode": "Enforce",
+        "rollout": {"method": "EnvPatch", "cooldownSeconds": 600},
+        "guard": {"enabled": False},  # the conflict rule is under test, not the canary
         "sampling": {"intervalSeconds": 2, "windowSeconds": 30, "sources": {"prometheus": {"port": 8080}}},
         "qps": {"counter": {"name": "http_requests_total", "matchers": {"handler": "work"}}},
     }
@@ -155,6 +158,10 @@ def test_two_policies_on_one_deployment_the_older_keeps_control(
     first = get_policy(kube, namespace, "first")
     assert (condition(first, "Sampling") or {}).get("status") == "True"
     assert (condition(first, "Degraded") or {}).get("reason") != "Conflict"
+    # A DryRun policy on the same target tunes nothing, so it is never in conflict: it recommends.
+    create_policy(kube, namespace, "observer", {**spec, "mode": "DryRun"})
+    observer = wait_condition(kube, namespace, "observer", "Sampling", timeout=60, what="observer samples")
+    assert (condition(observer, "Ready") or {}).get("reason") != "Conflict"
 
     # The older one gone, the newer one takes the target over.
     api.delete_namespaced_custom_object("gctuner.io", "v1alpha1", namespace, "gcpolicies", "first")

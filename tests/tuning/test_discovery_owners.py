@@ -259,6 +259,9 @@ B = ref("b", "2026-01-02T00:00:00Z")
         (ref("b", "2026-01-02T00:00:00Z", kind="StatefulSet"), [A], None),
         # the older one is being deleted: it gives the target up
         (B, [ref("a", "2026-01-01T00:00:00Z", deleting=True)], None),
+        # DryRun policies tune nothing: an older one holds nothing, a newer one is never refused
+        (B, [ref("a", "2026-01-01T00:00:00Z", enforce=False), B], None),
+        (ref("b", "2026-01-02T00:00:00Z", enforce=False), [A], None),
     ],
 )
 def test_conflict_older_policy_keeps_control(
@@ -271,9 +274,12 @@ def test_conflict_older_policy_keeps_control(
 def test_policy_ref_from_a_body() -> None:
     body = {
         "metadata": {"name": "p", "creationTimestamp": "2026-03-01T10:00:00Z"},
-        "spec": {"targetRef": {"name": "web", "container": "app"}},
+        "spec": {"targetRef": {"name": "web", "container": "app"}, "mode": "Enforce"},
     }
     assert policy_ref(body) == PolicyRef("p", "2026-03-01T10:00:00Z", "Deployment", "web", "app")
+    dry = {**body, "spec": {**body["spec"], "mode": "DryRun"}}
+    unset = {**body, "spec": {"targetRef": {"name": "web"}}}  # the CRD's default mode: DryRun
+    assert not policy_ref(dry).enforce and not policy_ref(unset).enforce
     assert "GCPolicy p" in policy_ref(body).describe() and "container app" in policy_ref(body).describe()
 
 

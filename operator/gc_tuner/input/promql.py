@@ -19,7 +19,7 @@ import httpx
 from gc_tuner.net.errors import SourceFormatError
 from gc_tuner.net.transport import DEFAULT_MAX_BYTES, json_body, request, time_bound
 
-__all__ = ["fetch_promql", "fetch_promql_buckets", "parse_promql_buckets", "parse_promql_vector"]
+__all__ = ["fetch_promql", "parse_promql_buckets", "parse_promql_vector", "query_promql"]
 
 MAX_BUCKETS = 200  # per pod: client_golang's default has 11; native conversions stay far below this
 
@@ -131,20 +131,10 @@ def _number(v: Any, fieldname: str) -> float:
     return x
 
 
-async def fetch_promql_buckets(
-    client: httpx.AsyncClient,
-    base_url: str,
-    query: str,
-    *,
-    pod_label: str = "pod",
-    timeout: float = 5.0,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-) -> dict[str, tuple[tuple[float, float], ...]]:
-    """Run an instant query of per-pod histogram buckets (see parse_promql_buckets)."""
-    return parse_promql_buckets(await _query(client, base_url, query, timeout, max_bytes), pod_label)
-
-
-async def _query(client: httpx.AsyncClient, base_url: str, query: str, timeout: float, max_bytes: int) -> Any:
+async def query_promql(
+    client: httpx.AsyncClient, base_url: str, query: str, *, timeout: float, max_bytes: int
+) -> Any:
+    """The JSON document of an instant query against `base_url` (e.g. http://127.0.0.1:9090)."""
     url = base_url.rstrip("/") + "/api/v1/query"
     # The one mapping of the error tree (net/transport.py): 400/422 (a bad query, Prometheus's message
     # kept) are RejectedError, 401/403 AuthError, transport failures Unreachable/Timeout.
@@ -164,5 +154,6 @@ async def fetch_promql(
     timeout: float = 5.0,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> dict[str | None, float]:
-    """Run an instant query against `base_url` (e.g. http://127.0.0.1:9090) and parse the vector."""
-    return parse_promql_vector(await _query(client, base_url, query, timeout, max_bytes), pod_label)
+    """Run an instant query against `base_url` and parse the vector (per-pod values)."""
+    doc = await query_promql(client, base_url, query, timeout=timeout, max_bytes=max_bytes)
+    return parse_promql_vector(doc, pod_label)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -23,9 +23,9 @@ from gc_tuner.input.agent_doc import AgentStatus, fetch_agent
 from gc_tuner.input.expvar import fetch_expvar
 from gc_tuner.input.gctrace import GCTraceParser
 from gc_tuner.input.prometheus import fetch_counter, fetch_histogram, fetch_prometheus
-from gc_tuner.input.promql import fetch_promql, fetch_promql_buckets
+from gc_tuner.input.promql import parse_promql_buckets, parse_promql_vector, query_promql
 from gc_tuner.loop.ports import CycleIO
-from gc_tuner.model.policy import GCPolicySpec
+from gc_tuner.model.policy import GCPolicySpec, PromQLQPS
 from gc_tuner.model.sample import GCCycle, RuntimeSample
 from gc_tuner.net.errors import SourceError
 from gc_tuner.net.transport import time_bound
@@ -369,20 +369,9 @@ async def _latency_from_promql(
     lat = spec.guard.latency
     if lat is None or lat.promql is None or not _guarded(spec):
         return readings, None
-    q = lat.promql
-    try:
-        buckets = await fetch_promql_buckets(
-            io.http,
-            q.url,
-            q.query,
-            pod_label=q.pod_label,
-            timeout=float(spec.sampling.timeout_seconds),
-            max_bytes=spec.sampling.max_response_bytes,
-        )
-    except SourceError as err:
-        io.metrics.sample_error("latency", err.reason)
-        return readings, PodFailure("-", "latency", err.reason, f"{err.reason}: {_message(err)}")
-    io.metrics.sample("latency")
+    buckets, failure = await _ask_prometheus(spec, io, "latency", lat.promql, parse_promql_buckets)
+    if buckets is None:
+        return readings, failure
     out = []
     for r in readings:
         b = buckets.get(r.pod.name)
@@ -399,22 +388,32 @@ async def read_promql(
     q = spec.qps.promql
     if q is None:
         return {}, None
-    try:
-        values = await fetch_promql(
-            io.http,
-            q.url,
-            q.query,
-            pod_label=q.pod_label,
-            timeout=float(spec.sampling.timeout_seconds),
-            max_bytes=spec.sampling.max_response_bytes,
-        )
-    except SourceError as err:
-        io.metrics.sample_error("promql", err.reason)
-        return {}, PodFailure("-", "promql", err.reason, f"{err.reason}: {_message(err)}")
-    io.metrics.sample("promql")
+    values, failure = await _ask_prometheus(spec, io, "promql", q, parse_promql_vector)
+    if values is None:
+        return {}, failure
     if None in values and len(values) == 1:
         return {p.name: values[None] for p in pods}, None
     return {k: v for k, v in values.items() if k is not None}, None
+
+
+async def _ask_prometheus(
+    spec: GCPolicySpec, io: CycleIO, source: str, q: PromQLQPS, parse: Callable[[Any, str], T]
+) -> tuple[T | None, PodFailure | None]:
+    """One instant query of the policy's, parsed; a failure is counted and returned, never raised."""
+    try:
+        doc = await query_promql(
+            io.http,
+            q.url,
+            q.query,
+            timeout=float(spec.sampling.timeout_seconds),
+            max_bytes=spec.sampling.max_response_bytes,
+        )
+        value = parse(doc, q.pod_label)
+    except SourceError as err:
+        io.metrics.sample_error(source, err.reason)
+        return None, PodFailure("-", source, err.reason, f"{err.reason}: {_message(err)}")
+    io.metrics.sample(source)
+    return value, None
 
 
 def _message(e: SourceError) -> str:

@@ -8,6 +8,10 @@ and read and write nothing until it is gone or they name another target.
 
 One target is one workload (kind and name) and container. A policy that names no container may end
 up on any of them, so it conflicts with every policy of the same workload.
+
+Only Enforce policies tune: a DryRun policy writes nothing and restores nothing, so it never takes a
+target from anyone and is never refused one. Recommenders beside the policy in force (another
+strategy, other bounds) are how a change is weighed before it is made.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class PolicyRef:
     target: str
     container: str | None
     deleting: bool = False
+    enforce: bool = True  # spec.mode Enforce (a DryRun policy tunes nothing)
 
     def describe(self) -> str:
         on = f" container {self.container}" if self.container else ""
@@ -46,6 +51,7 @@ def policy_ref(body: Mapping[str, Any]) -> PolicyRef:
         target=str(ref.get("name") or ""),
         container=str(container) if container else None,
         deleting=meta.get("deletionTimestamp") is not None,
+        enforce=(body.get("spec") or {}).get("mode") == "Enforce",
     )
 
 
@@ -59,9 +65,12 @@ def overlaps(a: PolicyRef, b: PolicyRef) -> bool:
 def in_control(me: PolicyRef, others: Iterable[PolicyRef]) -> PolicyRef | None:
     """The policy that tunes `me`'s target instead of `me`, or None when `me` keeps control.
 
-    A policy being deleted gives up its target (its finalizer is restoring it) and counts no more.
+    A policy being deleted gives up its target (its finalizer is restoring it) and counts no more;
+    DryRun policies neither hold nor lose a target.
     """
-    rivals = [o for o in others if o.name != me.name and not o.deleting and overlaps(me, o)]
+    if not me.enforce:
+        return None
+    rivals = [o for o in others if o.name != me.name and o.enforce and not o.deleting and overlaps(me, o)]
     if not rivals:
         return None
     first = min([me, *rivals], key=lambda p: (p.created, p.name))
