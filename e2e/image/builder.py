@@ -31,7 +31,7 @@ from e2e.image.context import inputs_hash
 from e2e.image.oci_layout import ImageInfo, read_image
 from e2e.image.pip_settings import build_secrets
 from e2e.image.prerequisites import missing_for_build
-from e2e.image.rootfs import base_key, ensure_base
+from e2e.image.rootfs import base_key, base_name, ensure_base
 from gc_tuner.cli.gobuild import cache_dir, repo_root
 
 __all__ = [
@@ -134,7 +134,7 @@ def _revision(root: Path) -> str:
 def _bud(root: Path, base: str, tags: list[str], work: Path, build_log: Path) -> None:
     secrets = build_secrets(work / "secrets")
     cmd = [
-        "buildah", "bud", "--layers", "--network=host", "--isolation=oci",
+        "buildah", "bud", "--layers", "--force-rm", "--network=host", "--isolation=oci",
         "--file", str(root / "Dockerfile"),
         "--build-arg", f"BASE_IMAGE={base}",
         "--build-arg", f"VERSION={_version(root)}",
@@ -201,13 +201,35 @@ def _build(root: Path, key: str, build_log: Path) -> BuiltImage:
 
 
 def _prune(keep: str) -> None:
+    """Keep the newest image dirs (and `keep`), their tags and logs, and the current base; remove the
+    rest from the cache and from buildah's storage."""
     dirs = [d for d in image_root().iterdir() if d.is_dir() and (d / "image.json").is_file()]
     dirs.sort(key=lambda d: (d / "image.json").stat().st_mtime, reverse=True)
     for d in [d for d in dirs if d.name != keep][_KEEP - 1 :]:
-        subprocess.run(["buildah", "rmi", f"{_LOCAL}:{d.name}"], capture_output=True, check=False)
         shutil.rmtree(d, ignore_errors=True)
-    # The layers only those images used (the cached layers of the current build stay: they are its
-    # parents), so that buildah's storage does not grow by the venv's size with every code change.
+    kept = {d.name for d in image_root().iterdir() if (d / "image.json").is_file()}
+    base = base_name()
+    proc = subprocess.run(["buildah", "images", "--json"], capture_output=True, text=True, check=False)
+    try:
+        listing = [name for image in json.loads(proc.stdout or "[]") for name in image.get("names") or []]
+    except ValueError:
+        listing = []
+    for ref in listing:
+        repo, _, tag = ref.rpartition(":")
+        stale_image = repo == _LOCAL and tag not in kept
+        stale_base = repo == base.rpartition(":")[0] and ref != base
+        if stale_image or stale_base:
+            subprocess.run(["buildah", "rmi", "--force", ref], capture_output=True, check=False)
+    for path in image_root().glob("base-*.tar"):
+        if path.name != f"base-{base.rpartition(':')[2]}.tar":
+            path.unlink(missing_ok=True)
+    for path in (image_root() / "logs").glob("*.log"):
+        if path.stem not in kept:
+            path.unlink(missing_ok=True)
+    # The working containers of builds that were killed half-way (the lock is held: none is running),
+    # then the layers only removed images used (the cached layers of the kept builds stay: they are
+    # their parents), so that buildah's storage does not grow by the venv's size with every change.
+    subprocess.run(["buildah", "rm", "--all"], capture_output=True, check=False)
     subprocess.run(["buildah", "rmi", "--prune"], capture_output=True, check=False)
 
 

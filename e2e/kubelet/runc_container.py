@@ -178,13 +178,12 @@ def _start_watchdog(state: Path, cid: str, run_dir: Path) -> int:
 
 def _watchdog(fd: int, state: Path, cid: str, run_dir: Path) -> None:
     while os.read(fd, 4096):
-        pass
+        pass  # EOF: runc has exited, whether the container ended, runc was killed, or never started
     subprocess.run(runc(state, "kill", cid, "KILL"), capture_output=True, check=False)
-    for _ in range(50):
-        if (
-            subprocess.run(runc(state, "delete", "--force", cid), capture_output=True, check=False).returncode
-            == 0
-        ):
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        deleted = subprocess.run(runc(state, "delete", "--force", cid), capture_output=True, check=False)
+        if deleted.returncode == 0:
             break
         time.sleep(0.1)
     _remove_cgroups(cid)
@@ -218,13 +217,12 @@ def _launch(image_dir: Path) -> None:
     run_dir.mkdir(parents=True)
     state = RUNC_ROOT
     state.mkdir(parents=True, exist_ok=True)
-    w = _start_watchdog(state, cid, run_dir)
+    _start_watchdog(state, cid, run_dir)
     process = _process(built, doc, pod_dir, run_dir, cid)
     bundle = prepare_bundle(run_dir / "bundle", built.rootfs, process)
-    # runc alone carries the watchdog's pipe; its env has no HOSTNAME, so only the container's
-    # process is found as the pod's (e2e.cluster.waits.pod_pids).
+    # The pipe's write end stays open across the exec: runc alone holds it. runc's env has no
+    # HOSTNAME, so only the container's process is found as the pod's (e2e.cluster.waits.pod_pids).
     argv = runc(state, "run", "--bundle", str(bundle), cid)
-    assert os.get_inheritable(w)
     os.execve(shutil.which("runc") or "runc", argv, {"PATH": _BASE_PATH})
 
 
