@@ -39,6 +39,7 @@ type config struct {
 	MinMemoryLimitBytes int64
 	MaxLease            time.Duration
 	RequestCounter      bool
+	Agent               bool
 
 	BytedanceLimit     string
 	BytedanceThreshold float64
@@ -146,6 +147,7 @@ func (c *config) flags() []envFlag {
 		{"gctuner-min-memory-limit", "GC_TUNER_MIN_MEMORY_LIMIT", "lowest memory limit the agent accepts (GOMEMLIMIT syntax, e.g. 64MiB)", byteCountVar(&c.MinMemoryLimitBytes), "32MiB"},
 		{"gctuner-max-lease", "GC_TUNER_MAX_LEASE", "longest lease the agent grants", durationVar(&c.MaxLease), "30m"},
 		{"gctuner-request-counter", "GC_TUNER_REQUEST_COUNTER", "register the /work request counter with the agent (its GET then reports requestsTotal)", boolVar(&c.RequestCounter), "true"},
+		{"gctuner-agent", "GC_TUNER_AGENT", "serve the gc-tuner agent at /debug/gctuner (false: a service without it, tuned through its env alone)", boolVar(&c.Agent), "true"},
 		{"bytedance-limit", "WORKLOAD_BYTEDANCE_LIMIT", "gctuner_bytedance builds: the memory limit the 70% threshold is taken of (GOMEMLIMIT syntax; default: cgroup limit, else GOMEMLIMIT)", stringVar(&c.BytedanceLimit), ""},
 		{"bytedance-threshold", "WORKLOAD_BYTEDANCE_THRESHOLD", "gctuner_bytedance builds: threshold as a fraction of that limit", floatVar(&c.BytedanceThreshold), "0.7"},
 	}

@@ -187,7 +187,9 @@ func routes(cfg config, svc *service, drv *driver, cache *cacheControl, logger *
 	mux.Handle("/work", instrument("work", counted(&workRequests, svc)))
 	mux.Handle("/load", drv)
 	mux.Handle("/cache", cache)
-	mux.Handle("/debug/gctuner", agent.New(opts...).Handler())
+	if cfg.Agent {
+		mux.Handle("/debug/gctuner", agent.New(opts...).Handler())
+	}
 	mux.Handle("/debug/vars", expvar.Handler())
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {

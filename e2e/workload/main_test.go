@@ -94,3 +94,29 @@ func TestLoadEndpoint(t *testing.T) {
 		}
 	}
 }
+
+func TestWithoutTheAgentOnlyItsRouteIsGone(t *testing.T) {
+	for _, tt := range []struct {
+		args  []string
+		agent int
+	}{
+		{[]string{"-live-mib", "1"}, http.StatusOK}, // no token: reads are open
+		{[]string{"-live-mib", "1", "-gctuner-agent=false"}, http.StatusNotFound},
+	} {
+		cfg := testConfig(t, tt.args...)
+		svc := newService(cfg)
+		drv := newDriver("http://127.0.0.1:1/work", 1, schedule{Kind: "off"})
+		srv := httptest.NewServer(routes(cfg, svc, drv, newCacheControl(svc), slog.New(slog.NewTextHandler(io.Discard, nil))))
+		for path, want := range map[string]int{"/debug/gctuner": tt.agent, "/metrics": 200, "/debug/vars": 200} {
+			resp, err := http.Get(srv.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("%v: %s answered %d, want %d", tt.args, path, resp.StatusCode, want)
+			}
+		}
+		srv.Close()
+	}
+}
