@@ -185,7 +185,7 @@ def _build(root: Path, key: str, build_log: Path) -> BuiltImage:
         _bud(root, base, [local, f"{REPOSITORY}:{version}"], work, build_log)
         _export(local, version, work, build_log)
         took = time.monotonic() - start
-        meta = {"key": key, "name": f"{REPOSITORY}:{version}", "tag": version, "local": local}
+        meta: dict[str, Any] = {"key": key, "name": f"{REPOSITORY}:{version}", "tag": version, "local": local}
         meta |= {"base": base, "build_seconds": round(took, 1), "built_at": time.time()}
         meta["rootfs_bytes"] = _tree_bytes(work / "bundle" / "rootfs")
         (work / "image.json").write_text(json.dumps(meta, indent=1))

@@ -61,7 +61,8 @@ def resolve_security(pod_sc: Obj, sc: Obj, image_user: str) -> ProcessSecurity:
     uid = sc.get("runAsUser", pod_sc.get("runAsUser", img_uid))
     if uid is None:
         raise SecurityContextError(f"image USER {image_user!r} is not numeric and no runAsUser is set")
-    gid = sc.get("runAsGroup", pod_sc.get("runAsGroup", img_gid if img_gid is not None else 0))
+    gid = sc.get("runAsGroup", pod_sc.get("runAsGroup", img_gid))
+    gid = 0 if gid is None else gid  # neither the pod nor the image names a group: root's, as runc does
     if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) and uid == 0:
         raise SecurityContextError("container has runAsNonRoot and image will run as root")
     groups = [*pod_sc.get("supplementalGroups", [])]
