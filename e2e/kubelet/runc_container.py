@@ -176,7 +176,15 @@ def _start_watchdog(state: Path, cid: str, run_dir: Path) -> int:
     return w
 
 
+def _leave_memory_cgroup() -> None:
+    # Started by the launcher inside the kubelet's memory cgroup for the container, which the kubelet
+    # removes once runc exits: a watchdog still in it would keep it from going.
+    with contextlib.suppress(OSError):
+        Path("/sys/fs/cgroup/memory/cgroup.procs").write_text(str(os.getpid()))
+
+
 def _watchdog(fd: int, state: Path, cid: str, run_dir: Path) -> None:
+    _leave_memory_cgroup()
     while os.read(fd, 4096):
         pass  # EOF: runc has exited, whether the container ended, runc was killed, or never started
     subprocess.run(runc(state, "kill", cid, "KILL"), capture_output=True, check=False)
