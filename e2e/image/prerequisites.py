@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 __all__ = ["BUILD_TOOLS", "RUN_TOOLS", "SECCOMP_PROFILE", "missing_for_build", "missing_for_run"]
@@ -17,8 +18,22 @@ RUN_TOOLS = ("runc",)
 SECCOMP_PROFILE = Path("/usr/share/containers/seccomp.json")
 
 
+def _works(tool: str) -> bool:
+    # Installed is not enough: a sandbox may refuse to run it at all.
+    try:
+        proc = subprocess.run([tool, "--version"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
 def _missing(tools: tuple[str, ...]) -> list[str]:
-    out = [f"{t} (not on PATH)" for t in tools if shutil.which(t) is None]
+    out = []
+    for t in tools:
+        if shutil.which(t) is None:
+            out.append(f"{t} (not on PATH)")
+        elif not _works(t):
+            out.append(f"{t} (`{t} --version` fails here)")
     if os.geteuid() != 0:
         out.append("root (runc and buildah run rootful here)")
     return out
