@@ -10,6 +10,10 @@ build arguments, so `make test` finds an unchanged image in the cache in well un
 change to the operator's code rebuilds it. The build itself is `buildah bud` (rootful, host network so
 pip reaches the host's index) with `--layers`: after a change to the operator's code only the wheel
 and the final layers are rebuilt, the dependencies' layer is reused from buildah's storage.
+
+Why buildah and not layers assembled by hand with umoci and runc: `buildah bud` runs here as root with
+its OCI isolation (runc) and overlay storage, so the Dockerfile itself is the recipe, exactly what
+`docker build` runs, including its build secrets; umoci only unpacks the result for runc.
 """
 
 from __future__ import annotations
