@@ -51,7 +51,8 @@ TOKEN_OPT_IN_LABEL = "gctuner.io/agent-token"
 # must not hold a policy's loop (and with it the Endpoint lease renewals) for longer.
 KUBE_TIMEOUT_S = (5.0, 10.0)  # (connect, read)
 P = TypeVar("P", EnvPlan, EnvPlan | None)
-CONFLICT_RETRIES = 2  # an EnvPatch apply refused for a stale resourceVersion is planned again this often
+CONFLICT_RETRIES = 5  # an EnvPatch apply refused for a stale resourceVersion is planned again this often
+CONFLICT_PAUSE_S = 0.1  # before the first retry; doubled before each next (3.1 s in all at most)
 
 
 class KubeIO:
@@ -155,7 +156,11 @@ class KubeEnv:
     def _planned(self, plan: Callable[[dict[str, Any]], P]) -> P:
         """Read, plan, apply on that read's resourceVersion. Its controller updates a workload's
         status during any rollout, so a 409 is most often no one's edit: read again and re-plan
-        (at most CONFLICT_RETRIES times), which also re-checks any edit that did happen."""
+        (at most CONFLICT_RETRIES times, pausing a little longer each time: a new Deployment's
+        controller writes it several times in its first second), which also re-checks any edit that
+        did happen. Runs in a thread, so the pauses block no event loop."""
+        import time
+
         from kubernetes.client.exceptions import ApiException
 
         attempt = 0
@@ -169,6 +174,7 @@ class KubeEnv:
             except ApiException as e:
                 if e.status != 409 or attempt >= CONFLICT_RETRIES:
                     raise
+            time.sleep(CONFLICT_PAUSE_S * 2**attempt)
             attempt += 1
 
     def _patch(self, desired: Mapping[str, str], note: AppliedNote) -> EnvPlan:
