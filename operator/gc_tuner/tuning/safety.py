@@ -268,13 +268,9 @@ def _evaluate_deployment(
     spec: GCPolicySpec, state: SafetyState, t: Trial, pods: Sequence[PodTarget], now: float
 ) -> SafetyStep:
     """EnvPatch: the canary Deployment's pods (PodTarget.canary) judged against the target's. The
-    evaluation starts when the first canary pod is ready; one that never is rolls back."""
+    evaluation starts when the first canary pod is ready; one that never is rolls back. (A restart
+    of one was handled by `_evaluate`.)"""
     canaries = [p for p in pods if p.canary]
-    crashed = next((p for p in canaries if p.restart_count > 0), None)
-    if crashed is not None:
-        why = crashed.last_termination or "Restarted"
-        msg = f"canary pod {crashed.name} restarted ({why}) during the evaluation"
-        return _rollback(spec, t, pods, now, _record(t, now, why, msg))
     names = tuple(p.name for p in canaries)
     if t.ready_at is None:
         if any(p.ready for p in canaries):
@@ -306,6 +302,10 @@ def _judge(spec: GCPolicySpec, log: SignalLog, t: Trial, now: float) -> GuardVer
 
 
 def _restarted(t: Trial, pods: Sequence[PodTarget]) -> PodTarget | None:
+    """A canary pod that restarted since the trial began. A canary Deployment's pods began with the
+    trial, so any restart of theirs counts."""
+    if t.deployment:
+        return next((p for p in pods if p.canary and p.restart_count > 0), None)
     before = dict(t.restarts)
     return next((p for p in pods if p.name in before and p.restart_count > before[p.name]), None)
 
@@ -397,7 +397,7 @@ def _resume(
             replicas=max(1, canary_size(spec, len(targets))),
             ready_at=None,
         )
-        return _evaluate_deployment(spec, state, again, pods, now)
+        return _evaluate(spec, state, again, pods, now)
     if t.before_after:
         record = _record(
             t,
@@ -419,19 +419,13 @@ def _evaluate(
 ) -> SafetyStep:
     if t.resumed:
         return _resume(spec, state, t, pods, now)
-    if t.deployment:
-        return _evaluate_deployment(spec, state, t, pods, now)
     crashed = _restarted(t, pods)
     if crashed is not None:
         why = crashed.last_termination or "Restarted"
         msg = f"canary pod {crashed.name} restarted ({why}) during the evaluation"
-        return _rollback(
-            spec,
-            t,
-            pods,
-            now,
-            _record(t, now, why, msg),
-        )
+        return _rollback(spec, t, pods, now, _record(t, now, why, msg))
+    if t.deployment:
+        return _evaluate_deployment(spec, state, t, pods, now)
     return _judged(spec, state, t, pods, now)
 
 
