@@ -67,6 +67,7 @@ def ours(obj: dict[str, Any]) -> dict[str, Any]:
 def test_the_apply_owns_only_gc_tuners_entries_and_keeps_what_it_wrote(namespace: str, kube: Any) -> None:
     client.AppsV1Api(kube).create_namespaced_deployment(namespace, manifest())
     kio = KubeIO(kube)
+    assert asyncio.run(KubeEnv(kio, namespace, "web-gone", C).read()) is None  # a 404 is "gone", not an error
     plan = asyncio.run(KubeEnv(kio, namespace, "web", C).patch({"GOGC": "80", "GOMEMLIMIT": "230MiB"}, NOTE))
     assert plan.changes == {"GOGC": ("100", "80"), "GOMEMLIMIT": (None, "230MiB")}
     obj = live(kio, namespace)

@@ -26,7 +26,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from gc_tuner.actuation.envpatch import FIELD_MANAGER, EnvPatchError, select_container
+from gc_tuner.actuation.envpatch import FIELD_MANAGER, EnvPatchError, KubeDeployments, select_container
 
 __all__ = [
     "CANARY_LABEL",
@@ -132,31 +132,18 @@ def canary_step(
     return "keep" if have_env == dict(env) and have_replicas == replicas else "replace"
 
 
-class KubeCanaryDeployments:
-    """Create, read and delete canary Deployments with the sync kubernetes client. Blocking: run in
-    a thread (asyncio.to_thread)."""
-
-    def __init__(self, api_client: Any) -> None:
-        from kubernetes import client  # deferred: `gc-tuner local` never needs it
-
-        self._apps = client.AppsV1Api(api_client)
-
-    def read(self, namespace: str, name: str) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            resp: Any = self._apps.read_namespaced_deployment(name, namespace, _preload_content=False)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-        doc: dict[str, Any] = json.loads(resp.data)
-        return doc
+class KubeCanaryDeployments(KubeDeployments):
+    """Read the target, and create, read and delete canary Deployments, with the sync kubernetes
+    client. Blocking: run in a thread (asyncio.to_thread)."""
 
     def create(self, namespace: str, body: Mapping[str, Any]) -> None:
         manifest: Any = dict(body)  # a plain dict; the client serialises it as it is
         self._apps.create_namespaced_deployment(
-            namespace, manifest, field_manager=FIELD_MANAGER, _preload_content=False
+            namespace,
+            manifest,
+            field_manager=FIELD_MANAGER,
+            _preload_content=False,
+            _request_timeout=self._timeout,
         )
 
     def delete(self, namespace: str, name: str) -> bool:
@@ -167,7 +154,10 @@ class KubeCanaryDeployments:
 
         try:
             self._apps.delete_namespaced_deployment(
-                name, namespace, body=client.V1DeleteOptions(propagation_policy="Foreground")
+                name,
+                namespace,
+                body=client.V1DeleteOptions(propagation_policy="Foreground"),
+                _request_timeout=self._timeout,
             )
         except ApiException as e:
             if e.status == 404:

@@ -309,6 +309,17 @@ class KubeWorkloads:
         doc: dict[str, Any] = json.loads(resp.data)
         return doc
 
+    def read_if_exists(self, namespace: str, name: str, kind: str = "Deployment") -> dict[str, Any] | None:
+        """`read`, with None for a workload that does not exist (HTTP 404)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.read(namespace, name, kind)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
     def apply(
         self, namespace: str, name: str, config: Mapping[str, Any], *, force: bool = True
     ) -> dict[str, Any]:

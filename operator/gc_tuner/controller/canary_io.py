@@ -14,7 +14,8 @@ from gc_tuner.actuation.canary_deployment import (
     canary_name,
     canary_step,
 )
-from gc_tuner.actuation.envpatch import EnvPatchError, KubeDeployments
+from gc_tuner.actuation.envpatch import EnvPatchError
+from gc_tuner.controller.kube import KUBE_TIMEOUT_S
 
 __all__ = ["KubeCanary"]
 
@@ -36,19 +37,18 @@ class KubeCanary:
         target: str,
         container: str | None,
     ) -> None:
-        self.canaries = KubeCanaryDeployments(api_client)
-        self.deployments = KubeDeployments(api_client)
+        self.apps = KubeCanaryDeployments(api_client, timeout=KUBE_TIMEOUT_S)
         self.namespace, self.policy, self.uid = namespace, policy, policy_uid
         self.target, self.container = target, container
         self.name = canary_name(target)
 
     def _ensure(self, env: Mapping[str, str], replicas: int) -> str:
-        existing = self.canaries.read(self.namespace, self.name)
+        existing = self.apps.read_if_exists(self.namespace, self.name)
         step = canary_step(existing, env, replicas)
         if step == "replace":
-            self.canaries.delete(self.namespace, self.name)
+            self.apps.delete(self.namespace, self.name)
         elif step == "create":
-            target = self.deployments.read(self.namespace, self.target)
+            target = self.apps.read(self.namespace, self.target)
             body = canary_manifest(
                 target,
                 policy=self.policy,
@@ -57,7 +57,7 @@ class KubeCanary:
                 env=env,
                 replicas=replicas,
             )
-            self.canaries.create(self.namespace, body)
+            self.apps.create(self.namespace, body)
         return {"create": "created", "keep": "running", "replace": "replaced", "wait": "waiting"}[step]
 
     async def ensure(self, env: Mapping[str, str], replicas: int) -> str:
@@ -70,6 +70,6 @@ class KubeCanary:
 
     async def remove(self) -> bool:
         try:
-            return await asyncio.to_thread(self.canaries.delete, self.namespace, self.name)
+            return await asyncio.to_thread(self.apps.delete, self.namespace, self.name)
         except Exception as e:
             raise _refused(f"deleting canary Deployment {self.namespace}/{self.name}", e) from None

@@ -116,19 +116,6 @@ class KubeIO:
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         await asyncio.to_thread(self._patch_status, namespace, name, status)
 
-    async def read_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        def read() -> dict[str, Any] | None:
-            try:
-                return self.workloads.read(namespace, name)
-            except ApiException as e:
-                if e.status == 404:
-                    return None
-                raise
-
-        return await asyncio.to_thread(read)
-
 
 class KubeEnv:
     """EnvActuator for one Deployment or StatefulSet: a fresh read (for its resourceVersion), a plan,
@@ -140,18 +127,10 @@ class KubeEnv:
         self.kube, self.namespace, self.name, self.container = kube, namespace, name, container
         self.kind = kind
 
-    def _read(self) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return self.kube.workloads.read(self.namespace, self.name, self.kind)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-
     async def read(self) -> dict[str, Any] | None:
-        return await asyncio.to_thread(self._read)
+        return await asyncio.to_thread(
+            self.kube.workloads.read_if_exists, self.namespace, self.name, self.kind
+        )
 
     def _planned(self, plan: Callable[[dict[str, Any]], P]) -> P:
         """Read, plan, apply on that read's resourceVersion. Its controller updates a workload's

@@ -134,8 +134,8 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
         )
         # 7. apply
         result = await carry_out(io, spec, plan, workload, token=inp.endpoint_token, owner=inp.owner)
-        canary_failure = await _sync_canary(io, spec, had, guarded, first=state.cycles == 1)
-        result = _canary_verdict(spec, guarded, result, canary_failure)
+        canary_done, canary_failure = await _sync_canary(io, spec, had, guarded, first=state.cycles == 1)
+        result = _canary_verdict(spec, guarded, result, canary_failure, canary_done)
         state.applied, state.last_change_at = result.state, result.change_at
         state.env_halt = result.halt
         if result.changed:
@@ -162,29 +162,35 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
 
 async def _sync_canary(
     io: CycleIO, spec: GCPolicySpec, had: Trial | None, step: SafetyStep, *, first: bool
-) -> PodFailure | None:
+) -> tuple[str | None, PodFailure | None]:
     """The EnvPatch canary Deployment exists exactly while a trial needs it. A canary left behind
-    (the trial ended, the guard was turned off, the operator restarted) is removed."""
+    (the trial ended, the guard was turned off, the operator restarted) is removed. Returns what
+    `ensure` did ("created", "running", "replaced", "waiting"), or the failure."""
     if io.canary is None or spec.rollout.method != "EnvPatch":
-        return None
+        return None, None
     t = step.canary_deployment
     try:
         if t is not None:
             env = {"GOGC": str(t.candidate.gogc)}
             if t.candidate.gomemlimit is not None:
                 env["GOMEMLIMIT"] = t.candidate.gomemlimit
-            await io.canary.ensure(env, t.replicas)
-        elif (had is not None and had.deployment) or first:
+            return await io.canary.ensure(env, t.replicas), None
+        if (had is not None and had.deployment) or first:
             await io.canary.remove()
     except CanaryDeploymentError as e:
-        return PodFailure(canary_name(spec.target_ref.name), "canary", e.reason, e.message)
-    return None
+        return None, PodFailure(canary_name(spec.target_ref.name), "canary", e.reason, e.message)
+    return None, None
 
 
 def _canary_verdict(
-    spec: GCPolicySpec, step: SafetyStep, result: ApplyResult, failure: PodFailure | None
+    spec: GCPolicySpec,
+    step: SafetyStep,
+    result: ApplyResult,
+    failure: PodFailure | None,
+    done: str | None,
 ) -> ApplyResult:
-    """While an EnvPatch trial runs, Applied says where the candidate runs (the target is unchanged)."""
+    """While an EnvPatch trial runs, Applied says where the candidate runs (the target is unchanged),
+    and whether it runs yet: a canary with other values is deleted before the new one is made."""
     if failure is not None:
         return dataclasses.replace(
             result,
@@ -196,9 +202,13 @@ def _canary_verdict(
         return result
     name = canary_name(spec.target_ref.name)
     good = f"GOGC {t.good.gogc}" if t.good is not None else "its startup values"
-    message = (
-        f"GOGC {t.candidate.gogc} on canary Deployment {name} ({t.replicas} pods); the target keeps {good}"
-    )
+    if done in ("replaced", "waiting"):
+        where = f"waits for canary Deployment {name}: the one with other values is being deleted first"
+    else:
+        made = ", created this cycle" if done == "created" else ""
+        pods = f"{t.replicas} pod" + ("s" if t.replicas != 1 else "")
+        where = f"on canary Deployment {name} ({pods}{made})"
+    message = f"GOGC {t.candidate.gogc} {where}; the target keeps {good}"
     return dataclasses.replace(result, verdict=Verdict(TRUE, "Canary", message))
 
 
