@@ -168,7 +168,8 @@ def test_a_self_healing_gitops_tool_stops_gc_tuner_after_one_write(
     applied = condition(pol, "Applied") or {}
     assert f'GOGC {ours} -> 100, changed by field manager "{GITOPS}"' in applied["message"], applied
     assert (condition(pol, "Degraded") or {}).get("status") == "True"
-    (warning,) = events(kube, namespace, "ExternalChange")
+    # kopf posts Events from its own task, after the status patch: the Event may follow the condition.
+    (warning,) = wait_for(lambda: events(kube, namespace, "ExternalChange"), 30, "the ExternalChange Event")
     assert warning.type == "Warning" and f'"{GITOPS}"' in warning.message
     assert gogc(apps, namespace) == "100"
 

@@ -13,6 +13,9 @@ back. Pure: `safety_step` takes what the cycle knows and returns a SafetyStep; t
 - Before/after: with `canary.pods: 0`, or when the canary would be every pod (a single pod), every pod
   gets the candidate and its windows are judged against the windows before the change.
 - A canary pod that restarts (an OOM kill, a crash) during the evaluation rolls back at once.
+- A change that can only lower memory use (GOGC not raised, GOMEMLIMIT not raised) is not judged on
+  memory in a before/after trial: there the memory that rises is the workload's own trend (a leak),
+  and blaming the change for it would roll back the very limit that holds the leak off.
 - Evaluation: at least five sampling intervals. A worse verdict rolls back as soon as it is reached; an
   ok one promotes at the end. Still short of windows at twice the evaluation: rolled back (NoVerdict),
   unless no guarded signal had any data at all, which promotes with a Warning (Unguarded).
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from gc_tuner.actuation.canary_deployment import canary_name
+from gc_tuner.logic.memlimit import GoMemLimitError, parse_gomemlimit
 from gc_tuner.logic.verdict import GuardVerdict, SignalRule, judge
 from gc_tuner.model.policy import GCPolicySpec
 from gc_tuner.tuning.guard_signals import GC_CPU, LATENCY, MEMORY, PAUSE, SignalLog
@@ -52,6 +56,7 @@ __all__ = [
     "evaluation_s",
     "guard",
     "guard_rules",
+    "lowers_memory_only",
     "remember",
     "safety_step",
     "split_note",
@@ -77,6 +82,7 @@ class Trial:
     deployment: bool = False  # EnvPatch: the canary is a second Deployment of `replicas` pods
     replicas: int = 0
     ready_at: float | None = None  # EnvPatch: when the first canary pod was seen ready
+    memory_safe: bool = False  # the change can only lower memory use (lowers_memory_only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +170,24 @@ def guard_rules(spec: GCPolicySpec) -> list[SignalRule]:
     ]
 
 
+def lowers_memory_only(
+    was_gogc: int | None, gogc: int | None, was_limit: int | None, limit: str | None
+) -> bool:
+    """The change can only lower memory use: GOGC not raised, GOMEMLIMIT not raised. A lower GOGC
+    shrinks the heap goal; a GOMEMLIMIT only ever makes the GC collect sooner. `was_limit`: the
+    pods' GOMEMLIMIT before, in bytes (None: none); `limit` None: the change leaves it alone.
+    A GOGC before that is unknown or off could be anything: the change may raise memory."""
+    if was_gogc is None or was_gogc <= 0 or gogc is None or gogc > was_gogc:
+        return False
+    if limit is None:
+        return True
+    try:
+        new = parse_gomemlimit(limit)
+    except GoMemLimitError:
+        return False
+    return was_limit is None or new <= was_limit
+
+
 def evaluation_s(spec: GCPolicySpec) -> float:
     return float(max(spec.rollout.canary.evaluation_seconds, MIN_WINDOWS * spec.sampling.interval_seconds))
 
@@ -207,6 +231,7 @@ def _start(
     readable: set[str],
     memory: str | None,
     now: float,
+    was_limit: int | None = None,
 ) -> SafetyStep:
     backing = _backing_off(state, d.gogc, memory, spec.rollout.min_gogc_change, now)
     if backing is not None:
@@ -237,6 +262,7 @@ def _start(
     candidate = AppliedState(d.gogc, memory, "Endpoint", now)
     restarts = tuple((p.name, p.restart_count) for p in pods if p.name in canary)
     t = Trial(candidate, good, canary, before_after, now, now + evaluation_s(spec), restarts, d.current)
+    t = dataclasses.replace(t, memory_safe=lowers_memory_only(d.current, d.gogc, was_limit, memory))
     how = "every pod, judged against its own past" if before_after else f"canary {', '.join(canary)}"
     event = LoopEvent("Normal", "CanaryStarted", f"GOGC {d.current} -> {d.gogc} on {how}: {d.reason}")
     return SafetyStep(
@@ -298,7 +324,10 @@ def _judge(spec: GCPolicySpec, log: SignalLog, t: Trial, now: float) -> GuardVer
     if t.was_gogc and t.candidate.gogc:
         # GC CPU ∝ 1/GOGC while the memory limit does not bind: the rise the change is meant to cause.
         expected[GC_CPU] = t.was_gogc / t.candidate.gogc
-    return judge(guard_rules(spec), changed, baseline, expected=expected)
+    rules = guard_rules(spec)
+    if t.before_after and t.memory_safe:
+        rules = [r for r in rules if r.name != MEMORY]
+    return judge(rules, changed, baseline, expected=expected)
 
 
 def _restarted(t: Trial, pods: Sequence[PodTarget]) -> PodTarget | None:
@@ -464,11 +493,13 @@ def safety_step(
     now: float,
     *,
     deployments: bool = False,
+    was_limit: int | None = None,
 ) -> SafetyStep:
     """The guard's part of one Enforce cycle: start, judge or finish a trial around `decision`.
     `applied` is what gc-tuner has in force on every pod (None: the pods' startup values);
     `readable`: the pods whose runtime was read this cycle (a canary is never chosen blind);
-    `deployments`: an EnvPatch canary Deployment can be made (in a cluster, not `gc-tuner local`)."""
+    `deployments`: an EnvPatch canary Deployment can be made (in a cluster, not `gc-tuner local`);
+    `was_limit`: the GOMEMLIMIT the pods report, in bytes (None: none, or not reported)."""
     guarded = spec.rollout.method == "Endpoint" or (spec.rollout.method == "EnvPatch" and deployments)
     if not spec.guard.enabled or not guarded:
         return SafetyStep("pass", decision, None, "Steady")
@@ -479,7 +510,17 @@ def safety_step(
         backing = any(b.until > now for b in state.backoff)
         phase = "Backoff" if backing else ("Steady" if state.phase == "Canary" else state.phase)
         return SafetyStep("pass", decision, None, phase)
-    return _start(spec, state, decision, applied, pods, readable, memory, now)
+    return _start(spec, state, decision, applied, pods, readable, memory, now, was_limit)
+
+
+def _reported_limit(readings: Sequence[PodReading]) -> int | None:
+    """The highest GOMEMLIMIT the pods report (None: one has none, or none reports it). A source
+    without the figure is read as no limit: the agent, which the judged Endpoint rollouts need,
+    always reports it."""
+    limits = [r.sample.memory_limit_bytes for r in readings if r.sample is not None]
+    if not limits or any(x is None for x in limits):
+        return None
+    return max(x for x in limits if x is not None)
 
 
 def remember(state: SafetyState, step: SafetyStep, now: float) -> None:
@@ -554,7 +595,16 @@ def guard(
     else:
         readable = {r.pod.name for r in readings if r.sample is not None}
         step = safety_step(
-            spec, state, decision, applied, pods, readable, memory, now, deployments=deployments
+            spec,
+            state,
+            decision,
+            applied,
+            pods,
+            readable,
+            memory,
+            now,
+            deployments=deployments,
+            was_limit=_reported_limit(readings),
         )
     remember(state, step, now)
     kept = GuardMemory(tuple(state.backoff), tuple(state.history), state.last_rollback)
