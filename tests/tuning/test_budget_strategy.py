@@ -72,6 +72,19 @@ def test_the_spec_becomes_the_strategys_parameters() -> None:
     assert (p.leak_min_slope_mb_per_s, p.leak_min_r2) == (0.5, 0.9)
 
 
+def test_a_window_shorter_than_the_leak_span_caps_the_span_instead_of_disabling_the_rule() -> None:
+    sampling = {**BASE["sampling"], "intervalSeconds": 3, "windowSeconds": 30}
+    s = spec(sampling=sampling)
+    assert budget_params(s).leak_min_span_s == 24  # the window less two intervals, not 60
+    # Growth over the whole 30 s window (a 27 s fit) is a leak; at 60 s it could never have been.
+    leak = recommend(s, 100.0, 0.0, pod_fits=[fit("leaky", 150, slope=10.0, r2=0.99, span=27)],
+                     memory=memory(s))
+    assert leak.leak is not None and leak.leak.status == "True" and leak.gogc == 25
+    short = recommend(s, 100.0, 0.0, pod_fits=[fit("leaky", 150, slope=10.0, r2=0.99, span=20)],
+                      memory=memory(s))
+    assert short.leak is not None and short.leak.status == "False"
+
+
 def test_non_heap_is_measured_beyond_the_goal_with_a_floor() -> None:
     floor = 16 * MiB
     assert non_heap_bytes(sample(100, goal_mib=200, total_mib=260, released_mib=10), floor) == 50 * MiB

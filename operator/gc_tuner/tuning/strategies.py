@@ -164,13 +164,17 @@ def budget_params(spec: GCPolicySpec) -> BudgetParams:
     """The Budget sub-object, the bounds and leakDetection as the strategy's parameters."""
     b, ld = spec.strategy.budget, spec.leak_detection
     horizon = b.horizon_seconds if b.horizon_seconds is not None else spec.rollout.cooldown_seconds
+    # A fit never spans more than its window (less a sample or two that may be missing): a longer
+    # required span would switch leak suspicion off without a word.
+    w = spec.sampling
+    span = min(b.leak_min_span_seconds, w.window_seconds - 2 * w.interval_seconds)
     return BudgetParams(
         gogc_min=spec.bounds.min_gogc,
         gogc_max=spec.bounds.max_gogc,
         horizon_s=float(horizon),
         leak_min_slope_mb_per_s=ld.min_heap_slope_milli_mb_per_second / 1000,
         leak_min_r2=ld.min_r2_milli / 1000,
-        leak_min_span_s=float(b.leak_min_span_seconds),
+        leak_min_span_s=float(span),
         leak_max_time_to_budget_s=float(b.leak_max_time_to_budget_seconds),
     )
 
