@@ -264,8 +264,13 @@ def test_failing_pods_degrade_while_healthy_pods_are_tuned(
     # The wrong-token process refused the write: it still runs its startup GOGC.
     wrong_ip = core.read_namespaced_pod(names["wrong-token"], namespace).status.pod_ip
     assert agent_get(wrong_ip, token="not-the-token")["gogc"] == 100
-    events = core.list_namespaced_event(namespace, field_selector="involvedObject.kind=GCPolicy").items
-    assert set(want.values()) <= {e.reason for e in events if e.type == "Warning"}
+
+    def warnings() -> set[str]:
+        events = core.list_namespaced_event(namespace, field_selector="involvedObject.kind=GCPolicy").items
+        return {e.reason for e in events if e.type == "Warning"}
+
+    # kopf posts Events from its own task, so one may follow the condition that names it.
+    wait_for(lambda: set(want.values()) <= warnings(), 30, f"Warnings {sorted(set(want.values()))}")
 
 
 class _Spy(BaseHTTPRequestHandler):
