@@ -50,8 +50,13 @@ func main() {
 	lastForce := start
 	tick := 5 * time.Millisecond
 	var grown, garbage float64
+	prev := start
 	for now := start; now.Sub(start) < *duration; now = time.Now() {
-		grown += *growMiB * tick.Seconds() * (1 << 20)
+		// The live set follows the clock, not the loop: on a busy machine a sleep overruns its tick,
+		// and growth counted per tick would slow and stall with it. The trace's timestamps are wall
+		// time, so only growth by elapsed time keeps the live heap a straight line in them.
+		grown += *growMiB * now.Sub(prev).Seconds() * (1 << 20)
+		prev = now
 		for grown >= chunk && liveBytes < *maxLiveMiB<<20 {
 			if *pointers {
 				for i := 0; i < chunk/64; i++ { // a node is 56 bytes, in a 64-byte size class
