@@ -118,13 +118,30 @@ _METRICS: dict[str, Callable[[TrialView], float | None]] = {
 }
 
 
+def _on_front(cr: ConfigResult) -> bool:
+    """A sweep setting joins the front only with figures from at least half of its trials: one whose
+    other trials were killed before the window began is no static setting anyone could run, and its
+    survivor's window is a second or two (burst, GOGC=400: 0 GC CPU over 1.7 s)."""
+    g = cr.get("gc")
+    return cr.config.sweep and g is not None and 2 * g.n >= len(cr.trials)
+
+
 def _front(results: Sequence[ConfigResult], mem: str) -> list[FrontPoint]:
     pts = []
     for cr in results:
         m, g = cr.get(mem), cr.get("gc")
-        if cr.config.sweep and m is not None and g is not None:
+        if _on_front(cr) and m is not None and g is not None:
             pts.append(FrontPoint(cr.config.key, m.median, g.median))
     return front(pts)
+
+
+def _left_off(results: Sequence[ConfigResult]) -> list[str]:
+    return [
+        f"{cr.config.label} is left off the front: figures from {g.n} of its {len(cr.trials)} trials "
+        "(the others ended before the measured window)"
+        for cr in results
+        if cr.config.sweep and (g := cr.get("gc")) is not None and not _on_front(cr)
+    ]
 
 
 def aggregate(
@@ -137,6 +154,7 @@ def aggregate(
     res.memory_measured = any(cr.get("mem_avg") is not None for cr in configs.values())
     res.front_avg = _front(list(configs.values()), "mem_avg")
     res.front_peak = _front(list(configs.values()), "mem_peak")
+    res.notes += _left_off(list(configs.values()))
     for cr in configs.values():
         if not cr.config.contender:
             continue
