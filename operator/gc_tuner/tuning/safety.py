@@ -261,8 +261,18 @@ def _start(
     canary = tuple(p.name for p in ready) if before_after else tuple(p.name for p in ready[:n])
     candidate = AppliedState(d.gogc, memory, "Endpoint", now)
     restarts = tuple((p.name, p.restart_count) for p in pods if p.name in canary)
-    t = Trial(candidate, good, canary, before_after, now, now + evaluation_s(spec), restarts, d.current)
-    t = dataclasses.replace(t, memory_safe=lowers_memory_only(d.current, d.gogc, was_limit, memory))
+    safe = lowers_memory_only(d.current, d.gogc, was_limit, memory)
+    t = Trial(
+        candidate,
+        good,
+        canary,
+        before_after,
+        now,
+        now + evaluation_s(spec),
+        restarts,
+        d.current,
+        memory_safe=safe,
+    )
     how = "every pod, judged against its own past" if before_after else f"canary {', '.join(canary)}"
     event = LoopEvent("Normal", "CanaryStarted", f"GOGC {d.current} -> {d.gogc} on {how}: {d.reason}")
     return SafetyStep(
