@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from gc_tuner.tuning.guard_signals import GC_CPU
-from gc_tuner.tuning.records import AppliedState, PodTarget
+from gc_tuner.tuning.records import AppliedState, DecisionInfo, PodTarget
 from gc_tuner.tuning.safety import SafetyState, Trial, safety_step
 from tests.tuning.test_safety import BASE, T0, apply, fresh, spec, windows
 
@@ -120,3 +120,23 @@ def test_a_resumed_envpatch_trial_is_judged_again_on_its_deployment() -> None:
     s = step(st, [*targets(3), canary()], T0 + 100)
     assert s.action == "hold" and s.trial is not None and s.trial.deployment and s.trial.replicas == 1
     assert s.trial.started_at == T0 + 100 and s.canary_deployment is not None
+
+
+def test_a_leak_hold_ends_a_canary_deployment_trial() -> None:
+    st, _ = started()
+    hold = DecisionInfo("apply", 25, "LeakHold", "a leak is suspected", 100)
+    names = {p.name for p in [*targets(3), canary()]}
+    s = safety_step(
+        spec(rollout=ENVPATCH),
+        st,
+        hold,
+        GOOD,
+        [*targets(3), canary()],
+        names,
+        None,
+        T0 + 10,
+        deployments=True,
+    )
+    # No trial: the cycle deletes the canary Deployment, and the target is patched with the floor.
+    assert s.action == "pass" and s.decision is hold and s.canary_deployment is None
+    assert s.history is not None and s.history.verdict == "Preempted"

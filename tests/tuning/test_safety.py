@@ -204,6 +204,39 @@ def test_a_canary_pod_that_restarts_rolls_back_at_once() -> None:
     assert step.rollback.reason == "OOMKilled" and "p0" in step.rollback.message
 
 
+def test_a_leak_hold_ends_a_trial_in_progress_unjudged() -> None:
+    s = spec()
+    st, t = started(s, 3, gogc=150)  # a raise on canary p0, judged until t.until
+    hold = DecisionInfo("apply", 25, "LeakHold", "GOGC 100 -> 25: a leak is suspected", 100)
+    step = guard(
+        s,
+        st,
+        hold,
+        GOOD,
+        [PodReading(p, RuntimeSample(t=T0, source="agent")) for p in pods(3)],
+        None,
+        T0 + 10,
+    )
+    assert t.until > T0 + 10  # still mid-evaluation
+    assert step.action == "pass" and step.decision is hold and step.phase == "Steady"
+    assert step.trial is None and step.split is None  # every pod gets the floor
+    assert step.rollback is None and step.backoff is None  # nothing was found wrong with GOGC 150
+    h = step.history
+    assert h is not None and (h.from_gogc, h.to_gogc, h.reason, h.verdict) == (
+        150,
+        25,
+        "LeakHold",
+        "Preempted",
+    )
+    assert [(e.type, e.reason) for e in step.events] == [("Warning", "CanaryPreempted")]
+    assert "GOGC 150 left unjudged" in step.events[0].message
+    assert st.trial is None and st.phase == "Steady" and not st.backoff
+    # Any other decision waits for the trial's verdict, as before.
+    st2, t2 = started(s, 3, gogc=150)
+    other = safety_step(s, st2, apply(25), GOOD, pods(3), {"p0", "p1", "p2"}, None, T0 + 10)
+    assert other.action == "hold" and other.trial == t2
+
+
 def test_a_restart_of_an_untouched_pod_is_not_the_canarys_fault() -> None:
     s = spec()
     st, _ = started(s, 3)

@@ -105,6 +105,16 @@ def test_a_leak_hold_skips_the_cooldown_only_downwards() -> None:
     assert (up.action, up.code) == ("hold", "CoolingDown")  # never a raise inside the cooldown
 
 
+def test_a_leak_hold_outside_the_cooldown_is_marked_for_the_guard() -> None:
+    s = spec(rollout={"cooldownSeconds": 300, "minGOGCChange": 10})
+    kw: dict[str, Any] = {"current_mem": None, "mem": OFF, "last_change_at": None, "now": T0}
+    hold = decide_change(s, 25, current=180, leak_hold=True, **kw)
+    assert (hold.action, hold.gogc, hold.code) == ("apply", 25, "LeakHold")
+    assert decide_change(s, 25, current=180, **kw).code == "Applied"  # no leak: an ordinary change
+    near = decide_change(s, 25, current=30, leak_hold=True, **kw)
+    assert (near.action, near.code) == ("hold", "WithinHysteresis")  # hysteresis still holds
+
+
 def test_decide_never_leaves_the_bounds() -> None:
     s = spec(bounds={"minGOGC": 50, "maxGOGC": 150})
     d = decide_change(s, 30, current=100, current_mem=None, mem=OFF, last_change_at=None, now=T0)

@@ -13,7 +13,7 @@ gctuner_policy_stw_pause_p99_seconds{...}        the worst pod's stop-the-world 
 gctuner_policy_gc_cpu_fraction{...}              the worst pod's GC share of its CPU since it started, 0..1
 gctuner_policy_gc_cpu_window_fraction{...}       the worst pod's GC share of its CPU over its latest window
                                                  (GC edge to GC edge, tuning/guard_signals.py), 0..1
-gctuner_canary_verdicts_total{namespace,policy,verdict}   guard trials ended: Promoted, RolledBack
+gctuner_canary_verdicts_total{namespace,policy,verdict}   guard trials ended: Promoted, RolledBack, Preempted
 gctuner_rollbacks_total{namespace,policy,reason}          rollbacks, by the signal or event behind them
 """
 

@@ -112,7 +112,7 @@ async def run_cycle(spec: GCPolicySpec, state: PolicyState, inp: CycleInputs, io
         decision = guarded.decision
         if decision is not None:
             io.metrics.decision(decision.action)
-        if guarded.history is not None and guarded.action in ("promote", "rollback"):
+        if guarded.history is not None and guarded.history.verdict != "Canary":  # a trial ended
             io.metrics.guard_verdict(*_policy_key(inp.owner), guarded.history.verdict, guarded.history.reason)
         # 6. plan (EnvPatch: on the workload as read now)
         template, unread = await read_template(io, spec, workload)

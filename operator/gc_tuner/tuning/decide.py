@@ -8,7 +8,8 @@ restart, and the cooldown is the promise of at most one per period.
 One exception to the cooldown: a leak hold. When the strategy suspects a leak and holds GOGC at the
 floor, waiting out the cooldown at a higher GOGC only lets the heap goal run into the memory limit,
 where the runtime spends up to half the CPU on GC. The move to the floor is applied at once (reason
-`LeakHold`); it can happen once per leak, since nothing is below the floor.
+`LeakHold`); it can happen once per leak, since nothing is below the floor. Outside the cooldown the
+move is `LeakHold` too: the guard neither canaries it nor lets it wait behind a trial in progress.
 """
 
 from __future__ import annotations
@@ -69,21 +70,21 @@ def decide_change(
     )
     info = DecisionInfo(d.action, d.gogc, d.code, d.reason, current)
     floor = d.target
-    if (
-        leak_hold
-        and d.code == "CoolingDown"
-        and current is not None
-        and floor is not None
-        and floor < current
-    ):
-        return DecisionInfo(
-            "apply",
-            floor,
-            "LeakHold",
-            f"GOGC {current} -> {floor} inside the cooldown: a leak is suspected, and waiting at a higher "
-            "GOGC only runs the heap into the memory limit",
-            current,
-        )
+    if leak_hold and current is not None and floor is not None and floor < current:
+        if d.code == "CoolingDown":
+            return DecisionInfo(
+                "apply",
+                floor,
+                "LeakHold",
+                f"GOGC {current} -> {floor} inside the cooldown: a leak is suspected, and waiting at a "
+                "higher GOGC only runs the heap into the memory limit",
+                current,
+            )
+        if d.action == "apply":
+            # Outside the cooldown too: LeakHold tells the guard not to canary it, nor wait for a trial.
+            return DecisionInfo(
+                "apply", d.gogc, "LeakHold", f"GOGC {current} -> {d.gogc}: a leak is suspected", current
+            )
     if d.action == "apply" or mem.rendered is None or same_limit(mem.rendered, current_mem):
         return info
     waited = now - last_change_at if last_change_at is not None else None

@@ -19,6 +19,8 @@ back. Pure: `safety_step` takes what the cycle knows and returns a SafetyStep; t
 - Evaluation: at least five sampling intervals. A worse verdict rolls back as soon as it is reached; an
   ok one promotes at the end. Still short of windows at twice the evaluation: rolled back (NoVerdict),
   unless no guarded signal had any data at all, which promotes with a Warning (Unguarded).
+- A leak hold (Budget's GOGC to the floor) is not canaried, and it ends a trial in progress unjudged
+  (`Preempted`): the heap runs toward the limit, and the evaluation would keep it at a higher GOGC.
 - Back-off: a rolled-back GOGC (± minGOGCChange) is not tried again for `guard.backoffSeconds`.
 - EnvPatch: the canary is a second Deployment, `<target>-gctuner-canary`, running the candidate beside
   the target's pods (actuation/canary_deployment.py says why not a partitioned rollout). Its pods are
@@ -34,7 +36,7 @@ import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from gc_tuner.actuation.canary_deployment import canary_name
 from gc_tuner.logic.memlimit import GoMemLimitError, parse_gomemlimit
@@ -104,7 +106,7 @@ class HistoryEntry:
     from_gogc: int | None
     to_gogc: int | None
     reason: str
-    verdict: str  # Canary, Promoted, RolledBack, Applied
+    verdict: str  # Canary, Promoted, RolledBack, Preempted, Applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,13 +516,32 @@ def safety_step(
     if not spec.guard.enabled or not guarded:
         return SafetyStep("pass", decision, None, "Steady")
     if state.trial is not None:
+        if _urgent(decision):
+            return _preempt(state.trial, decision, now)
         return _evaluate(spec, state, state.trial, pods, now)
-    if decision is None or decision.action != "apply" or decision.code == "LeakHold":
+    if decision is None or decision.action != "apply" or _urgent(decision):
         # A leak hold is urgent (the heap runs toward the limit) and goes to the floor: not canaried.
         backing = any(b.until > now for b in state.backoff)
         phase = "Backoff" if backing else ("Steady" if state.phase == "Canary" else state.phase)
         return SafetyStep("pass", decision, None, phase)
     return _start(spec, state, decision, applied, pods, readable, memory, now, was_limit)
+
+
+def _urgent(decision: DecisionInfo | None) -> TypeGuard[DecisionInfo]:
+    """A leak hold: the heap runs toward the limit, so the floor goes to every pod now, canaried by
+    nothing and waiting for no trial."""
+    return decision is not None and decision.action == "apply" and decision.code == "LeakHold"
+
+
+def _preempt(t: Trial, d: DecisionInfo, now: float) -> SafetyStep:
+    """A leak hold ends the trial in progress unjudged: waiting out its evaluation at a higher GOGC
+    would only run the heap into the limit. The candidate is not backed off (nothing was found wrong
+    with it); it comes again as a recommendation once the leak is over. An EnvPatch canary
+    Deployment goes with the trial (loop/cycle.py removes it)."""
+    message = f"{_values(t.candidate)} left unjudged: {d.reason}"
+    event = LoopEvent("Warning", "CanaryPreempted", message)
+    entry = HistoryEntry(now, t.candidate.gogc, d.gogc, d.code, "Preempted")
+    return SafetyStep("pass", d, None, "Steady", history=entry, events=(event,))
 
 
 def _reported_limit(readings: Sequence[PodReading]) -> int | None:
