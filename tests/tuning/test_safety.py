@@ -270,6 +270,35 @@ def test_before_after_judges_against_the_windows_before_the_change() -> None:
     assert step.action == "rollback" and step.rollback is not None and step.rollback.reason == GC_CPU
 
 
+def test_a_before_after_trial_waits_for_a_baseline_it_can_be_judged_against() -> None:
+    s = spec()  # evaluation 60 s: the baseline span
+    st = fresh()
+    windows(st, "p0", BASE[:4], start=T0 - 20)  # a pod 20 s old: 4 windows of GC CPU
+    young = safety_step(s, st, apply(150), GOOD, pods(1), {"p0"}, None, T0)
+    assert young.action == "hold" and young.trial is None and young.split is None
+    d = young.decision
+    assert d is not None and (d.code, d.gogc) == ("AwaitingBaseline", 100)
+    assert "gcCPU 4" in d.reason and "5 each needed" in d.reason
+    windows(st, "p0", BASE[4:5], start=T0)  # the fifth window
+    ready = safety_step(s, st, apply(150), GOOD, pods(1), {"p0"}, None, T0 + 5)
+    assert ready.action == "start" and ready.trial is not None and ready.trial.before_after
+
+
+def test_a_sparse_signal_does_not_hold_a_change_forever() -> None:
+    s = spec()
+    st = fresh()
+    windows(st, "p0", BASE[:2], start=T0 - 100)  # two windows, the first older than the 60 s span
+    step = safety_step(s, st, apply(150), GOOD, pods(1), {"p0"}, None, T0)
+    assert step.action == "start"
+
+
+def test_a_canary_needs_no_baseline_of_its_own() -> None:
+    st = fresh()
+    windows(st, "p0", BASE[:2], start=T0 - 10)  # young pods: the untouched ones are the baseline
+    step = safety_step(spec(), st, apply(150), GOOD, pods(3), {"p0", "p1", "p2"}, None, T0)
+    assert step.action == "start" and step.trial is not None and not step.trial.before_after
+
+
 def test_a_window_across_the_change_counts_on_neither_side() -> None:
     st = fresh()
     st.log.points.append(WindowPoint(T0 - 2, T0 + 3, "p0", {GC_CPU: 0.9}))

@@ -21,6 +21,9 @@ back. Pure: `safety_step` takes what the cycle knows and returns a SafetyStep; t
   unless no guarded signal had any data at all, which promotes with a Warning (Unguarded).
 - A leak hold (Budget's GOGC to the floor) is not canaried, and it ends a trial in progress unjudged
   (`Preempted`): the heap runs toward the limit, and the evaluation would keep it at a higher GOGC.
+- A before/after trial waits (`AwaitingBaseline`) until the pods have five windows before the change
+  on each guarded signal, or windows across the whole baseline span: a trial started on a pod only
+  seconds old could never reach a verdict.
 - Back-off: a rolled-back GOGC (± minGOGCChange) is not tried again for `guard.backoffSeconds`.
 - EnvPatch: the canary is a second Deployment, `<target>-gctuner-canary`, running the candidate beside
   the target's pods (actuation/canary_deployment.py says why not a partitioned rollout). Its pods are
@@ -261,6 +264,17 @@ def _start(
         return _start_deployment(spec, d, good, n, memory, now)
     before_after = n == 0 or n >= len(ready)
     canary = tuple(p.name for p in ready) if before_after else tuple(p.name for p in ready[:n])
+    short = _short_baseline(spec, state.log, set(canary), now) if before_after else None
+    if short is not None:
+        held = DecisionInfo(
+            "hold",
+            d.current if d.current is not None else d.gogc,
+            "AwaitingBaseline",
+            f"GOGC {d.gogc} waits: it will be judged against the windows before it, and so far there are "
+            f"too few ({short}; {MIN_WINDOWS} each needed)",
+            d.current,
+        )
+        return SafetyStep("hold", held, None, state.phase)
     candidate = AppliedState(d.gogc, memory, "Endpoint", now)
     restarts = tuple((p.name, p.restart_count) for p in pods if p.name in canary)
     safe = lowers_memory_only(d.current, d.gogc, was_limit, memory)
@@ -280,6 +294,24 @@ def _start(
     return SafetyStep(
         "start", d, t, "Canary", _split(t, pods), history=_entry(now, t, d.code, "Canary"), events=(event,)
     )
+
+
+def _short_baseline(spec: GCPolicySpec, log: SignalLog, pods: set[str], now: float) -> str | None:
+    """Why a before/after trial started now could not be judged yet: a guarded signal the pods have
+    windows of, with fewer than MIN_WINDOWS of them inside the baseline span (a young pod). Started
+    anyway, it would wait out twice the evaluation and roll back for want of a verdict (NoVerdict),
+    then back off for an hour. None: enough windows, or the log spans the baseline already (a signal
+    that is still short then is too sparse to wait for)."""
+    span = evaluation_s(spec)
+    if any(p.start <= now - span for p in log.points if p.pod in pods):
+        return None
+    seen = log.collect(since=now - span, until=now, pods=pods)
+    counts = [
+        f"{r.name} {len(seen[r.name])}"
+        for r in guard_rules(spec)
+        if r.max_increase_percent is not None and 0 < len(seen.get(r.name, ())) < MIN_WINDOWS
+    ]
+    return ", ".join(counts) or None
 
 
 def _start_deployment(
