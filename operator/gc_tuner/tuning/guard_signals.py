@@ -13,7 +13,10 @@ Signals per window (names are the guard's rule names):
 - memoryPercentOfLimit: the runtime's total memory (else the heap goal) at the window's end, in
   percent of the pod's container memory limit (no limit: no figure);
 - latencyP99: the requests' p99 latency in the window, seconds, from the policy's latency histogram
-  (the bucket counts' deltas, interpolated in the bucket as Prometheus's histogram_quantile does).
+  (the bucket counts' deltas, interpolated in the bucket as Prometheus's histogram_quantile does);
+- allocBytesPerSecond: not guarded. The load the window carried, as the runtime's allocation rate: a
+  before/after trial scales its GC CPU baseline by it (tuning/safety.py), since GC CPU follows the
+  allocation rate whatever GOGC is (go-gc-facts.md, section 8).
 
 A counter that went down (a restarted process) starts a new series: no window spans it.
 """
@@ -30,6 +33,7 @@ from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.tuning.records import PodReading, PodTarget
 
 __all__ = [
+    "ALLOC_RATE",
     "GC_CPU",
     "LATENCY",
     "MEMORY",
@@ -46,6 +50,7 @@ GC_CPU = "gcCPU"
 PAUSE = "pauseP99"
 MEMORY = "memoryPercentOfLimit"
 LATENCY = "latencyP99"
+ALLOC_RATE = "allocBytesPerSecond"
 
 MAX_POINTS = 50_000  # per policy: 2,000 pods × 25 windows; a bound, not a target
 
@@ -95,6 +100,11 @@ def window_values(
         p99 = bucket_quantile(0.99, edge.latency_buckets, cur.latency_buckets)
         if p99 is not None:
             out[LATENCY] = p99
+    a0, a1 = edge.heap_allocs_bytes_total, cur.heap_allocs_bytes_total
+    if a0 is not None and a1 is not None and cur.t > edge.t:
+        allocated = a1 - a0
+        if allocated >= 0:
+            out[ALLOC_RATE] = allocated / (cur.t - edge.t)
     used = cur.total_memory_bytes if cur.total_memory_bytes is not None else cur.heap_goal_bytes
     if used is not None and limit_bytes:
         out[MEMORY] = 100.0 * used / limit_bytes

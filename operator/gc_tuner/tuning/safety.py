@@ -13,6 +13,8 @@ back. Pure: `safety_step` takes what the cycle knows and returns a SafetyStep; t
 - Before/after: with `canary.pods: 0`, or when the canary would be every pod (a single pod), every pod
   gets the candidate and its windows are judged against the windows before the change.
 - A canary pod that restarts (an OOM kill, a crash) during the evaluation rolls back at once.
+- A before/after trial expects GC CPU to follow the allocation rate (the load): its baseline is scaled
+  by the rate after the change over the rate before, as it is by old/new GOGC.
 - A change that can only lower memory use (GOGC not raised, GOMEMLIMIT not raised) is not judged on
   memory in a before/after trial: there the memory that rises is the workload's own trend (a leak),
   and blaming the change for it would roll back the very limit that holds the leak off.
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +48,7 @@ from gc_tuner.actuation.canary_deployment import canary_name
 from gc_tuner.logic.memlimit import GoMemLimitError, parse_gomemlimit
 from gc_tuner.logic.verdict import GuardVerdict, SignalRule, judge
 from gc_tuner.model.policy import GCPolicySpec
-from gc_tuner.tuning.guard_signals import GC_CPU, LATENCY, MEMORY, PAUSE, SignalLog
+from gc_tuner.tuning.guard_signals import ALLOC_RATE, GC_CPU, LATENCY, MEMORY, PAUSE, SignalLog
 from gc_tuner.tuning.records import AppliedState, DecisionInfo, LoopEvent, PodReading, PodTarget
 
 __all__ = [
@@ -61,6 +64,7 @@ __all__ = [
     "evaluation_s",
     "guard",
     "guard_rules",
+    "load_ratio",
     "lowers_memory_only",
     "remember",
     "safety_step",
@@ -368,10 +372,24 @@ def _judge(spec: GCPolicySpec, log: SignalLog, t: Trial, now: float) -> GuardVer
     if t.was_gogc and t.candidate.gogc:
         # GC CPU ∝ 1/GOGC while the memory limit does not bind: the rise the change is meant to cause.
         expected[GC_CPU] = t.was_gogc / t.candidate.gogc
+    if t.before_after:
+        # GC CPU ∝ the allocation rate too: a load that rose since "before" is not the change's doing.
+        # (A canary and the others share the load, and need no such correction.)
+        expected[GC_CPU] = expected.get(GC_CPU, 1.0) * load_ratio(changed, baseline)
     rules = guard_rules(spec)
     if t.before_after and t.memory_safe:
         rules = [r for r in rules if r.name != MEMORY]
     return judge(rules, changed, baseline, expected=expected)
+
+
+def load_ratio(changed: Mapping[str, Sequence[float]], baseline: Mapping[str, Sequence[float]]) -> float:
+    """The allocation rate after the change over the one before (medians of the windows'); 1 when
+    either side has no figure."""
+    after, before = changed.get(ALLOC_RATE, ()), baseline.get(ALLOC_RATE, ())
+    if not after or not before:
+        return 1.0
+    b = statistics.median(before)
+    return statistics.median(after) / b if b > 0 else 1.0
 
 
 def _restarted(t: Trial, pods: Sequence[PodTarget]) -> PodTarget | None:
