@@ -13,6 +13,12 @@ Mann-Whitney needs no distribution (GC CPU per window is bounded and skewed; pau
 and one slow window moves a rank sum little, so one window is never a verdict. With fewer than
 `min_samples` windows on either side a signal has no verdict yet.
 
+Pauses are judged pooled, not per window (`judge_tail`): a window's longest pause grows with the
+number of cycles in it, so a lower GOGC (more cycles per window) would look worse with pauses no
+longer. The pooled pauses of each side are compared with the same test, and their effect by the same
+quantile on both sides: p99, or the highest quantile the smaller pool can estimate (1 - 0.5/n), so
+the side with more pauses is not judged by a higher quantile.
+
 The memory signal is judged against the limit, not only against the baseline: the changed group is
 worse when its median share of the memory limit is above `maxMemoryPercentOfLimit` and above the
 baseline's (pods that sit near their limit anyway are not made worse by the change).
@@ -37,6 +43,7 @@ __all__ = [
     "judge",
     "judge_limit",
     "judge_shift",
+    "judge_tail",
 ]
 
 ALPHA = 0.05
@@ -120,6 +127,42 @@ def judge_shift(
     return SignalVerdict(rule.name, "worse" if worse else "ok", ma, mb, shown, p, (len(a), len(b)))
 
 
+def judge_tail(
+    rule: SignalRule,
+    changed: Sequence[float],
+    baseline: Sequence[float],
+    *,
+    windows: tuple[int, int],
+    alpha: float = ALPHA,
+    min_samples: int = MIN_SAMPLES,
+    q: float = 0.99,
+) -> SignalVerdict:
+    """Pauses pooled over each side's windows (`windows`: how many windows each pool came from):
+    worse when the changed pool is shifted up (Mann-Whitney) and its q-quantile exceeds the
+    baseline's by the rule's percentage and floor. The quantile is the same on both sides, at most
+    what the smaller pool can estimate."""
+    a, b = _clean(changed), _clean(baseline)
+    if min(windows) < min_samples or not a or not b:
+        return SignalVerdict(rule.name, "pending", samples=windows)
+    level = min(q, 1.0 - 0.5 / min(len(a), len(b)))
+    ma, mb = _quantile(a, level), _quantile(b, level)
+    increase = (ma - mb) / mb * 100.0 if mb > 0 else (math.inf if ma > mb else 0.0)
+    p = _p_greater(a, b)
+    threshold = rule.max_increase_percent if rule.max_increase_percent is not None else 0.0
+    worse = p < alpha and increase > threshold and ma - mb > rule.abs_floor
+    shown = increase if math.isfinite(increase) else None
+    return SignalVerdict(rule.name, "worse" if worse else "ok", ma, mb, shown, p, windows)
+
+
+def _quantile(xs: Sequence[float], q: float) -> float:
+    """The q-quantile by linear interpolation between order statistics (numpy's default)."""
+    ys = sorted(xs)
+    pos = q * (len(ys) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ys) - 1)
+    return ys[lo] + (ys[hi] - ys[lo]) * (pos - lo)
+
+
 def judge_limit(
     rule: SignalRule,
     changed: Sequence[float],
@@ -154,15 +197,21 @@ def judge(
     alpha: float = ALPHA,
     min_samples: int = MIN_SAMPLES,
     expected: Mapping[str, float] | None = None,
+    pooled: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
 ) -> GuardVerdict:
     """Every rule whose signal has data on the changed side; a signal no source provides is skipped
-    (it is not guarded, and says so in status), not held forever."""
+    (it is not guarded, and says so in status), not held forever. `pooled`: per signal, the (changed,
+    baseline) samples to judge by `judge_tail` instead of the per-window values."""
     out: list[SignalVerdict] = []
     for rule in rules:
         a, b = changed.get(rule.name, ()), baseline.get(rule.name, ())
         if not a and not b:
             continue
-        if rule.max_increase_percent is None:
+        if pooled is not None and rule.name in pooled:
+            pa, pb = pooled[rule.name]
+            windows = (len(a), len(b))
+            out.append(judge_tail(rule, pa, pb, windows=windows, alpha=alpha, min_samples=min_samples))
+        elif rule.max_increase_percent is None:
             out.append(judge_limit(rule, a, b, min_samples=min_samples))
         else:
             factor = (expected or {}).get(rule.name, 1.0)

@@ -8,8 +8,10 @@ fresh GC figure by a stale total (go-gc-facts.md, section 8).
 Signals per window (names are the guard's rule names):
 - gcCPU: Δ GC CPU (idle marking excluded) / Δ total CPU, 0..1;
 - pauseP99: the longest stop-the-world pause in the window, seconds, from the gctrace cycles or the
-  expvar pause ring read in it (a window holds few pauses, so its p99 is its maximum). The agent's
-  pause histogram is cumulative, so an agent-only pod has no windowed pause figure;
+  expvar pause ring read in it, else the agent's pause histogram (the highest bucket that grew). The
+  window also keeps its pauses themselves (`WindowPoint.pauses`, at most MAX_PAUSES): the guard judges
+  pauses pooled over the windows, because a window's maximum grows with the number of cycles in it,
+  and a lower GOGC means more cycles per window with no pause any longer;
 - memoryPercentOfLimit: the runtime's total memory (else the heap goal) at the window's end, in
   percent of the pod's container memory limit (no limit: no figure);
 - latencyP99: the requests' p99 latency in the window, seconds, from the policy's latency histogram
@@ -43,6 +45,8 @@ __all__ = [
     "bucket_quantile",
     "is_edge",
     "limit_bytes",
+    "new_pauses",
+    "thin",
     "window_values",
 ]
 
@@ -53,6 +57,8 @@ LATENCY = "latencyP99"
 ALLOC_RATE = "allocBytesPerSecond"
 
 MAX_POINTS = 50_000  # per policy: 2,000 pods × 25 windows; a bound, not a target
+MAX_PAUSES = 8  # per window: more are thinned evenly over their sorted values, the longest kept; the
+# bound keeps a policy's MAX_POINTS windows within a few MB whatever a pod reports
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,7 @@ class WindowPoint:
     t: float  # the window's end
     pod: str
     values: Mapping[str, float]
+    pauses: tuple[float, ...] = ()  # the window's stop-the-world pauses, seconds (at most MAX_PAUSES)
 
 
 def is_edge(edge: RuntimeSample | None, cur: RuntimeSample) -> bool:
@@ -134,6 +141,29 @@ def longest_new_pause(
     return max(grew) if grew else None
 
 
+def new_pauses(
+    before: Sequence[tuple[float, float]], after: Sequence[tuple[float, float]]
+) -> tuple[float, ...]:
+    """The pauses between two reads of a pause histogram's non-empty buckets, each at its bucket's
+    bound (at most MAX_PAUSES per bucket); none when a count went down (another process)."""
+    seen = dict(before)
+    if any(c < seen.get(b, 0.0) for b, c in after):
+        return ()
+    out: list[float] = []
+    for bound, count in after:
+        out.extend([bound] * min(MAX_PAUSES, int(count - seen.get(bound, 0.0))))
+    return tuple(out)
+
+
+def thin(pauses: Sequence[float]) -> tuple[float, ...]:
+    """At most MAX_PAUSES of `pauses`, evenly spaced over their sorted values, the largest kept."""
+    xs = sorted(x for x in pauses if math.isfinite(x))
+    if len(xs) <= MAX_PAUSES:
+        return tuple(xs)
+    step = (len(xs) - 1) / (MAX_PAUSES - 1)
+    return tuple(xs[round(i * step)] for i in range(MAX_PAUSES))
+
+
 def bucket_quantile(
     q: float, before: Sequence[tuple[float, float]], after: Sequence[tuple[float, float]]
 ) -> float | None:
@@ -179,11 +209,26 @@ class SignalLog:
             if edge is not None:
                 pauses = [c.stw_ms / 1000.0 for c in r.cycles] + list(s.new_pauses_s)
                 values = window_values(edge, s, limit_bytes=limit_bytes(r.pod), pauses_s=pauses)
+                if not pauses and edge.pause_buckets is not None and s.pause_buckets is not None:
+                    pauses = list(new_pauses(edge.pause_buckets, s.pause_buckets))
                 if values:
-                    self.points.append(WindowPoint(edge.t, s.t, r.pod.name, values))
+                    self.points.append(WindowPoint(edge.t, s.t, r.pod.name, values, thin(pauses)))
             self.edges[r.pod.name] = s
         while self.points and self.points[0].t < now - self.keep_s:
             self.points.popleft()
+
+    def collect_pauses(
+        self, *, since: float, until: float, pods: set[str] | None = None, exclude: set[str] | None = None
+    ) -> list[float]:
+        """The pauses of the windows `collect` would take, pooled."""
+        out: list[float] = []
+        for p in self.points:
+            if p.start < since or p.t > until:
+                continue
+            if (pods is not None and p.pod not in pods) or (exclude is not None and p.pod in exclude):
+                continue
+            out.extend(p.pauses)
+        return out
 
     def latest(self, signal: str) -> dict[str, float]:
         """Each pod's newest window of `signal` (for the per-policy gauge)."""

@@ -364,10 +364,14 @@ def _evaluate_deployment(
 def _judge(spec: GCPolicySpec, log: SignalLog, t: Trial, now: float) -> GuardVerdict:
     canary = set(t.canary)
     changed = log.collect(since=t.started_at, until=now, pods=canary)
+    pauses = log.collect_pauses(since=t.started_at, until=now, pods=canary)
     if t.before_after:
-        baseline = log.collect(since=t.started_at - evaluation_s(spec), until=t.started_at, pods=canary)
+        since = t.started_at - evaluation_s(spec)
+        baseline = log.collect(since=since, until=t.started_at, pods=canary)
+        before = log.collect_pauses(since=since, until=t.started_at, pods=canary)
     else:
         baseline = log.collect(since=t.started_at, until=now, exclude=canary)
+        before = log.collect_pauses(since=t.started_at, until=now, exclude=canary)
     expected: dict[str, float] = {}
     if t.was_gogc and t.candidate.gogc:
         # GC CPU ∝ 1/GOGC while the memory limit does not bind: the rise the change is meant to cause.
@@ -379,7 +383,10 @@ def _judge(spec: GCPolicySpec, log: SignalLog, t: Trial, now: float) -> GuardVer
     rules = guard_rules(spec)
     if t.before_after and t.memory_safe:
         rules = [r for r in rules if r.name != MEMORY]
-    return judge(rules, changed, baseline, expected=expected)
+    # Pauses pooled, not each window's longest: a lower GOGC puts more cycles, so a longer maximum,
+    # in every window (logic/verdict.py). Windows without their pauses keep the per-window rule.
+    pooled = {PAUSE: (pauses, before)} if pauses and before else None
+    return judge(rules, changed, baseline, expected=expected, pooled=pooled)
 
 
 def load_ratio(changed: Mapping[str, Sequence[float]], baseline: Mapping[str, Sequence[float]]) -> float:
