@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from gc_tuner.tuning.guard_records import SafetyState, Trial
 from gc_tuner.tuning.guard_signals import GC_CPU
 from gc_tuner.tuning.records import AppliedState, DecisionInfo, PodTarget
-from gc_tuner.tuning.safety import SafetyState, Trial, safety_step
+from gc_tuner.tuning.safety import safety_step
 from tests.tuning.test_safety import BASE, T0, apply, fresh, spec, windows
 
 GOOD = AppliedState(100, None, "EnvPatch", T0 - 1000)

@@ -1,13 +1,15 @@
-"""The guard and a load it did not cause (tuning/safety.py): GC CPU follows the allocation rate, so in a
-before/after trial a load that rose since "before" must not roll back the change; the baseline is
-scaled by the allocation rate after over the one before. A rise beyond the load's is still a
-regression, and a canary (which shares the load with the untouched pods) is not scaled."""
+"""The guard and a load it did not cause (tuning/trial_judgement.py): GC CPU follows the allocation
+rate, so in a before/after trial a load that rose since "before" must not roll back the change; the
+baseline is scaled by the allocation rate after over the one before. A rise beyond the load's is
+still a regression, and a canary (which shares the load with the untouched pods) is not scaled."""
 
 from __future__ import annotations
 
 from gc_tuner.model.sample import RuntimeSample
+from gc_tuner.tuning.guard_records import SafetyState
 from gc_tuner.tuning.guard_signals import ALLOC_RATE, GC_CPU, WindowPoint, window_values
-from gc_tuner.tuning.safety import SafetyState, load_ratio, safety_step
+from gc_tuner.tuning.safety import safety_step
+from gc_tuner.tuning.trial_judgement import load_ratio
 from tests.tuning.test_safety import BASE, GOOD, T0, apply, fresh, pods, spec
 
 MIB = 1 << 20

@@ -1,4 +1,4 @@
-"""The guard and a memory trend it did not cause (tuning/safety.py): in a before/after trial, memory
+"""The guard and a memory trend it did not cause (tuning/trial_judgement.py): in a before/after trial, memory
 that rises because the heap leaks must not roll back a change that can only lower memory use, such
 as the GOMEMLIMIT that holds the leak off. A change that can raise memory is still judged on it, and
 a canary (judged beside untouched pods, which share the trend) always is."""
@@ -8,9 +8,11 @@ from __future__ import annotations
 import pytest
 
 from gc_tuner.model.sample import RuntimeSample
+from gc_tuner.tuning.guard_records import SafetyState
 from gc_tuner.tuning.guard_signals import GC_CPU, MEMORY, WindowPoint
 from gc_tuner.tuning.records import DecisionInfo, PodReading
-from gc_tuner.tuning.safety import SafetyState, guard, lowers_memory_only, safety_step
+from gc_tuner.tuning.safety import guard, safety_step
+from gc_tuner.tuning.trial_judgement import lowers_memory_only
 from tests.tuning.test_safety import BASE, GOOD, T0, fresh, pods, spec
 
 MIB = 1 << 20

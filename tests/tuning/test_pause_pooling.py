@@ -7,9 +7,10 @@ from __future__ import annotations
 import random
 
 from gc_tuner.logic.verdict import SignalRule, judge_shift, judge_tail
+from gc_tuner.tuning.guard_records import SafetyState
 from gc_tuner.tuning.guard_signals import GC_CPU, MAX_PAUSES, PAUSE, WindowPoint, new_pauses, thin
 from gc_tuner.tuning.records import DecisionInfo
-from gc_tuner.tuning.safety import SafetyState, safety_step
+from gc_tuner.tuning.safety import safety_step
 from tests.tuning.test_safety import GOOD, T0, fresh, pods, spec
 
 RULE = SignalRule(PAUSE, max_increase_percent=50, abs_floor=100e-6)

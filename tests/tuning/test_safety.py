@@ -11,21 +11,14 @@ import pytest
 from gc_tuner.model.policy import GCPolicySpec, parse_policy
 from gc_tuner.model.policy_status import PolicyStatus
 from gc_tuner.model.sample import RuntimeSample
+from gc_tuner.tuning.guard_records import Backoff, SafetyState, Trial
 from gc_tuner.tuning.guard_signals import GC_CPU, SignalLog, WindowPoint
 from gc_tuner.tuning.records import AppliedState, DecisionInfo, PodReading, PodTarget
 from gc_tuner.tuning.rollout import plan_endpoint, settle_endpoint
-from gc_tuner.tuning.safety import (
-    Backoff,
-    SafetyState,
-    Trial,
-    canary_size,
-    evaluation_s,
-    guard,
-    safety_step,
-    split_note,
-)
+from gc_tuner.tuning.safety import canary_size, guard, safety_step, split_note
 from gc_tuner.tuning.safety_status import restore_safety
 from gc_tuner.tuning.strategies import MemoryLimitTarget
+from gc_tuner.tuning.trial_judgement import evaluation_s
 
 T0 = 1_700_000_000.0
 OWNER = "gc-tuner/ns/web"

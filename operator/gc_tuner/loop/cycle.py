@@ -31,13 +31,15 @@ from gc_tuner.model.policy import GCPolicySpec
 from gc_tuner.tuning.decide import decide_step
 from gc_tuner.tuning.discovery import WorkloadInfo
 from gc_tuner.tuning.fitting import fit_step
+from gc_tuner.tuning.guard_records import SafetyStep, Trial
 from gc_tuner.tuning.guard_signals import GC_CPU
 from gc_tuner.tuning.outcome import CycleOutcome
 from gc_tuner.tuning.records import FALSE, TRUE, LoopEvent, PodFailure, PodTarget, Verdict
 from gc_tuner.tuning.rollout import ApplyResult, plan_rollout
-from gc_tuner.tuning.safety import SafetyStep, Trial, evaluation_s, guard, split_note
+from gc_tuner.tuning.safety import guard, split_note
 from gc_tuner.tuning.state import PolicyState
 from gc_tuner.tuning.strategies import WindowHistories, memory_target, recommend_for
+from gc_tuner.tuning.trial_judgement import evaluation_s
 
 __all__ = ["CycleInputs", "run_cycle"]
 

@@ -149,7 +149,7 @@ class CanarySpec(_Model):
     """A change goes to `pods` pods first (or `percent` of the ready pods, rounded up, when set), and
     is judged against the untouched pods for `evaluationSeconds`. `pods: 0`: no canary; every pod
     gets the change and is judged against its own window before it. The evaluation lasts at least
-    five sampling intervals, the fewest windows a verdict takes (tuning/safety.py)."""
+    five sampling intervals, the fewest windows a verdict takes (tuning/trial_judgement.py)."""
 
     pods: int = Field(default=1, ge=0, le=10000)
     percent: int | None = Field(default=None, ge=1, le=100)

@@ -17,7 +17,7 @@ Signals per window (names are the guard's rule names):
 - latencyP99: the requests' p99 latency in the window, seconds, from the policy's latency histogram
   (the bucket counts' deltas, interpolated in the bucket as Prometheus's histogram_quantile does);
 - allocBytesPerSecond: not guarded. The load the window carried, as the runtime's allocation rate: a
-  before/after trial scales its GC CPU baseline by it (tuning/safety.py), since GC CPU follows the
+  before/after trial scales its GC CPU baseline by it (tuning/trial_judgement.py), since GC CPU follows the
   allocation rate whatever GOGC is (go-gc-facts.md, section 8).
 
 A counter that went down (a restarted process) starts a new series: no window spans it.

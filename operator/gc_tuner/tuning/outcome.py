@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gc_tuner.tuning.guard_records import SafetyStep
 from gc_tuner.tuning.records import (
     UNKNOWN,
     AppliedState,
@@ -31,7 +32,6 @@ from gc_tuner.tuning.records import (
     Verdict,
 )
 from gc_tuner.tuning.rollout import ApplyPlan, ApplyResult
-from gc_tuner.tuning.safety import SafetyStep
 from gc_tuner.tuning.strategies import MemoryLimitTarget, Recommendation
 
 __all__ = ["CycleOutcome", "Fitted", "Gathered"]

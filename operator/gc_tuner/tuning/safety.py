@@ -38,167 +38,37 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
-from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal, TypeGuard
+from collections.abc import Sequence
+from typing import TypeGuard
 
 from gc_tuner.actuation.canary_deployment import canary_name
-from gc_tuner.logic.memlimit import GoMemLimitError, parse_gomemlimit
-from gc_tuner.logic.verdict import GuardVerdict, SignalRule, judge
+from gc_tuner.logic.verdict import GuardVerdict
 from gc_tuner.model.policy import GCPolicySpec
-from gc_tuner.tuning.guard_signals import ALLOC_RATE, GC_CPU, LATENCY, MEMORY, PAUSE, SignalLog
+from gc_tuner.tuning.guard_records import (
+    Backoff,
+    GuardMemory,
+    HistoryEntry,
+    RollbackRecord,
+    SafetyState,
+    SafetyStep,
+    Trial,
+)
 from gc_tuner.tuning.records import AppliedState, DecisionInfo, LoopEvent, PodReading, PodTarget
+from gc_tuner.tuning.trial_judgement import (
+    MIN_WINDOWS,
+    evaluation_s,
+    judge_trial,
+    lowers_memory_only,
+    short_baseline,
+)
 
 __all__ = [
-    "HISTORY_LIMIT",
-    "Backoff",
-    "GuardMemory",
-    "HistoryEntry",
-    "RollbackRecord",
-    "SafetyState",
-    "SafetyStep",
-    "Trial",
     "canary_size",
-    "evaluation_s",
     "guard",
-    "guard_rules",
-    "load_ratio",
-    "lowers_memory_only",
     "remember",
     "safety_step",
     "split_note",
 ]
-
-HISTORY_LIMIT = 10
-MIN_WINDOWS = 5
-
-Action = Literal["pass", "start", "hold", "promote", "rollback"]
-
-
-@dataclass(frozen=True, slots=True)
-class Trial:
-    candidate: AppliedState  # the value under evaluation; `time` is when it was first written
-    good: AppliedState | None  # the value the others keep; None: their startup values
-    canary: tuple[str, ...]  # the pods that got the candidate
-    before_after: bool  # every pod got it; judged against the windows before `started_at`
-    started_at: float  # the evaluation's start (a restart of the operator starts it again)
-    until: float  # the earliest promotion
-    restarts: tuple[tuple[str, int], ...] = ()  # the canary pods' restart counts at the start
-    was_gogc: int | None = None  # the GOGC the pods ran before (for the cost model's expectation)
-    resumed: bool = False  # restored from status after a restart: its windows are gone
-    deployment: bool = False  # EnvPatch: the canary is a second Deployment of `replicas` pods
-    replicas: int = 0
-    ready_at: float | None = None  # EnvPatch: when the first canary pod was seen ready
-    memory_safe: bool = False  # the change can only lower memory use (lowers_memory_only)
-
-
-@dataclass(frozen=True, slots=True)
-class RollbackRecord:
-    time: float
-    gogc: int | None  # the value rolled back
-    gomemlimit: str | None
-    restored_gogc: int | None  # the value put back (None: the startup value)
-    reason: str  # a signal's name, or PodRestarted / NoVerdict
-    message: str
-    p_value: float | None = None
-    changed: float | None = None
-    baseline: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    time: float
-    from_gogc: int | None
-    to_gogc: int | None
-    reason: str
-    verdict: str  # Canary, Promoted, RolledBack, Preempted, Applied
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    gogc: int | None
-    until: float
-    gomemlimit: str | None = None
-
-
-@dataclass(slots=True)
-class SafetyState:
-    log: SignalLog
-    trial: Trial | None = None
-    backoff: list[Backoff] = field(default_factory=list)
-    history: deque[HistoryEntry] = field(default_factory=lambda: deque(maxlen=HISTORY_LIMIT))
-    last_rollback: RollbackRecord | None = None
-    phase: str = "Steady"
-
-
-@dataclass(frozen=True, slots=True)
-class GuardMemory:
-    """What the guard remembers after a step, frozen for status (tuning/safety_status.py)."""
-
-    backoff: tuple[Backoff, ...] = ()
-    history: tuple[HistoryEntry, ...] = ()
-    last_rollback: RollbackRecord | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SafetyStep:
-    """What the guard makes of this cycle: the decision the plan step sees, the pods' values while a
-    trial runs (`split`; None: every ready pod gets the applied value), and what to remember."""
-
-    action: Action
-    decision: DecisionInfo | None
-    trial: Trial | None
-    phase: str
-    split: Mapping[str, AppliedState | None] | None = None
-    promoted: AppliedState | None = None
-    rollback: RollbackRecord | None = None
-    backoff: Backoff | None = None
-    history: HistoryEntry | None = None
-    verdict: GuardVerdict | None = None
-    events: tuple[LoopEvent, ...] = ()
-    memory: GuardMemory | None = None  # set by `guard` once the step is remembered
-
-    @property
-    def canary_deployment(self) -> Trial | None:
-        """The trial whose canary Deployment must exist after this step (EnvPatch), if any."""
-        return self.trial if self.trial is not None and self.trial.deployment else None
-
-
-def guard_rules(spec: GCPolicySpec) -> list[SignalRule]:
-    g = spec.guard
-    return [
-        # Floors: half a percentage point of GC CPU, 100 µs of pause: shifts below them are noise
-        # whatever their relative size.
-        SignalRule(GC_CPU, max_increase_percent=g.max_gc_cpu_increase_percent, abs_floor=0.005),
-        SignalRule(PAUSE, max_increase_percent=g.max_pause_p99_increase_percent, abs_floor=100e-6),
-        SignalRule(MEMORY, limit_percent=g.max_memory_percent_of_limit),
-        # Half a millisecond: a request p99 moving by less is not a regression worth a rollback.
-        SignalRule(LATENCY, max_increase_percent=g.max_latency_p99_increase_percent, abs_floor=0.0005),
-    ]
-
-
-def lowers_memory_only(
-    was_gogc: int | None, gogc: int | None, was_limit: int | None, limit: str | None
-) -> bool:
-    """The change can only lower memory use: GOGC not raised, GOMEMLIMIT not raised. A lower GOGC
-    shrinks the heap goal; a GOMEMLIMIT only ever makes the GC collect sooner. `was_limit`: the
-    pods' GOMEMLIMIT before, in bytes (None: none); `limit` None: the change leaves it alone.
-    A GOGC before that is unknown or off could be anything: the change may raise memory."""
-    if was_gogc is None or was_gogc <= 0 or gogc is None or gogc > was_gogc:
-        return False
-    if limit is None:
-        return True
-    try:
-        new = parse_gomemlimit(limit)
-    except GoMemLimitError:
-        return False
-    return was_limit is None or new <= was_limit
-
-
-def evaluation_s(spec: GCPolicySpec) -> float:
-    return float(max(spec.rollout.canary.evaluation_seconds, MIN_WINDOWS * spec.sampling.interval_seconds))
 
 
 def canary_size(spec: GCPolicySpec, ready: int) -> int:
@@ -268,7 +138,7 @@ def _start(
         return _start_deployment(spec, d, good, n, memory, now)
     before_after = n == 0 or n >= len(ready)
     canary = tuple(p.name for p in ready) if before_after else tuple(p.name for p in ready[:n])
-    short = _short_baseline(spec, state.log, set(canary), now) if before_after else None
+    short = short_baseline(spec, state.log, set(canary), now) if before_after else None
     if short is not None:
         held = DecisionInfo(
             "hold",
@@ -298,24 +168,6 @@ def _start(
     return SafetyStep(
         "start", d, t, "Canary", _split(t, pods), history=_entry(now, t, d.code, "Canary"), events=(event,)
     )
-
-
-def _short_baseline(spec: GCPolicySpec, log: SignalLog, pods: set[str], now: float) -> str | None:
-    """Why a before/after trial started now could not be judged yet: a guarded signal the pods have
-    windows of, with fewer than MIN_WINDOWS of them inside the baseline span (a young pod). Started
-    anyway, it would wait out twice the evaluation and roll back for want of a verdict (NoVerdict),
-    then back off for an hour. None: enough windows, or the log spans the baseline already (a signal
-    that is still short then is too sparse to wait for)."""
-    span = evaluation_s(spec)
-    if any(p.start <= now - span for p in log.points if p.pod in pods):
-        return None
-    seen = log.collect(since=now - span, until=now, pods=pods)
-    counts = [
-        f"{r.name} {len(seen[r.name])}"
-        for r in guard_rules(spec)
-        if r.max_increase_percent is not None and 0 < len(seen.get(r.name, ())) < MIN_WINDOWS
-    ]
-    return ", ".join(counts) or None
 
 
 def _start_deployment(
@@ -359,44 +211,6 @@ def _evaluate_deployment(
             message = f"waiting for the pods of canary Deployment {canary_name(spec.target_ref.name)}"
             return SafetyStep("hold", _judging(t, message), t, "Canary")
     return _judged(spec, state, dataclasses.replace(t, canary=names), pods, now)
-
-
-def _judge(spec: GCPolicySpec, log: SignalLog, t: Trial, now: float) -> GuardVerdict:
-    canary = set(t.canary)
-    changed = log.collect(since=t.started_at, until=now, pods=canary)
-    pauses = log.collect_pauses(since=t.started_at, until=now, pods=canary)
-    if t.before_after:
-        since = t.started_at - evaluation_s(spec)
-        baseline = log.collect(since=since, until=t.started_at, pods=canary)
-        before = log.collect_pauses(since=since, until=t.started_at, pods=canary)
-    else:
-        baseline = log.collect(since=t.started_at, until=now, exclude=canary)
-        before = log.collect_pauses(since=t.started_at, until=now, exclude=canary)
-    expected: dict[str, float] = {}
-    if t.was_gogc and t.candidate.gogc:
-        # GC CPU ∝ 1/GOGC while the memory limit does not bind: the rise the change is meant to cause.
-        expected[GC_CPU] = t.was_gogc / t.candidate.gogc
-    if t.before_after:
-        # GC CPU ∝ the allocation rate too: a load that rose since "before" is not the change's doing.
-        # (A canary and the others share the load, and need no such correction.)
-        expected[GC_CPU] = expected.get(GC_CPU, 1.0) * load_ratio(changed, baseline)
-    rules = guard_rules(spec)
-    if t.before_after and t.memory_safe:
-        rules = [r for r in rules if r.name != MEMORY]
-    # Pauses pooled, not each window's longest: a lower GOGC puts more cycles, so a longer maximum,
-    # in every window (logic/verdict.py). Windows without their pauses keep the per-window rule.
-    pooled = {PAUSE: (pauses, before)} if pauses and before else None
-    return judge(rules, changed, baseline, expected=expected, pooled=pooled)
-
-
-def load_ratio(changed: Mapping[str, Sequence[float]], baseline: Mapping[str, Sequence[float]]) -> float:
-    """The allocation rate after the change over the one before (medians of the windows'); 1 when
-    either side has no figure."""
-    after, before = changed.get(ALLOC_RATE, ()), baseline.get(ALLOC_RATE, ())
-    if not after or not before:
-        return 1.0
-    b = statistics.median(before)
-    return statistics.median(after) / b if b > 0 else 1.0
 
 
 def _restarted(t: Trial, pods: Sequence[PodTarget]) -> PodTarget | None:
@@ -531,7 +345,7 @@ def _judged(
     spec: GCPolicySpec, state: SafetyState, t: Trial, pods: Sequence[PodTarget], now: float
 ) -> SafetyStep:
     """The verdict on trial `t` so far: roll back, promote, or keep judging."""
-    v = _judge(spec, state.log, t, now)
+    v = judge_trial(spec, state.log, t, now)
     worst = v.worst
     if worst is not None:
         record = _record(

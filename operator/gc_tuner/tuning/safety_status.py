@@ -15,8 +15,7 @@ from gc_tuner.model.policy_status import (
     RollbackSection,
     RolloutSection,
 )
-from gc_tuner.tuning.records import AppliedState, parse_rfc3339, rfc3339
-from gc_tuner.tuning.safety import (
+from gc_tuner.tuning.guard_records import (
     Backoff,
     GuardMemory,
     HistoryEntry,
@@ -25,6 +24,7 @@ from gc_tuner.tuning.safety import (
     SafetyStep,
     Trial,
 )
+from gc_tuner.tuning.records import AppliedState, parse_rfc3339, rfc3339
 
 __all__ = ["history_items", "restore_safety", "rollback_section", "rollout_section"]
 

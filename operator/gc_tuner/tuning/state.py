@@ -18,9 +18,9 @@ from gc_tuner.model.policy_status import ANNOTATION_APPLIED, AppliedNote, Policy
 from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.model.window import GCCycleWindow, PodWindow
 from gc_tuner.tuning.env_gate import EnvHalt
+from gc_tuner.tuning.guard_records import SafetyState
 from gc_tuner.tuning.guard_signals import SignalLog
 from gc_tuner.tuning.records import AppliedState, PodReading, PodTarget, parse_rfc3339
-from gc_tuner.tuning.safety import SafetyState
 from gc_tuner.tuning.safety_status import restore_safety
 
 __all__ = ["PodState", "PolicyState", "ReadsInFlight"]

@@ -1,0 +1,125 @@
+"""How a trial is judged, pure: the guard's rules, the windows on each side of the change, and what
+the change is expected to do to them (tuning/safety.py decides what follows from the verdict).
+
+- A canary's windows against the untouched pods' over the same time; a before/after trial's against
+  the same pods' windows over one evaluation before the change.
+- GC CPU: the baseline is scaled by old/new GOGC (GC CPU ∝ 1/GOGC while the memory limit does not
+  bind) and, before/after, by the allocation rate after over before (GC CPU ∝ the allocation rate):
+  only a rise beyond what the change and the load explain counts (go-gc-facts.md, section 8).
+- Pauses are pooled over the windows (logic/verdict.py says why).
+- Memory is not judged in a before/after trial of a change that can only lower it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+
+from gc_tuner.logic.memlimit import GoMemLimitError, parse_gomemlimit
+from gc_tuner.logic.verdict import GuardVerdict, SignalRule, judge
+from gc_tuner.model.policy import GCPolicySpec
+from gc_tuner.tuning.guard_records import Trial
+from gc_tuner.tuning.guard_signals import ALLOC_RATE, GC_CPU, LATENCY, MEMORY, PAUSE, SignalLog
+
+__all__ = [
+    "MIN_WINDOWS",
+    "evaluation_s",
+    "guard_rules",
+    "judge_trial",
+    "load_ratio",
+    "lowers_memory_only",
+    "short_baseline",
+]
+
+MIN_WINDOWS = 5
+
+
+def guard_rules(spec: GCPolicySpec) -> list[SignalRule]:
+    g = spec.guard
+    return [
+        # Floors: half a percentage point of GC CPU, 100 µs of pause: shifts below them are noise
+        # whatever their relative size.
+        SignalRule(GC_CPU, max_increase_percent=g.max_gc_cpu_increase_percent, abs_floor=0.005),
+        SignalRule(PAUSE, max_increase_percent=g.max_pause_p99_increase_percent, abs_floor=100e-6),
+        SignalRule(MEMORY, limit_percent=g.max_memory_percent_of_limit),
+        # Half a millisecond: a request p99 moving by less is not a regression worth a rollback.
+        SignalRule(LATENCY, max_increase_percent=g.max_latency_p99_increase_percent, abs_floor=0.0005),
+    ]
+
+
+def lowers_memory_only(
+    was_gogc: int | None, gogc: int | None, was_limit: int | None, limit: str | None
+) -> bool:
+    """The change can only lower memory use: GOGC not raised, GOMEMLIMIT not raised. A lower GOGC
+    shrinks the heap goal; a GOMEMLIMIT only ever makes the GC collect sooner. `was_limit`: the
+    pods' GOMEMLIMIT before, in bytes (None: none); `limit` None: the change leaves it alone.
+    A GOGC before that is unknown or off could be anything: the change may raise memory."""
+    if was_gogc is None or was_gogc <= 0 or gogc is None or gogc > was_gogc:
+        return False
+    if limit is None:
+        return True
+    try:
+        new = parse_gomemlimit(limit)
+    except GoMemLimitError:
+        return False
+    return was_limit is None or new <= was_limit
+
+
+def evaluation_s(spec: GCPolicySpec) -> float:
+    return float(max(spec.rollout.canary.evaluation_seconds, MIN_WINDOWS * spec.sampling.interval_seconds))
+
+
+def load_ratio(changed: Mapping[str, Sequence[float]], baseline: Mapping[str, Sequence[float]]) -> float:
+    """The allocation rate after the change over the one before (medians of the windows'); 1 when
+    either side has no figure."""
+    after, before = changed.get(ALLOC_RATE, ()), baseline.get(ALLOC_RATE, ())
+    if not after or not before:
+        return 1.0
+    b = statistics.median(before)
+    return statistics.median(after) / b if b > 0 else 1.0
+
+
+def short_baseline(spec: GCPolicySpec, log: SignalLog, pods: set[str], now: float) -> str | None:
+    """Why a before/after trial started now could not be judged yet: a guarded signal the pods have
+    windows of, with fewer than MIN_WINDOWS of them inside the baseline span (a young pod). Started
+    anyway, it would wait out twice the evaluation and roll back for want of a verdict (NoVerdict),
+    then back off for an hour. None: enough windows, or the log spans the baseline already (a signal
+    that is still short then is too sparse to wait for)."""
+    span = evaluation_s(spec)
+    if any(p.start <= now - span for p in log.points if p.pod in pods):
+        return None
+    seen = log.collect(since=now - span, until=now, pods=pods)
+    counts = [
+        f"{r.name} {len(seen[r.name])}"
+        for r in guard_rules(spec)
+        if r.max_increase_percent is not None and 0 < len(seen.get(r.name, ())) < MIN_WINDOWS
+    ]
+    return ", ".join(counts) or None
+
+
+def judge_trial(spec: GCPolicySpec, log: SignalLog, t: Trial, now: float) -> GuardVerdict:
+    canary = set(t.canary)
+    changed = log.collect(since=t.started_at, until=now, pods=canary)
+    pauses = log.collect_pauses(since=t.started_at, until=now, pods=canary)
+    if t.before_after:
+        since = t.started_at - evaluation_s(spec)
+        baseline = log.collect(since=since, until=t.started_at, pods=canary)
+        before = log.collect_pauses(since=since, until=t.started_at, pods=canary)
+    else:
+        baseline = log.collect(since=t.started_at, until=now, exclude=canary)
+        before = log.collect_pauses(since=t.started_at, until=now, exclude=canary)
+    expected: dict[str, float] = {}
+    if t.was_gogc and t.candidate.gogc:
+        # GC CPU ∝ 1/GOGC while the memory limit does not bind: the rise the change is meant to cause.
+        expected[GC_CPU] = t.was_gogc / t.candidate.gogc
+    if t.before_after:
+        # GC CPU ∝ the allocation rate too: a load that rose since "before" is not the change's doing.
+        # (A canary and the others share the load, and need no such correction.)
+        expected[GC_CPU] = expected.get(GC_CPU, 1.0) * load_ratio(changed, baseline)
+    rules = guard_rules(spec)
+    if t.before_after and t.memory_safe:
+        rules = [r for r in rules if r.name != MEMORY]
+    # Pauses pooled, not each window's longest: a lower GOGC puts more cycles, so a longer maximum,
+    # in every window (logic/verdict.py). Windows without their pauses keep the per-window rule.
+    pooled = {PAUSE: (pauses, before)} if pauses and before else None
+    return judge(rules, changed, baseline, expected=expected, pooled=pooled)
