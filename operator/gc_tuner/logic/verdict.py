@@ -9,6 +9,12 @@ up?) and two effect-size floors, all of which must hold for "worse":
 - and by more than an absolute floor per signal: +50 % of a 0.1 % GC CPU share is a real shift of
   nothing, and the relative threshold alone would call it a regression.
 
+The family's alpha is shared: with k signals tested, each is tested at alpha / k (Bonferroni), so a
+trial judged on four signals is not four chances for noise to roll it back. The guard looks at a
+trial every cycle; it passes a stricter alpha (EARLY_ALPHA) for the looks before the evaluation ends
+and ALPHA at the end, as a group-sequential test does (Haybittle-Peto): repeated looks at 0.05 would
+roll back a harmless change in a large share of trials (tests/logic/test_verdict_looks.py measures it).
+
 Mann-Whitney needs no distribution (GC CPU per window is bounded and skewed; pauses are heavy-tailed)
 and one slow window moves a rank sum little, so one window is never a verdict. With fewer than
 `min_samples` windows on either side a signal has no verdict yet.
@@ -36,6 +42,7 @@ from scipy.stats import mannwhitneyu
 
 __all__ = [
     "ALPHA",
+    "EARLY_ALPHA",
     "MIN_SAMPLES",
     "GuardVerdict",
     "SignalRule",
@@ -47,6 +54,7 @@ __all__ = [
 ]
 
 ALPHA = 0.05
+EARLY_ALPHA = 0.01  # the looks before the evaluation ends: only a clear regression stops a trial early
 MIN_SAMPLES = 5  # per side: with 5 and 5 fully separated windows, the one-sided p is 1/252 ≈ 0.004
 
 Outcome = Literal["worse", "ok", "pending"]
@@ -203,6 +211,12 @@ def judge(
     (it is not guarded, and says so in status), not held forever. `pooled`: per signal, the (changed,
     baseline) samples to judge by `judge_tail` instead of the per-window values."""
     out: list[SignalVerdict] = []
+    tested = [
+        r
+        for r in rules
+        if r.max_increase_percent is not None and (changed.get(r.name) or baseline.get(r.name))
+    ]
+    alpha = alpha / max(1, len(tested))  # Bonferroni over the signals tested for a shift
     for rule in rules:
         a, b = changed.get(rule.name, ()), baseline.get(rule.name, ())
         if not a and not b:

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from typing import TypeGuard
 
 from gc_tuner.actuation.canary_deployment import canary_name
-from gc_tuner.logic.verdict import GuardVerdict
+from gc_tuner.logic.verdict import ALPHA, EARLY_ALPHA, GuardVerdict
 from gc_tuner.model.policy import GCPolicySpec
 from gc_tuner.tuning.guard_records import (
     Backoff,
@@ -344,8 +344,9 @@ def _evaluate(
 def _judged(
     spec: GCPolicySpec, state: SafetyState, t: Trial, pods: Sequence[PodTarget], now: float
 ) -> SafetyStep:
-    """The verdict on trial `t` so far: roll back, promote, or keep judging."""
-    v = judge_trial(spec, state.log, t, now)
+    """The verdict on trial `t` so far: roll back, promote, or keep judging. Before the evaluation
+    ends only a clear regression (EARLY_ALPHA) rolls back; at its end, ALPHA decides."""
+    v = judge_trial(spec, state.log, t, now, alpha=ALPHA if now >= t.until else EARLY_ALPHA)
     worst = v.worst
     if worst is not None:
         record = _record(

@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 
 from gc_tuner.logic.memlimit import GoMemLimitError, parse_gomemlimit
-from gc_tuner.logic.verdict import GuardVerdict, SignalRule, judge
+from gc_tuner.logic.verdict import ALPHA, GuardVerdict, SignalRule, judge
 from gc_tuner.model.policy import GCPolicySpec
 from gc_tuner.tuning.guard_records import Trial
 from gc_tuner.tuning.guard_signals import ALLOC_RATE, GC_CPU, LATENCY, MEMORY, PAUSE, SignalLog
@@ -97,7 +97,10 @@ def short_baseline(spec: GCPolicySpec, log: SignalLog, pods: set[str], now: floa
     return ", ".join(counts) or None
 
 
-def judge_trial(spec: GCPolicySpec, log: SignalLog, t: Trial, now: float) -> GuardVerdict:
+def judge_trial(
+    spec: GCPolicySpec, log: SignalLog, t: Trial, now: float, *, alpha: float = ALPHA
+) -> GuardVerdict:
+    """Trial `t` judged on its windows up to `now`, at the family's `alpha` (logic/verdict.py)."""
     canary = set(t.canary)
     changed = log.collect(since=t.started_at, until=now, pods=canary)
     pauses = log.collect_pauses(since=t.started_at, until=now, pods=canary)
@@ -122,4 +125,4 @@ def judge_trial(spec: GCPolicySpec, log: SignalLog, t: Trial, now: float) -> Gua
     # Pauses pooled, not each window's longest: a lower GOGC puts more cycles, so a longer maximum,
     # in every window (logic/verdict.py). Windows without their pauses keep the per-window rule.
     pooled = {PAUSE: (pauses, before)} if pauses and before else None
-    return judge(rules, changed, baseline, expected=expected, pooled=pooled)
+    return judge(rules, changed, baseline, alpha=alpha, expected=expected, pooled=pooled)
