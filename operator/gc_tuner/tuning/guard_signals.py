@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gc_tuner.model.quantity import parse_quantity
@@ -221,14 +221,7 @@ class SignalLog:
         self, *, since: float, until: float, pods: set[str] | None = None, exclude: set[str] | None = None
     ) -> list[float]:
         """The pauses of the windows `collect` would take, pooled."""
-        out: list[float] = []
-        for p in self.points:
-            if p.start < since or p.t > until:
-                continue
-            if (pods is not None and p.pod not in pods) or (exclude is not None and p.pod in exclude):
-                continue
-            out.extend(p.pauses)
-        return out
+        return [x for p in self._inside(since, until, pods, exclude) for x in p.pauses]
 
     def latest(self, signal: str) -> dict[str, float]:
         """Each pod's newest window of `signal` (for the per-policy gauge)."""
@@ -246,14 +239,21 @@ class SignalLog:
     def collect(
         self, *, since: float, until: float, pods: set[str] | None = None, exclude: set[str] | None = None
     ) -> dict[str, list[float]]:
-        """Every signal's windows wholly inside [since, until], of `pods` (None: all) minus `exclude`.
-        A window that straddles `since` (a change) mixes before and after, and is left out."""
+        """Every signal's windows inside [since, until] (`_inside`), per signal."""
         out: dict[str, list[float]] = {}
+        for p in self._inside(since, until, pods, exclude):
+            for k, v in p.values.items():
+                out.setdefault(k, []).append(v)
+        return out
+
+    def _inside(
+        self, since: float, until: float, pods: set[str] | None, exclude: set[str] | None
+    ) -> Iterator[WindowPoint]:
+        """The windows wholly inside [since, until], of `pods` (None: all) minus `exclude`. A window
+        that straddles `since` (a change) mixes before and after, and is left out."""
         for p in self.points:
             if p.start < since or p.t > until:
                 continue
             if (pods is not None and p.pod not in pods) or (exclude is not None and p.pod in exclude):
                 continue
-            for k, v in p.values.items():
-                out.setdefault(k, []).append(v)
-        return out
+            yield p

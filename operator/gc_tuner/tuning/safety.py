@@ -114,14 +114,12 @@ def _start(
 ) -> SafetyStep:
     backing = _backing_off(state, d.gogc, memory, spec.rollout.min_gogc_change, now)
     if backing is not None:
-        held = DecisionInfo(
-            "hold",
-            d.current if d.current is not None else d.gogc,
+        held = _waits(
+            d,
             "BackingOff",
             f"GOGC {d.gogc}{f' with GOMEMLIMIT {memory}' if memory else ''} is within "
             f"{spec.rollout.min_gogc_change} of GOGC {backing.gogc}, rolled back; not tried again for "
             f"{backing.until - now:.0f}s",
-            d.current,
         )
         # The values in force stay (renewed, or the startup ones): Applied says why nothing changes.
         return SafetyStep("hold", held, None, "Backoff", dict.fromkeys((p.name for p in pods), good))
@@ -140,13 +138,11 @@ def _start(
     canary = tuple(p.name for p in ready) if before_after else tuple(p.name for p in ready[:n])
     short = short_baseline(spec, state.log, set(canary), now) if before_after else None
     if short is not None:
-        held = DecisionInfo(
-            "hold",
-            d.current if d.current is not None else d.gogc,
+        held = _waits(
+            d,
             "AwaitingBaseline",
             f"GOGC {d.gogc} waits: it will be judged against the windows before it, and so far there are "
             f"too few ({short}; {MIN_WINDOWS} each needed)",
-            d.current,
         )
         return SafetyStep("hold", held, None, state.phase)
     candidate = AppliedState(d.gogc, memory, "Endpoint", now)
@@ -168,6 +164,11 @@ def _start(
     return SafetyStep(
         "start", d, t, "Canary", _split(t, pods), history=_entry(now, t, d.code, "Canary"), events=(event,)
     )
+
+
+def _waits(d: DecisionInfo, code: str, reason: str) -> DecisionInfo:
+    """The change `d` held back by the guard: the value in force stays (the candidate if none is known)."""
+    return DecisionInfo("hold", d.current if d.current is not None else d.gogc, code, reason, d.current)
 
 
 def _start_deployment(
