@@ -32,6 +32,7 @@ import yaml
 
 from bench.quality.cgroup import MemoryCgroup, NoCgroup, create_memory_cgroup
 from bench.quality.contenders import Config, policy_for, static_env
+from bench.quality.guard_trail import GuardEvent, from_status_lines
 from bench.quality.samplers import MemorySampler, SlowSampler, proc_cpu_seconds
 from bench.quality.scenarios import Scale, Scenario
 
@@ -80,6 +81,7 @@ class TrialRecord:
     latency: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     cycles: list[Cycle] = field(default_factory=list)
     leak_flagged_at_s: float | None = None
+    guard: list[GuardEvent] = field(default_factory=list)  # gc-tuner: changes applied and verdicts
     summary: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -271,8 +273,10 @@ def _cycles(stderr_log: Path, offset: float) -> list[Cycle]:
 
 
 def _tuner_events(r: TrialRecord, lines: list[tuple[float, str]], t0: float, keep: Path) -> None:
-    """The first LeakSuspected=True of the tuner's status (one JSON document per cycle); every line
-    is kept in `keep`. The GOGC in force comes from the agent, not from the tuner's word."""
+    """The first LeakSuspected=True of the tuner's status (one JSON document per cycle) and the
+    guard's trail; every line is kept in `keep`. The GOGC in force comes from the agent, not from
+    the tuner's word."""
+    r.guard = from_status_lines(lines, t0)
     with keep.open("w") as out:
         for t, line in lines:
             out.write(line)

@@ -11,6 +11,7 @@ from pathlib import Path
 from bench.common import markdown_table, text_table
 from bench.quality.aggregate import ScenarioResult
 from bench.quality.goals import Goal
+from bench.quality.guard_trail import describe, summarize
 from bench.quality.intervals import Estimate, beats
 from bench.quality.oracle import Distance, front_cpu_at
 from bench.quality.trial import TrialRecord
@@ -126,6 +127,20 @@ def _versus(sr: ScenarioResult, key: str = "cost") -> list[str]:
     return out
 
 
+def _guard_lines(sr: ScenarioResult, records: Sequence[TrialRecord]) -> list[str]:
+    """Per gc-tuner setting: how many changes the guard let through and how their trials ended."""
+    out = []
+    for key, cr in sr.configs.items():
+        if cr.config.kind != "gc-tuner" or cr.unavailable:
+            continue
+        mine = sorted((r for r in records if r.config == key), key=lambda r: r.repeat)
+        if not mine:
+            continue
+        out.append(f"- **{cr.config.label}**: {summarize([r.guard for r in mine])}")
+        out += [f"  - #{r.repeat}: {describe(r.guard)}" for r in mine]
+    return out
+
+
 def _goal_lines(goals: Sequence[Goal]) -> list[str]:
     return [f"- **{g.mark}** [{g.tuner}] {g.text}: {g.detail}" for g in goals]
 
@@ -186,6 +201,9 @@ def write_report(
         ]
     lines += ["## Cost against the others (only non-overlapping intervals count)", "", *_versus(sr), ""]
     lines += ["## Goals", "", *_goal_lines(goals), ""]
+    guard = _guard_lines(sr, records)
+    if guard:
+        lines += ["## What the guard did (changes applied, and how each one's trial ended)", "", *guard, ""]
     if checks:
         lines += ["## Scenario checks", "", *_goal_lines(checks), ""]
     if plot is not None:
