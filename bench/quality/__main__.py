@@ -27,7 +27,8 @@ from bench.quality.contenders import CONFIGS, Config, strategy_available
 from bench.quality.goals import judge, sanity
 from bench.quality.plan import Planned, budget_s, plan
 from bench.quality.prices import default_prices
-from bench.quality.provenance import provenance
+from bench.quality.provenance import Provenance, provenance
+from bench.quality.rejudge import RejudgeError, fill_guard_trails, load_records, run_header
 from bench.quality.scenarios import FULL, SCENARIO_NAMES, SMOKE, Scale, Scenario, foreign_scenario, scenarios
 from bench.quality.trial import Programs, TrialRecord, run_trial
 from bench.quality.tuner_cost import per_pod_cost
@@ -71,6 +72,18 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         help="run a full scenario from a dirty tree (report marked DIRTY)",
     )
     ap.add_argument("--plan", action="store_true", help="print the trial order and time budget, run nothing")
+    ap.add_argument(
+        "--rejudge",
+        action="store_true",
+        help="measure nothing: judge the run in OUT/quality_<scenario>.json again with this code "
+        "(after a change to the figures, goals or report) and rewrite its report and chart",
+    )
+    ap.add_argument(
+        "--logs",
+        type=Path,
+        help="with --rejudge: the run's log directory, for the guard's trail of a run whose JSON "
+        "predates it (read from the kept status logs)",
+    )
     return ap.parse_args(argv)
 
 
@@ -295,6 +308,43 @@ def _run_scenario(
     return 0
 
 
+def _rejudge(name: str, args: argparse.Namespace, prov: Provenance) -> int:
+    """Aggregate, judge and report a finished run's readings with this code."""
+    s = _scale(args)
+    sc = _scenario(name, s, args)
+    stem = args.out / f"quality_{name}"
+    try:
+        records = load_records(stem.with_suffix(".json"))
+        header = run_header(stem.with_suffix(".md"), f"{prov.line()} (`python -m bench.quality --rejudge`)")
+        if args.logs is not None:
+            n = fill_guard_trails(records, args.logs)
+            header.insert(
+                -1,
+                f"- the guard's trail of {n} trials read from the run's status logs "
+                "(times from the tuner's first status, about 3 s before the workload's start)",
+            )
+    except RejudgeError as e:
+        return _fail(str(e))
+    per_pod = per_pod_cost(RESULTS_DIR / "fleet.json")
+    results = {c.key: ConfigResult(c) for c in _configs(sc, args)}
+    for r in sorted(records, key=lambda r: r.order):
+        cr = results.get(r.config)
+        if cr is None:
+            return _fail(f"{stem}.json: setting {r.config!r} is not one this code knows")
+        cr.trials.append(view(r, cr.config, per_pod.cores if per_pod else 0.0, s.tuner_lead_s))
+    for cr in results.values():
+        if not cr.trials:
+            cr.unavailable = "not in the run's readings"
+    sr = aggregate(sc.name, sc.description, s.window_s, results, s.limit_bytes)
+    goals, checks = judge(sr, default_prices()), sanity(sr)
+    print_summary(sr, goals, checks)
+    meta = Meta("", 0, False, prov.line(), prov.clean, {}, "", [], 0.0, 0.0)
+    png = plot_front(sr, args.out, False)
+    report = write_report(sr, goals, checks, records, meta, args.out, png, header, readings=False)
+    print(f"   report: {report}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     names = [
@@ -310,9 +360,17 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if bad:
         return _fail(f"unknown scenario or setting: {', '.join(bad)}")
+    if args.logs is not None and not args.rejudge:
+        return _fail("--logs goes with --rejudge")
     if (args.workload_cmd or args.load_cmd or args.agent) and names != ["foreign"]:
         return _fail("--workload-cmd and --load-cmd go with --scenario foreign")
     prov = provenance(ROOT)
+    if args.rejudge:
+        if len(names) != 1 or args.smoke:
+            return _fail("--rejudge takes one --scenario (a full run's readings), not --smoke")
+        if not prov.clean and not args.allow_dirty:
+            return _fail(f"refusing to judge from a tree that differs from its commit: {prov.line()}")
+        return _rejudge(names[0], args, prov)
     shortened = bool(args.run_seconds or args.repeats or args.configs)
     if not args.smoke and not shortened and not prov.clean and not args.allow_dirty and not args.plan:
         return _fail(

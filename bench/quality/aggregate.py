@@ -38,11 +38,18 @@ class TrialView:
         """GC CPU cores plus the tuner's per-pod cost."""
         return None if f.gc_cores is None else f.gc_cores + self.tuner_cores
 
-    def cost(self, prices: Prices) -> float | None:
+    def cost_per_hour(self, prices: Prices) -> float | None:
+        """The measured window's price-weighted cost as a rate, so that a trial cut short by an OOM
+        kill is not cheaper for having run less."""
         cpu = self.cpu(self.whole)
-        if cpu is None or self.whole.mem_avg_bytes is None:
+        if cpu is None or self.whole.mem_avg_bytes is None or self.whole.seconds <= 0:
             return None
-        return prices.cost(cpu, self.whole.mem_avg_bytes / GiB, self.whole.seconds)
+        return prices.cost(cpu, self.whole.mem_avg_bytes / GiB, 3600)
+
+    @property
+    def lived(self) -> bool:
+        """Ran to the end: neither OOM-killed nor dead before the run ended."""
+        return not self.oom_kills and self.died_at_s is None
 
 
 def view(r: TrialRecord, c: Config, per_pod_cores: float, lead_s: float) -> TrialView:

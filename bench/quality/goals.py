@@ -79,20 +79,29 @@ def _convergence_goal(sr: ScenarioResult, cr: ConfigResult) -> Goal:
     return Goal(sr.name, cr.config.key, text, conv.median <= limit, f"converged at {conv.fmt(digits=0)} s")
 
 
+def _viable_statics(sr: ScenarioResult) -> tuple[list[ConfigResult], list[str]]:
+    """The sweep settings a user could have chosen for the day: every trial ran to the end. One that
+    was OOM-killed is no candidate, however little it cost before it died."""
+    sweep = [c for c in sr.configs.values() if c.config.sweep and c.trials]
+    viable = [c for c in sweep if all(t.lived for t in c.trials)]
+    return viable, [c.config.label for c in sweep if c not in viable]
+
+
 def _diurnal_cost_goals(sr: ScenarioResult, cr: ConfigResult, prices: Prices) -> list[Goal]:
     goals = []
-    sweep = [c for c in sr.configs.values() if c.config.sweep and c.trials]
+    viable, dead = _viable_statics(sr)
+    left_off = f"; left off, killed before the end: {', '.join(dead)}" if dead else ""
     for f in PRICE_FACTORS:
         p = prices if f == 1.0 else prices.scaled(f)
         text = (
             f"price-weighted cost (GC CPU + memory-time, CPU:memory {p.ratio:.2f}:1) ≥ "
-            f"{DIURNAL_SAVING_MIN:.0%} below the best static setting"
+            f"{DIURNAL_SAVING_MIN:.0%} below the best static setting that lived the whole day"
         )
-        mine = estimate([t.cost(p) for t in cr.trials])
-        statics = [(c.config.label, estimate([t.cost(p) for t in c.trials])) for c in sweep]
+        mine = estimate([t.cost_per_hour(p) for t in cr.trials])
+        statics = [(c.config.label, estimate([t.cost_per_hour(p) for t in c.trials])) for c in viable]
         statics_known = [(label, e) for label, e in statics if e is not None]
         if mine is None or not statics_known:
-            goals.append(Goal(sr.name, cr.config.key, text, None, "no memory or no sweep figures"))
+            goals.append(Goal(sr.name, cr.config.key, text, None, f"no memory or no sweep figures{left_off}"))
             continue
         label, best = min(statics_known, key=lambda x: x[1].median)
         saving = 1 - mine.median / best.median
@@ -102,7 +111,8 @@ def _diurnal_cost_goals(sr: ScenarioResult, cr: ConfigResult, prices: Prices) ->
                 cr.config.key,
                 text,
                 saving >= DIURNAL_SAVING_MIN,
-                f"{mine.median:.4g} vs {label} {best.median:.4g}: {100 * saving:.1f} % lower",
+                f"{mine.median:.4g} vs {label} {best.median:.4g} per hour: {100 * saving:.1f} % lower"
+                + left_off,
             )
         )
     return goals

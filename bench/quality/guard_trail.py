@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GuardEvent", "describe", "from_status_lines", "summarize"]
+__all__ = ["GuardEvent", "describe", "from_status_file", "from_status_lines", "summarize"]
 
 # The verdicts that end a trial (the history's other entries, "Canary", start one).
 ENDINGS = ("Promoted", "RolledBack", "Preempted", "NoVerdict")
@@ -108,7 +108,7 @@ def summarize(trails: Sequence[Sequence[GuardEvent]]) -> str:
     )
 
 
-def _from_file(path: Path) -> list[GuardEvent] | None:
+def from_status_file(path: Path) -> list[GuardEvent] | None:
     """A kept status log alone: times from its first document (about the tuner's start); None when
     it holds no status (a setting without gc-tuner)."""
     lines = path.read_text(errors="replace").splitlines()
@@ -131,7 +131,7 @@ def main(argv: Sequence[str]) -> int:
     by_setting: dict[str, list[list[GuardEvent]]] = {}
     for path in sorted(Path(argv[0]).glob("*.status.jsonl")):
         tag = path.name.removesuffix(".status.jsonl")
-        trail = _from_file(path)
+        trail = from_status_file(path)
         if trail is None:
             continue
         setting = tag.rsplit("-", 1)[0]

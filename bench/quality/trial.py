@@ -81,7 +81,7 @@ class TrialRecord:
     latency: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     cycles: list[Cycle] = field(default_factory=list)
     leak_flagged_at_s: float | None = None
-    guard: list[GuardEvent] = field(default_factory=list)  # gc-tuner: changes applied and verdicts
+    guard: list[GuardEvent] | None = None  # changes applied and verdicts; None: not recorded
     summary: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 

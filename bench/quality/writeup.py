@@ -136,8 +136,14 @@ def _guard_lines(sr: ScenarioResult, records: Sequence[TrialRecord]) -> list[str
         mine = sorted((r for r in records if r.config == key), key=lambda r: r.repeat)
         if not mine:
             continue
-        out.append(f"- **{cr.config.label}**: {summarize([r.guard for r in mine])}")
-        out += [f"  - #{r.repeat}: {describe(r.guard)}" for r in mine]
+        trails = [r.guard for r in mine if r.guard is not None]
+        if not trails:
+            out.append(
+                f"- **{cr.config.label}**: not recorded (the run predates the trail; `--rejudge --logs DIR`)"
+            )
+            continue
+        out.append(f"- **{cr.config.label}**: {summarize(trails)}")
+        out += [f"  - #{r.repeat}: {describe(r.guard)}" for r in mine if r.guard is not None]
     return out
 
 
@@ -183,9 +189,13 @@ def write_report(
     meta: Meta,
     out: Path,
     plot: Path | None,
+    header: list[str] | None = None,
+    readings: bool = True,
 ) -> Path:
+    """`header` replaces the one made from `meta` (a run judged again keeps its own, and its JSON of
+    readings is left as the run wrote it: `readings` False)."""
     stem = f"quality_{'smoke_' if meta.smoke else ''}{sr.name}"
-    lines = _header(sr, meta)
+    lines = list(header) if header is not None else _header(sr, meta)
     h, rows = _rows(sr)
     lines += ["## Results (medians, [95 % bootstrap interval])", "", markdown_table(h, rows), ""]
     if sr.memory_measured:
@@ -219,7 +229,8 @@ def write_report(
     ]
     path = out / f"{stem}.md"
     path.write_text("\n".join(lines))
-    (out / f"{stem}.json").write_text(json.dumps([dataclasses.asdict(r) for r in records]))
+    if readings:
+        (out / f"{stem}.json").write_text(json.dumps([dataclasses.asdict(r) for r in records]))
     return path
 
 

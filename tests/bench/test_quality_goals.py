@@ -35,7 +35,7 @@ def _fig(
 
 
 def _trial(key: str, gc: float, mem: float, **kw: float | int | None) -> TrialView:
-    f = _fig(gc, mem, p99=float(kw.get("p99") or 1.0))
+    f = _fig(gc, mem, p99=float(kw.get("p99") or 1.0), secs=float(kw.get("secs") or 90))
     return TrialView(
         config=key,
         repeat=0,
@@ -103,6 +103,22 @@ def test_diurnal_cost_goal_is_judged_at_three_price_ratios() -> None:
     trade = [_trial("cost", 0.15, 60)] * 5
     goals = judge(_scenario("diurnal", {**SWEEP, "cost": trade}), PRICES)
     assert [g.met for g in goals if "price-weighted" in g.text] == [False, False, True]
+
+
+def test_diurnal_best_static_is_one_that_lived_the_whole_day_and_costs_are_rates() -> None:
+    # GOGC=800 is the cheapest per hour while it lives (0.01 cores, 100 MiB) and far the cheapest in
+    # total (killed 30 s in), but no one could run it for the day: the best viable static is GOGC=400
+    # at the default ratio (0.05 × 40 + 0.78 × 4 = 5.1 per hour).
+    dead = [_trial("gogc800", 0.01, 100, died=30.0, oom=1, secs=20)] * 3
+    good = [_trial("cost", 0.04, 300)] * 5
+    goals = judge(_scenario("diurnal", {**SWEEP, "gogc800": dead, "cost": good}), PRICES)
+    g = _goal(goals, "cost", "CPU:memory 10.00:1")
+    assert g.met is True and "vs GOGC=400" in g.detail and "killed before the end: GOGC=800" in g.detail
+    # A tuner trial cut short is not cheaper for it: at GOGC=400's rate over 20 s it saves nothing.
+    short = [_trial("cost", 0.05, 800, died=30.0, secs=20)] * 5
+    goals = judge(_scenario("diurnal", {**SWEEP, "cost": short}), PRICES)
+    g = _goal(goals, "cost", "CPU:memory 10.00:1")
+    assert g.met is False and "0.0 % lower" in g.detail, g.detail
 
 
 def test_diurnal_fails_on_an_oom_kill_and_on_latency() -> None:
