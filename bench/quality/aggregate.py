@@ -126,11 +126,12 @@ _METRICS: dict[str, Callable[[TrialView], float | None]] = {
 
 
 def _on_front(cr: ConfigResult) -> bool:
-    """A sweep setting joins the front only with figures from at least half of its trials: one whose
-    other trials were killed before the window began is no static setting anyone could run, and its
-    survivor's window is a second or two (burst, GOGC=400: 0 GC CPU over 1.7 s)."""
+    """A sweep setting joins the front only when every trial ran to the end: one that was OOM-killed
+    is no static setting anyone could run, and its figures cover a shorter window than the others'
+    (burst, GOGC=400: 0 GC CPU over the 1.7 s one trial lived into the window; diurnal, GOGC=200:
+    killed when the cache grew). In leak every setting dies, so leak has no front."""
     g = cr.get("gc")
-    return cr.config.sweep and g is not None and 2 * g.n >= len(cr.trials)
+    return cr.config.sweep and g is not None and all(t.lived for t in cr.trials)
 
 
 def _front(results: Sequence[ConfigResult], mem: str) -> list[FrontPoint]:
@@ -143,12 +144,16 @@ def _front(results: Sequence[ConfigResult], mem: str) -> list[FrontPoint]:
 
 
 def _left_off(results: Sequence[ConfigResult]) -> list[str]:
-    return [
-        f"{cr.config.label} is left off the front: figures from {g.n} of its {len(cr.trials)} trials "
-        "(the others ended before the measured window)"
-        for cr in results
-        if cr.config.sweep and (g := cr.get("gc")) is not None and not _on_front(cr)
-    ]
+    out = []
+    for cr in results:
+        if not cr.config.sweep or cr.get("gc") is None or _on_front(cr):
+            continue
+        dead = sum(not t.lived for t in cr.trials)
+        out.append(
+            f"{cr.config.label} is left off the front: killed before the end in {dead} of its "
+            f"{len(cr.trials)} trials"
+        )
+    return out
 
 
 def aggregate(
