@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 
 from bench.common import RESULTS_DIR, LoadSampler, machine_info
-from bench.quality.aggregate import ConfigResult, aggregate, view
+from bench.quality.aggregate import ConfigResult, ScenarioResult, aggregate, view
 from bench.quality.contenders import CONFIGS, Config, strategy_available
-from bench.quality.goals import judge, sanity
+from bench.quality.goals import PRICE_FACTORS, judge, sanity
+from bench.quality.phase_oracle import cuts_for, report_lines
 from bench.quality.plan import Planned, budget_s, plan
 from bench.quality.prices import default_prices
 from bench.quality.provenance import Provenance, provenance
@@ -303,9 +304,24 @@ def _run_scenario(
     )
     args.out.mkdir(parents=True, exist_ok=True)
     png = plot_front(sr, args.out, args.smoke)
-    report = write_report(sr, goals, checks, records, meta, args.out, png)
+    report = write_report(
+        sr, goals, checks, records, meta, args.out, png, phases=_phase_lines(sc, s, sr, records)
+    )
     print(f"   report: {report}", flush=True)
     return 0
+
+
+def _phase_lines(sc: Scenario, s: Scale, sr: ScenarioResult, records: list[TrialRecord]) -> list[str]:
+    """The per-phase oracle for a scenario whose best setting moves (its phases), else nothing."""
+    if not sc.phases or not sr.memory_measured:
+        return []
+    lived = {
+        k for k, cr in sr.configs.items() if cr.config.sweep and cr.trials and all(t.lived for t in cr.trials)
+    }
+    statics = {k: [r for r in records if r.config == k] for k in sorted(lived)}
+    labels = {k: cr.config.label for k, cr in sr.configs.items()}
+    cuts = cuts_for([p.at_s for p in sc.phases], sc.warmup(s), [r for v in statics.values() for r in v])
+    return report_lines(statics, labels, cuts, default_prices(), PRICE_FACTORS)
 
 
 def _rejudge(name: str, args: argparse.Namespace, prov: Provenance) -> int:
@@ -340,7 +356,10 @@ def _rejudge(name: str, args: argparse.Namespace, prov: Provenance) -> int:
     print_summary(sr, goals, checks)
     meta = Meta("", 0, False, prov.line(), prov.clean, {}, "", [], 0.0, 0.0)
     png = plot_front(sr, args.out, False)
-    report = write_report(sr, goals, checks, records, meta, args.out, png, header, readings=False)
+    phases = _phase_lines(sc, s, sr, records)
+    report = write_report(
+        sr, goals, checks, records, meta, args.out, png, header, readings=False, phases=phases
+    )
     print(f"   report: {report}", flush=True)
     return 0
 

@@ -191,6 +191,7 @@ def write_report(
     plot: Path | None,
     header: list[str] | None = None,
     readings: bool = True,
+    phases: Sequence[str] = (),
 ) -> Path:
     """`header` replaces the one made from `meta` (a run judged again keeps its own, and its JSON of
     readings is left as the run wrote it: `readings` False)."""
@@ -211,6 +212,17 @@ def write_report(
         ]
     lines += ["## Cost against the others (only non-overlapping intervals count)", "", *_versus(sr), ""]
     lines += ["## Goals", "", *_goal_lines(goals), ""]
+    if phases:
+        lines += [
+            "## What switching could earn at best (the hindsight per-phase oracle)",
+            "",
+            "In each phase, the static setting (of those that lived the whole day) that was cheapest in it, "
+            "from its own trials; switching to it at every phase change, free and instant, bounds what a "
+            "tuner can save against the best single setting (bench/quality/phase_oracle.py).",
+            "",
+            *phases,
+            "",
+        ]
     guard = _guard_lines(sr, records)
     if guard:
         lines += ["## What the guard did (changes applied, and how each one's trial ended)", "", *guard, ""]
