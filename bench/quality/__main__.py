@@ -315,12 +315,10 @@ def _phase_lines(sc: Scenario, s: Scale, sr: ScenarioResult, records: list[Trial
     """The per-phase oracle for a scenario whose best setting moves (its phases), else nothing."""
     if not sc.phases or not sr.memory_measured:
         return []
-    lived = {
-        k for k, cr in sr.configs.items() if cr.config.sweep and cr.trials and all(t.lived for t in cr.trials)
-    }
-    statics = {k: [r for r in records if r.config == k] for k in sorted(lived)}
+    sweep = [k for k, cr in sr.configs.items() if cr.config.sweep and cr.trials]
+    statics = {k: [r for r in records if r.config == k] for k in sweep}
     labels = {k: cr.config.label for k, cr in sr.configs.items()}
-    cuts = cuts_for([p.at_s for p in sc.phases], sc.warmup(s), [r for v in statics.values() for r in v])
+    cuts = cuts_for([p.at_s for p in sc.phases], sc.warmup(s), s.run_s)
     return report_lines(statics, labels, cuts, default_prices(), PRICE_FACTORS)
 
 

@@ -24,6 +24,7 @@ from bench.quality.windows import figures, trial_end
 __all__ = ["PhaseBest", "PhaseOracle", "cuts_for", "phase_oracle", "report_lines"]
 
 GiB = 1 << 30
+LIVED_SLACK_S = 0.5  # a trial's end is its run length give or take the sampler's last tick
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,10 @@ def _rate(r: TrialRecord, a: float, b: float, prices: Prices) -> float | None:
 
 
 def _median_rate(trials: Sequence[TrialRecord], a: float, b: float, prices: Prices) -> float | None:
+    """None unless every trial lived through [a, b]: a setting killed within the span is no choice
+    for it (its figures would cover a shorter span); before it died it may well have been one."""
+    if not trials or any(trial_end(r) < b - LIVED_SLACK_S for r in trials):
+        return None
     rates = [x for r in trials if (x := _rate(r, a, b, prices)) is not None]
     return statistics.median(rates) if len(rates) * 2 >= len(trials) and rates else None
 
@@ -61,8 +66,9 @@ def _median_rate(trials: Sequence[TrialRecord], a: float, b: float, prices: Pric
 def phase_oracle(
     statics: dict[str, Sequence[TrialRecord]], cuts: Sequence[float], prices: Prices
 ) -> PhaseOracle | None:
-    """`statics`: each viable static setting's trials (every one ran to the end); `cuts`: the
-    measured window's start, each phase change inside it, and its end. None without figures."""
+    """`statics`: each static setting's trials; `cuts`: the measured window's start, each phase
+    change inside it, and its end. In each phase only settings whose every trial lived through it
+    compete; the best single setting must have lived the whole window. None without figures."""
     spans = list(itertools.pairwise(cuts))
     if not statics or not spans:
         return None
@@ -82,11 +88,9 @@ def phase_oracle(
     return PhaseOracle(phases, total, best_key, known[best_key])
 
 
-def cuts_for(phase_times: Sequence[float], warmup_s: float, records: Sequence[TrialRecord]) -> list[float]:
-    """The measured window's start, the phase changes inside it, and the end the trials reached."""
-    end = min((trial_end(r) for r in records), default=warmup_s)
-    inside = [t for t in phase_times if warmup_s < t < end]
-    return [warmup_s, *inside, end] if end > warmup_s else []
+def cuts_for(phase_times: Sequence[float], warmup_s: float, run_s: float) -> list[float]:
+    """The measured window's start, the phase changes inside it, and the run's end."""
+    return [warmup_s, *(t for t in phase_times if warmup_s < t < run_s), run_s] if run_s > warmup_s else []
 
 
 def report_lines(
@@ -97,11 +101,15 @@ def report_lines(
     factors: Sequence[float],
 ) -> list[str]:
     """The report's section: per phase the cheapest setting at each price ratio, and the bound."""
+    if not cuts:
+        return ["- not judged: no measured window"]
     priced = [prices if f == 1.0 else prices.scaled(f) for f in factors]
     found = [phase_oracle(statics, cuts, p) for p in priced]
     oracles = [o for o in found if o is not None]
     if len(oracles) != len(found) or not oracles:
-        return ["- not judged: too few figures per phase from settings that lived the whole day"]
+        return [
+            "- not judged: a phase, or the whole day, without figures from a setting that lived through it"
+        ]
     header = ["phase", *(f"cheapest at CPU:memory {p.ratio:.2f}:1, per hour" for p in priced)]
     rows = [
         [

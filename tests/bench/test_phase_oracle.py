@@ -64,6 +64,20 @@ def test_report_lines_and_missing_figures() -> None:
     assert "CPU:memory 10.00:1" in text and "CPU:memory 30.00:1" in text
     assert report_lines(statics, {}, [10.0], PRICES, (1.0,))[0].startswith("- not judged")
     assert phase_oracle({}, CUTS, PRICES) is None
-    # The window ends where the trials ended; phase changes outside it are dropped.
-    assert cuts_for([10, 35, 60, 85], 10, [_record("a", A)]) == CUTS
-    assert cuts_for([10, 35, 60, 85], 10, [_record("a", A, died=50.0)]) == [10, 35, 50.0]
+    assert cuts_for([10, 35, 60, 85], 10, 110) == CUTS
+    assert cuts_for([10, 35, 60, 85, 120], 10, 110) == CUTS
+    assert cuts_for([10], 10, 5) == []
+
+
+def test_a_setting_competes_only_in_the_phases_it_lived_through() -> None:
+    # D is the cheapest of all while it lives, and is killed at 50 s: it may win the first phase
+    # only, and cannot be the best single setting.
+    d = _record("d", [(0.001, 50)] * 4, died=50.0)
+    o = phase_oracle({"a": [_record("a", A)], "b": [_record("b", B)], "d": [d]}, CUTS, PRICES)
+    assert o is not None
+    assert [p.key for p in o.phases] == ["d", "b", "a", "b"]
+    assert o.static_key in ("a", "b")
+    # Two trials, one killed: the setting sits out the phases after the kill.
+    live = _record("d", [(0.001, 50)] * 4)
+    o = phase_oracle({"a": [_record("a", A)], "b": [_record("b", B)], "d": [live, d]}, CUTS, PRICES)
+    assert o is not None and [p.key for p in o.phases] == ["d", "b", "a", "b"]
