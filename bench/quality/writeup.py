@@ -216,9 +216,10 @@ def write_report(
         lines += [
             "## What switching could earn at best (the hindsight per-phase oracle)",
             "",
-            "In each phase, the static setting that was cheapest in it, from its own trials (only settings "
-            "whose every trial lived through the phase compete); switching to it at every phase change, free and instant, bounds what a "
-            "tuner can save against the best single setting (bench/quality/phase_oracle.py).",
+            "In each phase, the static setting that was cheapest in it, from its own trials (only "
+            "settings whose every trial lived through the phase compete); switching to it at every "
+            "phase change, free and instant, bounds what a tuner moving between these settings can "
+            "save against the best single setting (bench/quality/phase_oracle.py).",
             "",
             *phases,
             "",
