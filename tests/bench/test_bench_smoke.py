@@ -55,12 +55,16 @@ def test_quality_smoke_writes_a_complete_report(tmp_path: Path) -> None:
             assert r["latency"], (name, r["config"], "no latency snapshots")
             if r["config"] in ("budget", "cost", "formula"):
                 assert r["gogc"], "no GOGC timeline"
+                assert isinstance(r["guard"], list), "the guard's trail was not recorded"
         # A gc-tuner contender that cannot run is listed with its reason, never dropped.
         for key in ("budget", "cost"):
             label = by_key(key).label
             assert label in report, (name, label)
             ran = any(r["config"] == key for r in runs)
             assert ran or f"{label} | 0 | unavailable:" in report, (name, key)
+    diurnal = (tmp_path / "quality_smoke_diurnal.md").read_text()
+    assert "## What switching could earn at best" in diurnal
+    assert "## What the guard did" in diurnal
     foreign = (tmp_path / "quality_smoke_foreign.md").read_text()
     assert "etcd v3.6.16" in foreign
     assert "== steady" in proc.stdout and "seed" in proc.stdout
