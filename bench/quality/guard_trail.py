@@ -82,7 +82,9 @@ def describe(trail: Sequence[GuardEvent]) -> str:
         return "no change applied"
     parts = []
     for e in trail:
-        if e.verdict == "Canary":
+        if e.verdict == "Canary" and e.from_gogc == e.to_gogc:
+            parts.append(f"{e.t_s:.0f} s GOMEMLIMIT only (GOGC {e.to_gogc})")  # history keeps only GOGC
+        elif e.verdict == "Canary":
             parts.append(f"{e.t_s:.0f} s {e.from_gogc}→{e.to_gogc}")
         else:
             parts.append(f"{e.t_s:.0f} s {e.verdict} ({e.reason})")

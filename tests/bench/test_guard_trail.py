@@ -66,6 +66,11 @@ def test_summary_counts_changes_endings_and_open_trials() -> None:
         "a change still on trial at the end in 1 of 3"
     )
     assert describe([]) == "no change applied"
+    limit_only = [
+        GuardEvent(18, 100, 100, "Canary", "Applied"),
+        GuardEvent(27, 100, 100, "Preempted", "LeakHold"),
+    ]
+    assert describe(limit_only) == "18 s GOMEMLIMIT only (GOGC 100); 27 s Preempted (LeakHold)"
     assert summarize([]) == "no trials"
 
 
