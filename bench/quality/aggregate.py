@@ -93,6 +93,11 @@ class ConfigResult:
     def oom_kills(self) -> int:
         return sum(t.oom_kills for t in self.trials)
 
+    @property
+    def lived(self) -> bool:
+        """Every trial ran to the end: a setting anyone could run for the whole scenario."""
+        return all(t.lived for t in self.trials)
+
 
 @dataclass
 class ScenarioResult:
@@ -131,7 +136,7 @@ def _on_front(cr: ConfigResult) -> bool:
     (burst, GOGC=400: 0 GC CPU over the 1.7 s one trial lived into the window; diurnal, GOGC=200:
     killed when the cache grew). In leak every setting dies, so leak has no front."""
     g = cr.get("gc")
-    return cr.config.sweep and g is not None and all(t.lived for t in cr.trials)
+    return cr.config.sweep and g is not None and cr.lived
 
 
 def _front(results: Sequence[ConfigResult], mem: str) -> list[FrontPoint]:

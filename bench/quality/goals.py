@@ -83,7 +83,7 @@ def _viable_statics(sr: ScenarioResult) -> tuple[list[ConfigResult], list[str]]:
     """The sweep settings a user could have chosen for the day: every trial ran to the end. One that
     was OOM-killed is no candidate, however little it cost before it died."""
     sweep = [c for c in sr.configs.values() if c.config.sweep and c.trials]
-    viable = [c for c in sweep if all(t.lived for t in c.trials)]
+    viable = [c for c in sweep if c.lived]
     return viable, [c.config.label for c in sweep if c not in viable]
 
 
@@ -138,7 +138,7 @@ def _diurnal_safety_goals(sr: ScenarioResult, cr: ConfigResult) -> list[Goal]:
 def _leak_goals(sr: ScenarioResult, cr: ConfigResult) -> list[Goal]:
     base = sr.configs.get("gogc100")
     text = "never OOM-killed earlier than GOGC=100"
-    deaths = [t.died_at_s for t in cr.trials if t.oom_kills or t.died_at_s is not None]
+    deaths = [t.died_at_s for t in cr.trials if not t.lived]
     ref = base.get("died_at") if base else None
     if not cr.trials or base is None or not base.trials:
         kill = Goal(sr.name, cr.config.key, text, None, "runs missing")
