@@ -29,7 +29,7 @@ from bench.quality.phase_oracle import cuts_for, report_lines
 from bench.quality.plan import Planned, budget_s, plan
 from bench.quality.prices import default_prices
 from bench.quality.provenance import Provenance, provenance
-from bench.quality.rejudge import RejudgeError, fill_guard_trails, load_records, run_header
+from bench.quality.rejudge import RejudgeError, fill_guard_trails, load_records, run_header, with_notes
 from bench.quality.scenarios import FULL, SCENARIO_NAMES, SMOKE, Scale, Scenario, foreign_scenario, scenarios
 from bench.quality.trial import Programs, TrialRecord, run_trial
 from bench.quality.tuner_cost import per_pod_cost
@@ -288,8 +288,6 @@ def _run_scenario(
         sr.notes.append(
             "bench/results/fleet.json has no default-setup run: gc-tuner's per-pod cost NOT added"
         )
-    goals, checks = judge(sr, prices), sanity(sr)
-    print_summary(sr, goals, checks)
     price_text = (
         f"{prices.cpu_per_core_hour:g} per core-hour, {prices.memory_per_gib_hour:g} per GiB-hour "
         f"({prices.source})"
@@ -303,12 +301,31 @@ def _run_scenario(
         **meta_base,  # type: ignore[arg-type]
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    png = plot_front(sr, args.out, args.smoke)
+    _judge_and_write(sc, s, sr, records, meta, args.out)
+    return 0
+
+
+def _judge_and_write(
+    sc: Scenario,
+    s: Scale,
+    sr: ScenarioResult,
+    records: list[TrialRecord],
+    meta: Meta,
+    out: Path,
+    header: list[str] | None = None,
+) -> None:
+    """Judge the aggregated run, print the summary, draw the chart, write the report: the same for a
+    run and for a run judged again (`header` given: the run's own, and its readings left alone)."""
+    goals, checks = judge(sr, default_prices()), sanity(sr)
+    print_summary(sr, goals, checks)
+    png = plot_front(sr, out, meta.smoke)
+    phases = _phase_lines(sc, s, sr, records)
+    if header is not None:
+        header = with_notes(header, sr.notes)
     report = write_report(
-        sr, goals, checks, records, meta, args.out, png, phases=_phase_lines(sc, s, sr, records)
+        sr, goals, checks, records, meta, out, png, header, readings=header is None, phases=phases
     )
     print(f"   report: {report}", flush=True)
-    return 0
 
 
 def _phase_lines(sc: Scenario, s: Scale, sr: ScenarioResult, records: list[TrialRecord]) -> list[str]:
@@ -350,15 +367,8 @@ def _rejudge(name: str, args: argparse.Namespace, prov: Provenance) -> int:
         if not cr.trials:
             cr.unavailable = "not in the run's readings"
     sr = aggregate(sc.name, sc.description, s.window_s, results, s.limit_bytes)
-    goals, checks = judge(sr, default_prices()), sanity(sr)
-    print_summary(sr, goals, checks)
     meta = Meta("", 0, False, prov.line(), prov.clean, {}, "", [], 0.0, 0.0)
-    png = plot_front(sr, args.out, False)
-    phases = _phase_lines(sc, s, sr, records)
-    report = write_report(
-        sr, goals, checks, records, meta, args.out, png, header, readings=False, phases=phases
-    )
-    print(f"   report: {report}", flush=True)
+    _judge_and_write(sc, s, sr, records, meta, args.out, header)
     return 0
 
 

@@ -11,7 +11,7 @@ from bench.quality.intervals import Estimate, estimate
 from bench.quality.oracle import Distance, FrontPoint, distance, front
 from bench.quality.prices import Prices
 from bench.quality.trial import TrialRecord
-from bench.quality.windows import Figures, convergence_s, figures
+from bench.quality.windows import Figures, convergence_s, figures, lived_through
 
 __all__ = ["ConfigResult", "ScenarioResult", "TrialView", "aggregate", "view"]
 
@@ -49,7 +49,7 @@ class TrialView:
     @property
     def lived(self) -> bool:
         """Ran to the end: neither OOM-killed nor dead before the run ended."""
-        return not self.oom_kills and self.died_at_s is None
+        return lived_through(self.died_at_s, self.oom_kills)
 
 
 def view(r: TrialRecord, c: Config, per_pod_cores: float, lead_s: float) -> TrialView:

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from bench.common import markdown_table
 from bench.quality.prices import Prices
 from bench.quality.trial import TrialRecord
-from bench.quality.windows import figures, trial_end
+from bench.quality.windows import figures, lived_through
 
 __all__ = ["PhaseBest", "PhaseOracle", "cuts_for", "phase_oracle", "report_lines"]
 
 GiB = 1 << 30
-LIVED_SLACK_S = 0.5  # a trial's end is its run length give or take the sampler's last tick
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +56,7 @@ def _rate(r: TrialRecord, a: float, b: float, prices: Prices) -> float | None:
 def _median_rate(trials: Sequence[TrialRecord], a: float, b: float, prices: Prices) -> float | None:
     """None unless every trial lived through [a, b]: a setting killed within the span is no choice
     for it (its figures would cover a shorter span); before it died it may well have been one."""
-    if not trials or any(trial_end(r) < b - LIVED_SLACK_S for r in trials):
+    if not trials or not all(lived_through(r.died_at_s, r.oom_kills, b) for r in trials):
         return None
     rates = [x for r in trials if (x := _rate(r, a, b, prices)) is not None]
     return statistics.median(rates) if len(rates) * 2 >= len(trials) and rates else None

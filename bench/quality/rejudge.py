@@ -17,7 +17,7 @@ from typing import Any
 from bench.quality.guard_trail import GuardEvent, from_status_file
 from bench.quality.trial import Cycle, TrialRecord
 
-__all__ = ["RejudgeError", "fill_guard_trails", "load_records", "run_header"]
+__all__ = ["RejudgeError", "fill_guard_trails", "load_records", "run_header", "with_notes"]
 
 _FIELDS = {f.name for f in dataclasses.fields(TrialRecord)}
 
@@ -67,6 +67,14 @@ def run_header(report: Path, judged_by: str) -> list[str]:
     while head and not head[-1].strip():
         head.pop()
     return [*head, f"- judged again from the run's readings by {judged_by}", ""]
+
+
+def with_notes(header: list[str], notes: list[str]) -> list[str]:
+    """The header with the notes this judge made that the run's own report lacks (e.g. a setting
+    the new front rule leaves off), placed with the run's notes, before the line naming the judge."""
+    new = [f"- {n}" for n in notes if f"- {n}" not in header]
+    at = next((i for i, line in enumerate(header) if line.startswith("- judged again")), len(header))
+    return [*header[:at], *new, *header[at:]]
 
 
 def fill_guard_trails(records: list[TrialRecord], logs: Path) -> int:

@@ -18,7 +18,9 @@ from typing import Any
 
 from bench.quality.trial import Cycle, TrialRecord
 
-__all__ = ["Figures", "convergence_s", "figures", "histogram_quantile", "trial_end"]
+__all__ = ["Figures", "convergence_s", "figures", "histogram_quantile", "lived_through", "trial_end"]
+
+LIVED_SLACK_S = 0.5  # a trial's death is seen at the sampler's tick, up to half a second late
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,15 @@ def trial_end(r: TrialRecord) -> float:
     """The trial's last measured moment: the end of the run, or the workload's death."""
     end = min(r.run_s, r.duration_s) if r.duration_s else r.run_s
     return min(end, r.died_at_s) if r.died_at_s is not None else end
+
+
+def lived_through(died_at_s: float | None, oom_kills: int, at_s: float | None = None) -> bool:
+    """The one rule for "lived", for the static front, the goals and the per-phase oracle alike:
+    not dead before `at_s` (None: the run's end). An OOM kill whose time was not seen counts as an
+    early death, so a trial is never credited with a span it may not have lived."""
+    if died_at_s is None:
+        return not oom_kills
+    return at_s is not None and died_at_s >= at_s - LIVED_SLACK_S
 
 
 def gc_in_window(cycles: Sequence[Cycle], a: float, b: float) -> tuple[float, float, int]:

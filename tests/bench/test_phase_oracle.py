@@ -8,6 +8,7 @@ import pytest
 from bench.quality.phase_oracle import cuts_for, phase_oracle, report_lines
 from bench.quality.prices import Prices
 from bench.quality.trial import Cycle, TrialRecord
+from bench.quality.windows import lived_through
 
 MiB = 1 << 20
 PRICES = Prices(40.0, 4.0, "test")  # per core-hour, per GiB-hour
@@ -81,3 +82,29 @@ def test_a_setting_competes_only_in_the_phases_it_lived_through() -> None:
     live = _record("d", [(0.001, 50)] * 4)
     o = phase_oracle({"a": [_record("a", A)], "b": [_record("b", B)], "d": [live, d]}, CUTS, PRICES)
     assert o is not None and [p.key for p in o.phases] == ["d", "b", "a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("died", "oom", "at", "lived"),
+    [
+        (None, 0, None, True),  # ran to the end
+        (None, 0, 60.0, True),
+        (50.0, 1, None, False),  # killed: never lived the whole run
+        (50.0, 1, 35.0, True),  # ...but lived through a phase that ended before the kill
+        (50.0, 1, 60.0, False),
+        (59.7, 1, 60.0, True),  # the death seen at the sampler's next tick
+        (None, 1, 35.0, False),  # an OOM kill whose time was not seen: credited with nothing
+        (None, 1, None, False),
+    ],
+)
+def test_one_rule_says_what_a_trial_lived_through(
+    died: float | None, oom: int, at: float | None, lived: bool
+) -> None:
+    assert lived_through(died, oom, at) is lived
+
+
+def test_an_oom_kill_without_a_time_keeps_the_setting_out_of_every_phase() -> None:
+    d = _record("d", [(0.001, 50)] * 4)
+    d.oom_kills = 1
+    o = phase_oracle({"a": [_record("a", A)], "b": [_record("b", B)], "d": [d]}, CUTS, PRICES)
+    assert o is not None and "d" not in [p.key for p in o.phases]

@@ -12,8 +12,9 @@ import pytest
 import bench.quality.__main__ as cli
 from bench.common import RESULTS_DIR
 from bench.quality.provenance import Provenance
-from bench.quality.rejudge import RejudgeError, fill_guard_trails, load_records, run_header
+from bench.quality.rejudge import RejudgeError, fill_guard_trails, load_records, run_header, with_notes
 
+# A run from before the JSON kept the guard's trail, copied under the name the run wrote.
 STEADY = RESULTS_DIR / "quality_steady"
 
 
@@ -24,7 +25,7 @@ def _section(text: str, title: str) -> str:
 @pytest.fixture
 def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for ext in (".json", ".md"):
-        shutil.copy(STEADY.with_suffix(ext), tmp_path)
+        shutil.copy(STEADY.with_suffix(ext), tmp_path / f"quality_steady{ext}")
     monkeypatch.setattr(cli, "provenance", lambda root: Provenance("abc123", ()))
     return tmp_path
 
@@ -49,9 +50,7 @@ def test_the_guard_trail_of_an_older_run_comes_from_its_status_logs(run_dir: Pat
     doc = {
         "time": 1_800_000_000.0,
         "status": {
-            "history": [
-                {"time": "2027-01-15T08:00:18Z", "verdict": "Canary", "fromGOGC": 100, "toGOGC": 150}
-            ]
+            "history": [{"time": "2027-01-15T08:00:18Z", "verdict": "Canary", "fromGOGC": 100, "toGOGC": 150}]
         },
     }
     (logs / "steady-cost-0.status.jsonl").write_text(json.dumps(doc) + "\n")
@@ -99,3 +98,19 @@ def test_bad_use_exits_2_with_the_reason(
     monkeypatch.setattr(cli, "provenance", lambda root: Provenance("abc123", ("bench/x.py",)))
     assert cli.main(["--scenario", "steady", "--rejudge", "--out", str(run_dir)]) == 2
     assert "refusing to judge from a tree that differs" in capsys.readouterr().err
+
+
+def test_notes_the_new_judge_makes_join_the_runs_own_once() -> None:
+    header = ["# report", "", "- setup", "", "- GOGC=800 OOM-killed", "- judged again by x", ""]
+    got = with_notes(header, ["GOGC=800 OOM-killed", "GOGC=400 left off the front"])
+    assert got == [
+        "# report",
+        "",
+        "- setup",
+        "",
+        "- GOGC=800 OOM-killed",
+        "- GOGC=400 left off the front",
+        "- judged again by x",
+        "",
+    ]
+    assert with_notes(got, ["GOGC=400 left off the front"]) == got
