@@ -7,7 +7,8 @@ has five windows to be judged against (AwaitingBaseline), is judged and decided;
 from 200 to 2000 QPS, Formula lowers GOGC, and that second change is judged with its GC CPU baseline
 scaled by the allocation rate, so the load step itself is not blamed on it. Before the guard waited
 for a baseline, the first trial of a young process could never reach a verdict and held every later
-change.
+change. Every window keeps the setting the process reported through it, so a baseline never reaches
+back past a change of the values it stands for.
 """
 
 from __future__ import annotations
@@ -80,3 +81,19 @@ async def test_one_process_is_judged_against_its_own_past_and_tuned_again() -> N
             # Load steps on a loaded machine are noisy: a rollback is allowed only as a verdict on a
             # named signal with its p-value, and never on GC CPU that only followed the load.
             assert rb["reason"] in ("gcCPU", "pauseP99") and (rb.get("pValue") or 1.0) < 0.05, rb
+        _windows_carry_the_setting(loop)
+
+
+def _windows_carry_the_setting(loop: LocalLoop) -> None:
+    """Each window holds the setting the process reported through it: GOGC 100 from the start, and
+    None for a window a change fell in, after which the baseline of a before/after trial starts."""
+    points = list(loop.state.safety.log.points)
+    settings = [p.setting for p in points]
+    assert settings[0] is not None and settings[0][0] == 100, settings[:3]
+    straddled = [i for i in range(1, len(points) - 1) if settings[i] is None and settings[i + 1] is not None]
+    assert straddled, settings
+    i = straddled[0]
+    before, after = settings[i - 1], settings[i + 1]
+    assert before is not None and after is not None and before != after, (before, after)
+    pod = points[i].pod
+    assert loop.state.safety.log.settled_since(pods={pod}, until=points[i + 1].t, floor=0.0) == points[i].t

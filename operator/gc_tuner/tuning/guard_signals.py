@@ -20,6 +20,12 @@ Signals per window (names are the guard's rule names):
   before/after trial scales its GC CPU baseline by it (tuning/trial_judgement.py), since GC CPU follows the
   allocation rate whatever GOGC is (go-gc-facts.md, section 8).
 
+A window also keeps the setting in force through it (`WindowPoint.setting`: GOGC and GOMEMLIMIT as
+the process reports them at both of its edges; None when they differ, so the values changed inside
+it). A before/after trial's baseline reaches back only as far as the pods ran the values the change
+replaces (`SignalLog.settled_since`): windows run under other values (before a leak hold, a rollback
+or an unguarded change) say nothing about them.
+
 A counter that went down (a restarted process) starts a new series: no window spans it.
 """
 
@@ -40,6 +46,7 @@ __all__ = [
     "LATENCY",
     "MEMORY",
     "PAUSE",
+    "Setting",
     "SignalLog",
     "WindowPoint",
     "bucket_quantile",
@@ -47,6 +54,7 @@ __all__ = [
     "limit_bytes",
     "new_pauses",
     "thin",
+    "window_setting",
     "window_values",
 ]
 
@@ -61,6 +69,9 @@ MAX_PAUSES = 8  # per window: more are thinned evenly over their sorted values, 
 # bound keeps a policy's MAX_POINTS windows within a few MB whatever a pod reports
 
 
+Setting = tuple[int | None, int | None]  # (GOGC, GOMEMLIMIT bytes) as reported; None: off/none/unknown
+
+
 @dataclass(frozen=True, slots=True)
 class WindowPoint:
     start: float  # the window's first edge
@@ -68,6 +79,13 @@ class WindowPoint:
     pod: str
     values: Mapping[str, float]
     pauses: tuple[float, ...] = ()  # the window's stop-the-world pauses, seconds (at most MAX_PAUSES)
+    setting: Setting | None = (None, None)  # in force through the window; None: changed inside it
+
+
+def window_setting(edge: RuntimeSample, cur: RuntimeSample) -> Setting | None:
+    """The setting in force through the window (edge, cur]: the one both edges report, else None."""
+    a, b = (edge.gogc, edge.memory_limit_bytes), (cur.gogc, cur.memory_limit_bytes)
+    return b if a == b else None
 
 
 def is_edge(edge: RuntimeSample | None, cur: RuntimeSample) -> bool:
@@ -212,7 +230,8 @@ class SignalLog:
                 if not pauses and edge.pause_buckets is not None and s.pause_buckets is not None:
                     pauses = list(new_pauses(edge.pause_buckets, s.pause_buckets))
                 if values:
-                    self.points.append(WindowPoint(edge.t, s.t, r.pod.name, values, thin(pauses)))
+                    setting = window_setting(edge, s)
+                    self.points.append(WindowPoint(edge.t, s.t, r.pod.name, values, thin(pauses), setting))
             self.edges[r.pod.name] = s
         while self.points and self.points[0].t < now - self.keep_s:
             self.points.popleft()
@@ -245,6 +264,20 @@ class SignalLog:
             for k, v in p.values.items():
                 out.setdefault(k, []).append(v)
         return out
+
+    def settled_since(self, *, pods: set[str], until: float, floor: float) -> float:
+        """The earliest time, `floor` or later, from which each of `pods` ran one setting through
+        every window up to `until`: the end of the newest window (from `floor` on) that ran another
+        setting than the pod's latest one, or straddled a change."""
+        since = floor
+        latest: dict[str, Setting | None] = {}
+        for p in reversed(self.points):
+            if p.pod not in pods or p.t > until or p.start < floor:
+                continue
+            want = latest.setdefault(p.pod, p.setting)
+            if p.setting is None or p.setting != want:
+                since = max(since, p.t)
+        return since
 
     def _inside(
         self, since: float, until: float, pods: set[str] | None, exclude: set[str] | None

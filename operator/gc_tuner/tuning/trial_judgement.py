@@ -2,7 +2,9 @@
 the change is expected to do to them (tuning/safety.py decides what follows from the verdict).
 
 - A canary's windows against the untouched pods' over the same time; a before/after trial's against
-  the same pods' windows over one evaluation before the change.
+  the same pods' windows over one evaluation before the change, from the last change of the values
+  in force on, if that is later (`SignalLog.settled_since`): a baseline run partly at another GOGC
+  (before a leak hold or a rollback) would expect the wrong GC CPU of the values the change replaces.
 - GC CPU: the baseline is scaled by old/new GOGC (GC CPU ∝ 1/GOGC while the memory limit does not
   bind) and, before/after, by the allocation rate after over before (GC CPU ∝ the allocation rate):
   only a rise beyond what the change and the load explain counts (go-gc-facts.md, section 8).
@@ -81,20 +83,30 @@ def load_ratio(changed: Mapping[str, Sequence[float]], baseline: Mapping[str, Se
 
 def short_baseline(spec: GCPolicySpec, log: SignalLog, pods: set[str], now: float) -> str | None:
     """Why a before/after trial started now could not be judged yet: a guarded signal the pods have
-    windows of, with fewer than MIN_WINDOWS of them inside the baseline span (a young pod). Started
-    anyway, it would wait out twice the evaluation and roll back for want of a verdict (NoVerdict),
-    then back off for an hour. None: enough windows, or the log spans the baseline already (a signal
-    that is still short then is too sparse to wait for)."""
+    windows of, with fewer than MIN_WINDOWS of them inside the baseline span (a young pod), or since
+    the values in force last changed (a leak hold, a rollback). Started anyway, it would wait out
+    twice the evaluation and roll back for want of a verdict (NoVerdict), then back off for an hour.
+    None: enough windows, or the log spans the baseline already and the values held through it (a
+    signal that is still short then is too sparse to wait for)."""
     span = evaluation_s(spec)
-    if any(p.start <= now - span for p in log.points if p.pod in pods):
+    since = log.settled_since(pods=pods, until=now, floor=now - span)
+    if since <= now - span and any(p.start <= now - span for p in log.points if p.pod in pods):
         return None
-    seen = log.collect(since=now - span, until=now, pods=pods)
+    seen = log.collect(since=since, until=now, pods=pods)
+    # Since a change of the values in force, every signal the pods had in the span counts, even
+    # one with no window yet: the wait ends at the latest one span after the change.
+    had = log.collect(since=now - span, until=now, pods=pods) if since > now - span else seen
     counts = [
-        f"{r.name} {len(seen[r.name])}"
+        f"{r.name} {len(seen.get(r.name, ()))}"
         for r in guard_rules(spec)
-        if r.max_increase_percent is not None and 0 < len(seen.get(r.name, ())) < MIN_WINDOWS
+        if r.max_increase_percent is not None
+        and had.get(r.name)
+        and len(seen.get(r.name, ())) < MIN_WINDOWS
     ]
-    return ", ".join(counts) or None
+    if not counts:
+        return None
+    changed = f"since the values in force changed {now - since:.0f}s ago, " if since > now - span else ""
+    return changed + ", ".join(counts)
 
 
 def judge_trial(
@@ -105,7 +117,8 @@ def judge_trial(
     changed = log.collect(since=t.started_at, until=now, pods=canary)
     pauses = log.collect_pauses(since=t.started_at, until=now, pods=canary)
     if t.before_after:
-        since = t.started_at - evaluation_s(spec)
+        floor = t.started_at - evaluation_s(spec)
+        since = log.settled_since(pods=canary, until=t.started_at, floor=floor)
         baseline = log.collect(since=since, until=t.started_at, pods=canary)
         before = log.collect_pauses(since=since, until=t.started_at, pods=canary)
     else:
