@@ -1,12 +1,12 @@
-"""The guard's pause signal from the agent's pause histogram (tuning/guard_signals.py): the longest
-pause between two reads is the highest bucket whose count grew."""
+"""The guard's pause signal from the agent's pause histogram (tuning/guard_signals.py): the pauses
+between two reads are the buckets whose counts grew, the longest the highest of them."""
 
 from __future__ import annotations
 
 import pytest
 
 from gc_tuner.model.sample import RuntimeSample
-from gc_tuner.tuning.guard_signals import PAUSE, longest_new_pause, window_values
+from gc_tuner.tuning.guard_signals import PAUSE, window_pauses, window_values
 
 B = ((0.0001, 5.0), (0.0005, 2.0), (0.002, 1.0))
 
@@ -22,8 +22,12 @@ B = ((0.0001, 5.0), (0.0005, 2.0), (0.002, 1.0))
         (((0.0001, 4.0), (0.0005, 3.0), (0.002, 1.0)), None),  # a count went down: another process
     ],
 )
-def test_longest_new_pause(after: tuple[tuple[float, float], ...], want: float | None) -> None:
-    assert longest_new_pause(B, after) == want
+def test_the_longest_new_pause(after: tuple[tuple[float, float], ...], want: float | None) -> None:
+    edge = RuntimeSample(t=0.0, source="agent", pause_buckets=B)
+    cur = RuntimeSample(t=2.0, source="agent", pause_buckets=after)
+    pauses = window_pauses(edge, cur, ())
+    assert (max(pauses) if pauses else None) == want
+    assert window_pauses(edge, cur, (0.0003,)) == (0.0003,)  # pauses read exactly win
 
 
 def test_the_window_takes_its_pause_from_the_buckets_when_no_pause_list_is_read() -> None:

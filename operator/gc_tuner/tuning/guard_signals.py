@@ -54,6 +54,7 @@ __all__ = [
     "limit_bytes",
     "new_pauses",
     "thin",
+    "window_pauses",
     "window_setting",
     "window_values",
 ]
@@ -101,9 +102,14 @@ def _restarted(edge: RuntimeSample, cur: RuntimeSample) -> bool:
 
 
 def window_values(
-    edge: RuntimeSample, cur: RuntimeSample, *, limit_bytes: int | None, pauses_s: Sequence[float] = ()
+    edge: RuntimeSample,
+    cur: RuntimeSample,
+    *,
+    limit_bytes: int | None,
+    pauses_s: Sequence[float] | None = None,
 ) -> dict[str, float]:
-    """The signals of the window (edge, cur]; a signal the sources cannot give is left out."""
+    """The signals of the window (edge, cur]; a signal the sources cannot give is left out.
+    `pauses_s`: the window's pauses (`window_pauses`); None: derived here from the edges."""
     out: dict[str, float] = {}
     if (
         edge.gc_cpu_seconds is not None
@@ -115,12 +121,9 @@ def window_values(
         d_gc = cur.gc_cpu_seconds - edge.gc_cpu_seconds
         if d_total > 0 and d_gc >= 0:
             out[GC_CPU] = min(1.0, d_gc / d_total)
-    if pauses_s:
-        out[PAUSE] = max(pauses_s)
-    elif edge.pause_buckets is not None and cur.pause_buckets is not None:
-        longest = longest_new_pause(edge.pause_buckets, cur.pause_buckets)
-        if longest is not None:
-            out[PAUSE] = longest
+    pauses = window_pauses(edge, cur, ()) if pauses_s is None else pauses_s
+    if pauses:
+        out[PAUSE] = max(pauses)
     if edge.latency_buckets is not None and cur.latency_buckets is not None:
         p99 = bucket_quantile(0.99, edge.latency_buckets, cur.latency_buckets)
         if p99 is not None:
@@ -147,16 +150,14 @@ def limit_bytes(pod: PodTarget) -> int | None:
 MIN_REQUESTS = 20  # a window with fewer requests has no p99 worth the name
 
 
-def longest_new_pause(
-    before: Sequence[tuple[float, float]], after: Sequence[tuple[float, float]]
-) -> float | None:
-    """The longest pause between two reads of a pause histogram's non-empty buckets: the highest
-    bound whose count grew (None: no pause between them, or a count that went down)."""
-    seen = dict(before)
-    grew = [b for b, c in after if c > seen.get(b, 0.0)]
-    if any(c < seen.get(b, 0.0) for b, c in after):
-        return None
-    return max(grew) if grew else None
+def window_pauses(edge: RuntimeSample, cur: RuntimeSample, read: Sequence[float]) -> tuple[float, ...]:
+    """The window's pauses: those read exactly (gctrace, expvar), else the new ones in the agent's
+    pause histogram, each at its bucket's bound (the buckets walked once per window)."""
+    if read:
+        return tuple(read)
+    if edge.pause_buckets is not None and cur.pause_buckets is not None:
+        return new_pauses(edge.pause_buckets, cur.pause_buckets)
+    return ()
 
 
 def new_pauses(
@@ -225,10 +226,9 @@ class SignalLog:
             if not is_edge(edge, s):
                 continue
             if edge is not None:
-                pauses = [c.stw_ms / 1000.0 for c in r.cycles] + list(s.new_pauses_s)
+                read = [c.stw_ms / 1000.0 for c in r.cycles] + list(s.new_pauses_s)
+                pauses = window_pauses(edge, s, read)
                 values = window_values(edge, s, limit_bytes=limit_bytes(r.pod), pauses_s=pauses)
-                if not pauses and edge.pause_buckets is not None and s.pause_buckets is not None:
-                    pauses = list(new_pauses(edge.pause_buckets, s.pause_buckets))
                 if values:
                     setting = window_setting(edge, s)
                     self.points.append(WindowPoint(edge.t, s.t, r.pod.name, values, thin(pauses), setting))
