@@ -3,8 +3,8 @@ after the run: `python -m bench.quality --scenario NAME --rejudge`.
 
 The readings are the run's own (`quality_<scenario>.json`, every trial's raw record); nothing is
 measured again. The report keeps the run's header verbatim (its commit, machine, load and setup),
-adds the notes the new judge makes that the header lacks, and says, under it, which code judged it. The run's first report stays in the history of the commit
-that added it.
+adds the notes the new judge makes that the header lacks, and says, under it, which code judged
+it. The run's first report stays in the history of the commit that added it.
 """
 
 from __future__ import annotations
