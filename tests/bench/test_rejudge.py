@@ -15,7 +15,7 @@ from bench.quality.provenance import Provenance
 from bench.quality.rejudge import RejudgeError, fill_guard_trails, load_records, run_header, with_notes
 
 # A run from before the JSON kept the guard's trail, copied under the name the run wrote.
-STEADY = RESULTS_DIR / "quality_steady"
+STEADY = RESULTS_DIR / "quality_steady_f38eed8"
 
 
 def _section(text: str, title: str) -> str:
