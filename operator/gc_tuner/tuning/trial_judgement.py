@@ -25,6 +25,7 @@ from gc_tuner.tuning.guard_signals import ALLOC_RATE, GC_CPU, LATENCY, MEMORY, P
 
 __all__ = [
     "MIN_WINDOWS",
+    "baseline_since",
     "evaluation_s",
     "guard_rules",
     "judge_trial",
@@ -81,6 +82,13 @@ def load_ratio(changed: Mapping[str, Sequence[float]], baseline: Mapping[str, Se
     return statistics.median(after) / b if b > 0 else 1.0
 
 
+def baseline_since(spec: GCPolicySpec, log: SignalLog, pods: set[str], at: float) -> float:
+    """Where the baseline of a before/after trial starting at `at` begins: one evaluation before
+    it, or the last change of the values in force on `pods`, whichever is later. One rule for the
+    trial's judgement and for its wait (`short_baseline`)."""
+    return log.settled_since(pods=pods, until=at, floor=at - evaluation_s(spec))
+
+
 def short_baseline(spec: GCPolicySpec, log: SignalLog, pods: set[str], now: float) -> str | None:
     """Why a before/after trial started now could not be judged yet: a guarded signal the pods have
     windows of, with fewer than MIN_WINDOWS of them inside the baseline span (a young pod), or since
@@ -88,24 +96,23 @@ def short_baseline(spec: GCPolicySpec, log: SignalLog, pods: set[str], now: floa
     twice the evaluation and roll back for want of a verdict (NoVerdict), then back off for an hour.
     None: enough windows, or the log spans the baseline already and the values held through it (a
     signal that is still short then is too sparse to wait for)."""
-    span = evaluation_s(spec)
-    since = log.settled_since(pods=pods, until=now, floor=now - span)
-    if since <= now - span and any(p.start <= now - span for p in log.points if p.pod in pods):
+    floor = now - evaluation_s(spec)
+    since = baseline_since(spec, log, pods, now)
+    moved = since > floor  # the values in force changed inside the span
+    if not moved and any(p.start <= floor for p in log.points if p.pod in pods):
         return None
     seen = log.collect(since=since, until=now, pods=pods)
     # Since a change of the values in force, every signal the pods had in the span counts, even
     # one with no window yet: the wait ends at the latest one span after the change.
-    had = log.collect(since=now - span, until=now, pods=pods) if since > now - span else seen
+    had = log.collect(since=floor, until=now, pods=pods) if moved else seen
     counts = [
         f"{r.name} {len(seen.get(r.name, ()))}"
         for r in guard_rules(spec)
-        if r.max_increase_percent is not None
-        and had.get(r.name)
-        and len(seen.get(r.name, ())) < MIN_WINDOWS
+        if r.max_increase_percent is not None and had.get(r.name) and len(seen.get(r.name, ())) < MIN_WINDOWS
     ]
     if not counts:
         return None
-    changed = f"since the values in force changed {now - since:.0f}s ago, " if since > now - span else ""
+    changed = f"since the values in force changed {now - since:.0f}s ago, " if moved else ""
     return changed + ", ".join(counts)
 
 
@@ -117,8 +124,7 @@ def judge_trial(
     changed = log.collect(since=t.started_at, until=now, pods=canary)
     pauses = log.collect_pauses(since=t.started_at, until=now, pods=canary)
     if t.before_after:
-        floor = t.started_at - evaluation_s(spec)
-        since = log.settled_since(pods=canary, until=t.started_at, floor=floor)
+        since = baseline_since(spec, log, canary, t.started_at)
         baseline = log.collect(since=since, until=t.started_at, pods=canary)
         before = log.collect_pauses(since=since, until=t.started_at, pods=canary)
     else:
