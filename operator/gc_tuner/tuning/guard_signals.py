@@ -19,6 +19,12 @@ Signals per window (names are the guard's rule names):
 - allocBytesPerSecond: not guarded. The load the window carried, as the runtime's allocation rate: a
   before/after trial scales its GC CPU baseline by it (tuning/trial_judgement.py), since GC CPU follows the
   allocation rate whatever GOGC is (go-gc-facts.md, section 8).
+- markCostSecondsPerByte: not guarded. The GC CPU seconds one cycle spent per byte of the live heap
+  (plus stacks and globals, as the runtime reports them), the cost model's `c`: GC CPU/s ≈ cycles/s ×
+  c·(L+S+G). GOGC and GOMEMLIMIT set how often the GC runs, not what a cycle costs per live byte;
+  the application does, and it drifts: a cache built contiguous at start and churned since costs more
+  to mark as its entries scatter (the reference workload's doubles over its first minute). A
+  before/after trial scales its GC CPU baseline by it as by the allocation rate.
 
 A window also keeps the setting in force through it (`WindowPoint.setting`: GOGC and GOMEMLIMIT as
 the process reports them at both of its edges; None when they differ, so the values changed inside
@@ -44,6 +50,7 @@ __all__ = [
     "ALLOC_RATE",
     "GC_CPU",
     "LATENCY",
+    "MARK_COST",
     "MEMORY",
     "PAUSE",
     "Setting",
@@ -52,6 +59,7 @@ __all__ = [
     "bucket_quantile",
     "is_edge",
     "limit_bytes",
+    "mark_cost",
     "new_pauses",
     "thin",
     "window_pauses",
@@ -64,6 +72,7 @@ PAUSE = "pauseP99"
 MEMORY = "memoryPercentOfLimit"
 LATENCY = "latencyP99"
 ALLOC_RATE = "allocBytesPerSecond"
+MARK_COST = "markCostSecondsPerByte"
 
 MAX_POINTS = 50_000  # per policy: 2,000 pods × 25 windows; a bound, not a target
 MAX_PAUSES = 8  # per window: more are thinned evenly over their sorted values, the longest kept; the
@@ -128,6 +137,9 @@ def window_values(
         p99 = bucket_quantile(0.99, edge.latency_buckets, cur.latency_buckets)
         if p99 is not None:
             out[LATENCY] = p99
+    cost = mark_cost(edge, cur)
+    if cost is not None:
+        out[MARK_COST] = cost
     a0, a1 = edge.heap_allocs_bytes_total, cur.heap_allocs_bytes_total
     if a0 is not None and a1 is not None and cur.t > edge.t:
         allocated = a1 - a0
@@ -137,6 +149,25 @@ def window_values(
     if used is not None and limit_bytes:
         out[MEMORY] = 100.0 * used / limit_bytes
     return out
+
+
+def mark_cost(edge: RuntimeSample, cur: RuntimeSample) -> float | None:
+    """GC CPU seconds per cycle per byte of live heap, stacks and globals over the window (edge, cur]:
+    None without the cycles, the GC CPU or the live heap on both edges, or without a cycle in it."""
+    if edge.gc_cycles is None or cur.gc_cycles is None or cur.gc_cycles <= edge.gc_cycles:
+        return None
+    if edge.gc_cpu_seconds is None or cur.gc_cpu_seconds is None or not cur.live_heap_bytes:
+        return None
+    d_gc = cur.gc_cpu_seconds - edge.gc_cpu_seconds
+    if d_gc < 0:
+        return None
+    # The cycles of the window marked the live heap of their time; the edges' mean stands for it.
+    live = [
+        s.live_heap_bytes + (s.stacks_bytes or 0) + (s.globals_bytes or 0)
+        for s in (edge, cur)
+        if s.live_heap_bytes
+    ]
+    return d_gc / (cur.gc_cycles - edge.gc_cycles) / (sum(live) / len(live))
 
 
 def limit_bytes(pod: PodTarget) -> int | None:

@@ -6,8 +6,12 @@ the change is expected to do to them (tuning/safety.py decides what follows from
   in force on, if that is later (`SignalLog.settled_since`): a baseline run partly at another GOGC
   (before a leak hold or a rollback) would expect the wrong GC CPU of the values the change replaces.
 - GC CPU: the baseline is scaled by old/new GOGC (GC CPU ∝ 1/GOGC while the memory limit does not
-  bind) and, before/after, by the allocation rate after over before (GC CPU ∝ the allocation rate):
-  only a rise beyond what the change and the load explain counts (go-gc-facts.md, section 8).
+  bind) and, before/after, by the allocation rate after over before (GC CPU ∝ the allocation rate)
+  and by the cost of a cycle per live byte after over before (GC CPU ∝ that cost, which the
+  application sets and GOGC does not): only a rise beyond what the change, the load and the
+  application's own drift explain counts (go-gc-facts.md, section 8). What a change can do wrong,
+  such as a memory limit that makes the GC run back to back, it does through the number of cycles,
+  and that is what is left to judge. A canary and the others share load and drift, and need neither.
 - Pauses are pooled over the windows (logic/verdict.py says why).
 - Memory is not judged in a before/after trial of a change that can only lower it.
 """
@@ -21,7 +25,7 @@ from gc_tuner.logic.memlimit import GoMemLimitError, parse_gomemlimit
 from gc_tuner.logic.verdict import ALPHA, GuardVerdict, SignalRule, judge
 from gc_tuner.model.policy import GCPolicySpec
 from gc_tuner.tuning.guard_records import Trial
-from gc_tuner.tuning.guard_signals import ALLOC_RATE, GC_CPU, LATENCY, MEMORY, PAUSE, SignalLog
+from gc_tuner.tuning.guard_signals import ALLOC_RATE, GC_CPU, LATENCY, MARK_COST, MEMORY, PAUSE, SignalLog
 
 __all__ = [
     "MIN_WINDOWS",
@@ -31,6 +35,7 @@ __all__ = [
     "judge_trial",
     "load_ratio",
     "lowers_memory_only",
+    "median_ratio",
     "short_baseline",
 ]
 
@@ -75,7 +80,15 @@ def evaluation_s(spec: GCPolicySpec) -> float:
 def load_ratio(changed: Mapping[str, Sequence[float]], baseline: Mapping[str, Sequence[float]]) -> float:
     """The allocation rate after the change over the one before (medians of the windows'); 1 when
     either side has no figure."""
-    after, before = changed.get(ALLOC_RATE, ()), baseline.get(ALLOC_RATE, ())
+    return median_ratio(changed, baseline, ALLOC_RATE)
+
+
+def median_ratio(
+    changed: Mapping[str, Sequence[float]], baseline: Mapping[str, Sequence[float]], signal: str
+) -> float:
+    """`signal`'s median over the windows after the change over its median before; 1 when either
+    side has no figure."""
+    after, before = changed.get(signal, ()), baseline.get(signal, ())
     if not after or not before:
         return 1.0
     b = statistics.median(before)
@@ -135,9 +148,10 @@ def judge_trial(
         # GC CPU ∝ 1/GOGC while the memory limit does not bind: the rise the change is meant to cause.
         expected[GC_CPU] = t.was_gogc / t.candidate.gogc
     if t.before_after:
-        # GC CPU ∝ the allocation rate too: a load that rose since "before" is not the change's doing.
-        # (A canary and the others share the load, and need no such correction.)
-        expected[GC_CPU] = expected.get(GC_CPU, 1.0) * load_ratio(changed, baseline)
+        # GC CPU ∝ the allocation rate and the cost of a cycle per live byte too: a load that rose
+        # since "before", or marking that got dearer as the application aged, is not the change's doing.
+        drift = load_ratio(changed, baseline) * median_ratio(changed, baseline, MARK_COST)
+        expected[GC_CPU] = expected.get(GC_CPU, 1.0) * drift
     rules = guard_rules(spec)
     if t.before_after and t.memory_safe:
         rules = [r for r in rules if r.name != MEMORY]
