@@ -14,6 +14,7 @@ from gc_tuner.model.sample import RuntimeSample
 from gc_tuner.tuning.guard_records import SafetyState
 from gc_tuner.tuning.guard_signals import GC_CPU, MARK_COST, WindowPoint, mark_cost, window_values
 from gc_tuner.tuning.safety import safety_step
+from gc_tuner.tuning.trial_judgement import median_ratio
 from tests.tuning.test_safety import GOOD, T0, apply, fresh, pods, spec
 
 MIB = 1 << 20
@@ -77,3 +78,16 @@ def test_the_window_carries_the_cost_of_a_cycle_per_live_byte() -> None:
     assert mark_cost(edge, sample(12.0, 4, 1.0, 98 * MIB)) is None  # no cycle in the window
     assert mark_cost(edge, sample(12.0, 6, 0.5, 98 * MIB)) is None  # a counter that went down
     assert mark_cost(edge, RuntimeSample(t=12.0, source="agent", gc_cycles=6)) is None
+    # A live heap estimated from the heap goal and GOGC would move with the value judged.
+    estimated = RuntimeSample(
+        t=12.0, source="expvar", gc_cycles=6, gc_cpu_seconds=1.02, live_heap_bytes=98 * MIB,
+        live_heap_estimated=True,
+    )  # fmt: skip
+    assert mark_cost(edge, estimated) is None
+    assert mark_cost(edge, sample(12.0, 6, math.inf, 98 * MIB)) is None
+
+
+def test_a_ratio_of_no_finite_figures_is_one() -> None:
+    assert median_ratio({MARK_COST: [2.0, math.nan]}, {MARK_COST: [1.0]}, MARK_COST) == 2.0
+    assert median_ratio({MARK_COST: [math.inf]}, {MARK_COST: [1.0]}, MARK_COST) == 1.0
+    assert median_ratio({MARK_COST: [2.0]}, {}, MARK_COST) == 1.0

@@ -153,13 +153,17 @@ def window_values(
 
 def mark_cost(edge: RuntimeSample, cur: RuntimeSample) -> float | None:
     """GC CPU seconds per cycle per byte of live heap, stacks and globals over the window (edge, cur]:
-    None without the cycles, the GC CPU or the live heap on both edges, or without a cycle in it."""
+    None without the cycles, the GC CPU or a measured live heap, or without a cycle in it. A live
+    heap estimated from the heap goal and GOGC (expvar) is left out: across a change of GOGC it
+    would move with the value judged, not with the application."""
     if edge.gc_cycles is None or cur.gc_cycles is None or cur.gc_cycles <= edge.gc_cycles:
         return None
     if edge.gc_cpu_seconds is None or cur.gc_cpu_seconds is None or not cur.live_heap_bytes:
         return None
+    if edge.live_heap_estimated or cur.live_heap_estimated:
+        return None
     d_gc = cur.gc_cpu_seconds - edge.gc_cpu_seconds
-    if d_gc < 0:
+    if not (d_gc >= 0 and math.isfinite(d_gc)):
         return None
     # The cycles of the window marked the live heap of their time; the edges' mean stands for it.
     live = [

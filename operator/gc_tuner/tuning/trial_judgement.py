@@ -18,6 +18,7 @@ the change is expected to do to them (tuning/safety.py decides what follows from
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 
@@ -87,8 +88,9 @@ def median_ratio(
     changed: Mapping[str, Sequence[float]], baseline: Mapping[str, Sequence[float]], signal: str
 ) -> float:
     """`signal`'s median over the windows after the change over its median before; 1 when either
-    side has no figure."""
-    after, before = changed.get(signal, ()), baseline.get(signal, ())
+    side has no finite figure."""
+    after = [x for x in changed.get(signal, ()) if math.isfinite(x)]
+    before = [x for x in baseline.get(signal, ()) if math.isfinite(x)]
     if not after or not before:
         return 1.0
     b = statistics.median(before)
