@@ -6,7 +6,7 @@ process (GOMAXPROCS × the window, as the guard divides by /cpu/classes/total; i
 excluded, as the guard counts it) and c, the GC CPU seconds per cycle per live MiB. A
 pretend change at t0 is judged on the windows before and after it by three rules, each "worse" when
 the rise is significant (one-sided, p < alpha) and above +25 % and 0.005 (the guard's defaults):
-- plain: Mann-Whitney on GC CPU, the guard's rule before it scaled by c;
+- plain: the guard's GC CPU rule (logic/verdict.py `judge_shift`), as it was before it scaled by c;
 - scaled: the same with the baseline scaled by c after over c before (tuning/trial_judgement.py);
 - trend: a segmented regression, GC CPU ~ level + slope·t + step·after, the step's t-test: the usual
   answer to a trend in a before/after comparison, for comparison.
@@ -29,15 +29,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import mannwhitneyu
 from scipy.stats import t as student_t
+
+from gc_tuner.logic.verdict import ALPHA, judge_shift
+from gc_tuner.model.policy import parse_policy
+from gc_tuner.tuning.guard_signals import GC_CPU, MARK_COST
+from gc_tuner.tuning.trial_judgement import guard_rules, median_ratio
 
 __all__ = ["RULES", "Windows", "judge", "replay", "windows"]
 
 RULES = ("plain", "scaled", "trend")
-ALPHA = 0.05
-MIN_INCREASE_PERCENT = 25.0
-ABS_FLOOR = 0.005
+# The guard's own GC CPU rule at the policy's defaults.
+_DEFAULTS = {
+    "targetRef": {"name": "replay"},
+    "sampling": {"sources": {"agent": {"port": 8080}}},
+    "qps": {"agent": {}},
+}
+GC_RULE = next(r for r in guard_rules(parse_policy(_DEFAULTS)) if r.name == GC_CPU)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,18 +72,12 @@ def windows(trial: Mapping[str, Any], seconds: int, procs: int) -> Windows:
     return Windows(gc / procs, cost)
 
 
-def _worse(p: float, after: float, before: float) -> bool:
+def _shift(after: np.ndarray, before: np.ndarray, expected: float) -> bool:
+    """The guard's test of a rise beyond `expected` times the baseline (logic/verdict.py)."""
     return (
-        p < ALPHA
-        and before > 0
-        and (after - before) / before * 100 > MIN_INCREASE_PERCENT
-        and (after - before > ABS_FLOOR)
+        judge_shift(GC_RULE, after.tolist(), before.tolist(), alpha=ALPHA, expected_factor=expected).outcome
+        == "worse"
     )
-
-
-def _shift(after: np.ndarray, before: np.ndarray) -> bool:
-    p = float(mannwhitneyu(after, before, alternative="greater").pvalue)
-    return _worse(p, float(np.median(after)), float(np.median(before)))
 
 
 def _trend(t_before: np.ndarray, before: np.ndarray, t_after: np.ndarray, after: np.ndarray) -> bool:
@@ -88,19 +90,21 @@ def _trend(t_before: np.ndarray, before: np.ndarray, t_after: np.ndarray, after:
     cov = (resid @ resid / df) * np.linalg.inv(x.T @ x)
     p = float(student_t.sf(beta[2] / math.sqrt(cov[2, 2]), df))
     level = float(beta[0] + beta[1] * t_after.mean())
-    return _worse(p, level + float(beta[2]), level)
+    step = float(beta[2])
+    # The guard's thresholds on the step: above +max_increase_percent of the level and the floor.
+    threshold = GC_RULE.max_increase_percent or 0.0
+    return p < ALPHA and level > 0 and step / level * 100 > threshold and step > GC_RULE.abs_floor
 
 
 def judge(w: Windows, t0: int, n_before: int, n_after: int, step: float) -> dict[str, bool]:
     """Each rule's verdict ("worse" True) on a pretend change at t0."""
     idx_b, idx_a = np.arange(t0 - n_before, t0), np.arange(t0, t0 + n_after)
     before, after = w.gc[idx_b], w.gc[idx_a] * step
-    cb, ca = w.cost[idx_b], w.cost[idx_a]
-    cb, ca = cb[np.isfinite(cb)], ca[np.isfinite(ca)]
-    drift = float(np.median(ca) / np.median(cb)) if len(ca) and len(cb) and np.median(cb) > 0 else 1.0
+    # The guard's scaling: c's median after over before, windows without a cycle left out.
+    drift = median_ratio({MARK_COST: w.cost[idx_a].tolist()}, {MARK_COST: w.cost[idx_b].tolist()}, MARK_COST)
     return {
-        "plain": _shift(after, before),
-        "scaled": _shift(after, before * drift),
+        "plain": _shift(after, before, 1.0),
+        "scaled": _shift(after, before, drift),
         "trend": _trend(idx_b.astype(float), before, idx_a.astype(float), after),
     }
 

@@ -11,7 +11,7 @@ back on gcCPU in 5 trials of 5.
 from __future__ import annotations
 
 import asyncio
-import statistics
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import pytest
 from gc_tuner.loop.standalone import LocalLoop, parse_target
 from gc_tuner.model.policy import parse_policy
 from gc_tuner.tuning.guard_signals import GC_CPU, MARK_COST, SignalLog
+from gc_tuner.tuning.trial_judgement import median_ratio
 from tests.integration.test_guard_one_process import one_process_policy
 from tests.integration.workload import Workload, workload_binary
 
@@ -69,12 +70,10 @@ async def test_marking_that_gets_dearer_is_not_blamed_on_the_change() -> None:
 
 
 def _ratios(log: SignalLog, at: float) -> tuple[float, float]:
-    """The medians after `at` over those in the 15 s before it: the cost of a cycle per live byte,
-    and GC CPU."""
-    out = []
+    """The medians after `at` over those in the 15 s before it (the guard's `median_ratio`): the
+    cost of a cycle per live byte, and GC CPU."""
+    before = log.collect(since=at - 15, until=at)
+    after = log.collect(since=at, until=math.inf)
     for name in (MARK_COST, GC_CPU):
-        before = [p.values[name] for p in log.points if at - 15 <= p.start and p.t <= at and name in p.values]
-        after = [p.values[name] for p in log.points if p.start >= at and name in p.values]
-        assert len(before) >= 3 and len(after) >= 3, (name, before, after)
-        out.append(statistics.median(after) / statistics.median(before))
-    return out[0], out[1]
+        assert len(before.get(name, ())) >= 3 and len(after.get(name, ())) >= 3, (name, before, after)
+    return median_ratio(after, before, MARK_COST), median_ratio(after, before, GC_CPU)
